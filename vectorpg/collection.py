@@ -1,0 +1,447 @@
+"""The store API: named collections of texts (or bare vectors) with JSON metadata.
+
+::
+
+    docs = db.collection("articles")                       # packaged all-MiniLM-L6-v2, cosine
+    docs.add(["first text", "second text"], metadata=[{"lang": "en"}, {"lang": "fr"}], ids=["a", "b"])
+    docs.search("a question", k=5, where={"lang": "en"})   # [Hit(id, content, metadata, distance)]
+
+Each collection is one partition of ``vectorpg.documents`` (LIST by collection) with a CHECK on its
+dimension, and a row in ``vectorpg.collections`` recording its dimension, metric and embedder.
+``add`` is add-or-replace by id; text whose content hash is unchanged is not embedded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from psycopg import sql
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from . import bulk, validation
+from .distance import MetricSpec, check_metric, distance
+from .embeddings import DEFAULT_MODEL, Embedder, check_texts, default_embedder
+from .errors import (
+    CollectionMismatchError,
+    CollectionNotFoundError,
+    InvalidArgumentError,
+    InvalidInputError,
+    InvalidVectorError,
+)
+from .filters import compile_filter
+from .models import SCHEMA, collections_table, documents_table, partition_name
+from .types import VECTOR, VectorType, column_type
+
+if TYPE_CHECKING:
+    from .connection import Database
+
+MAX_ID_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the document and its distance to the query (smaller is nearer)."""
+
+    id: str
+    content: str | None
+    metadata: dict[str, Any]
+    distance: float
+
+
+@dataclass(frozen=True)
+class Document:
+    """A stored document."""
+
+    id: str
+    content: str | None
+    metadata: dict[str, Any]
+    embedding: np.ndarray = field(repr=False)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+def content_hash(text: str) -> str:
+    """sha256 of the UTF-8 text, hex: the key that decides whether text must be embedded again."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_ids(ids: Sequence[object]) -> list[str]:
+    out = []
+    for row, value in enumerate(ids):
+        if not isinstance(value, str) or not value:
+            raise InvalidInputError(f"ids are non-empty strings, got {value!r}", row=row)
+        if len(value) > MAX_ID_LENGTH or "\x00" in value:
+            raise InvalidInputError(f"id longer than {MAX_ID_LENGTH} characters or with a NUL", row=row)
+        out.append(value)
+    bulk.check_unique_keys(out)
+    return out
+
+
+def _check_metadata(items: Sequence[object]) -> list[dict[str, Any]]:
+    out = []
+    for row, value in enumerate(items):
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise InvalidInputError(f"metadata is a dict, got {type(value).__name__}", row=row)
+        try:
+            encoded = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"metadata is not JSON (finite numbers, str keys): {exc}", row=row) from None
+        if "\\u0000" in encoded:
+            raise InvalidInputError("metadata contains a NUL character, which PostgreSQL cannot store", row=row)
+        out.append(json.loads(encoded))
+    return out
+
+
+class Collection:
+    """A named set of documents sharing a dimension, a metric and an embedder.
+
+    Get one from :meth:`vectorpg.Database.collection`; constructing it directly runs no SQL.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        name: str,
+        *,
+        dimension: int,
+        metric: str = "cosine",
+        embedder: Embedder | None = None,
+        embedder_name: str | None = None,
+    ) -> None:
+        self.db = db
+        self.name = validation.collection_name(name)
+        self.dimension = dimension
+        self.metric: MetricSpec = check_metric(metric, VectorType.VECTOR)
+        self.embedder = embedder
+        self.embedder_name = embedder_name if embedder_name is not None else (embedder.name if embedder else None)
+        self._vector_type = VECTOR(dimension)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Collection {self.name!r} dimension={self.dimension} metric={self.metric.metric.value} "
+            f"embedder={self.embedder_name}>"
+        )
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _scope(self) -> Any:
+        return documents_table.c.collection == self.name
+
+    def _where(self, where: Mapping[str, Any] | None) -> Any:
+        return compile_filter(where, documents_table.c.metadata)
+
+    def _embed(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        if self.embedder is None:
+            raise InvalidArgumentError(
+                f"collection {self.name!r} has no embedder{' (' + self.embedder_name + ')' if self.embedder_name else ''}:"
+                " pass vectors=..., or open it with db.collection(name, embedder=...)"
+            )
+        if progress is not None and _accepts_progress(self.embedder):
+            return self.embedder.embed(texts, progress=progress)  # type: ignore[call-arg]
+        out = self.embedder.embed(texts)
+        if progress is not None:
+            progress(len(texts))
+        return out
+
+    def _query_vector(self, query: Any) -> Any:
+        if isinstance(query, str):
+            query = self._embed(check_texts([query]))[0]
+        return validation.query_vector(
+            query, vector_type=VectorType.VECTOR, dimension=self.dimension, metric=self.metric
+        )
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        items: Sequence[Any] | None = None,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        vectors: Any = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Add (or replace, by id) documents; return their ids.
+
+        ``items`` are texts (embedded with the collection's embedder) or vectors. To store texts with
+        precomputed vectors pass both ``items`` (texts) and ``vectors``. ``ids`` default to new UUIDs.
+        A text whose id exists with the same content is not embedded again; if only its metadata
+        changed, only the metadata is written. The whole batch is validated before anything is
+        written, and written in one transaction. ``progress(n)`` is called as texts are embedded.
+        """
+        if items is None and vectors is None:
+            raise InvalidArgumentError("nothing to add: pass texts, vectors, or both")
+        texts: list[str] | None = None
+        if items is not None and len(items) and isinstance(items[0], str):
+            texts = check_texts(items)
+        elif items is not None and vectors is None:
+            vectors = items
+        count = len(texts) if texts is not None else len(vectors)
+        if vectors is not None and len(vectors) != count:
+            raise InvalidInputError(f"{count} texts but {len(vectors)} vectors")
+        id_list = _check_ids(ids) if ids is not None else [uuid.uuid4().hex for _ in range(count)]
+        if len(id_list) != count:
+            raise InvalidInputError(f"{count} documents but {len(id_list)} ids")
+        metas = _check_metadata(metadata if metadata is not None else [None] * count)
+        if len(metas) != count:
+            raise InvalidInputError(f"{count} documents but {len(metas)} metadata entries")
+        if count == 0:
+            return []
+        hashes = [content_hash(t) for t in texts] if texts is not None else [None] * count
+
+        # Which rows really change? Unchanged text keeps its embedding.
+        write = list(range(count))
+        metadata_only: list[int] = []
+        if texts is not None and vectors is None and ids is not None:
+            stored = self._stored_state(id_list)
+            write, metadata_only = [], []
+            for i in range(count):
+                old = stored.get(id_list[i])
+                if old is None or old[0] != hashes[i]:
+                    write.append(i)
+                elif old[1] != metas[i]:
+                    metadata_only.append(i)
+
+        if vectors is not None:
+            matrix = validation.dense_vectors(vectors, dimension=self.dimension, metric=self.metric)
+        elif write:
+            assert texts is not None
+            embedded = self._embed([texts[i] for i in write], progress)
+            try:
+                checked = validation.dense_vectors(embedded, dimension=self.dimension, metric=self.metric)
+            except InvalidVectorError as exc:  # the embedder produced a bad vector: name the input row
+                if exc.row is not None:
+                    exc.row = write[exc.row]
+                    exc.args = (f"the embedder returned a bad vector for row {exc.row}: {exc.args[0]}",)
+                raise
+            matrix = np.zeros((count, self.dimension), dtype=np.float32)
+            matrix[write] = checked
+        else:
+            matrix = np.zeros((0, self.dimension), dtype=np.float32)
+
+        columns = ["collection", "id", "content", "metadata", "embedding", "content_hash"]
+        rows = [
+            (self.name, id_list[i], texts[i] if texts is not None else None, metas[i], matrix[i], hashes[i])
+            for i in write
+        ]
+        with self.db.session_factory() as session, session.begin():
+            bulk.write_rows(
+                session,
+                documents_table,
+                columns,
+                rows,
+                on_conflict="update",
+                conflict_columns=["collection", "id"],
+                update_extra={"updated_at": func.now()},
+            )
+            if metadata_only:
+                session.execute(
+                    update(documents_table)
+                    .where(documents_table.c.collection == bindparam("c"), documents_table.c.id == bindparam("i"))
+                    .values(metadata=bindparam("m"), updated_at=func.now()),
+                    [{"c": self.name, "i": id_list[i], "m": metas[i]} for i in metadata_only],
+                )
+        return id_list
+
+    def _stored_state(self, ids: list[str]) -> dict[str, tuple[str | None, dict[str, Any]]]:
+        t = documents_table
+        stmt = select(t.c.id, t.c.content_hash, t.c.metadata).where(self._scope(), t.c.id.in_(ids))
+        with self.db.session_factory() as session:
+            return {row.id: (row.content_hash, row.metadata) for row in session.execute(stmt)}
+
+    def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None) -> int:
+        """Delete documents by id and/or by filter; return how many went. ``where={}`` deletes all."""
+        if ids is None and where is None:
+            raise InvalidArgumentError("delete() needs ids=..., where=..., or where={} to delete everything")
+        stmt = delete(documents_table).where(self._scope(), self._where(where))
+        if ids is not None:
+            stmt = stmt.where(documents_table.c.id.in_(_check_ids(list(ids))))
+        with self.db.session_factory() as session, session.begin():
+            return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def count(self, where: Mapping[str, Any] | None = None) -> int:
+        """Number of documents (matching ``where``)."""
+        stmt = select(func.count()).select_from(documents_table).where(self._scope(), self._where(where))
+        with self.db.session_factory() as session:
+            return int(session.scalar(stmt) or 0)
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        """The documents with these ids, in the order asked (missing ids are left out)."""
+        wanted = _check_ids(list(ids))
+        t = documents_table
+        stmt = select(t).where(self._scope(), t.c.id.in_(wanted))
+        with self.db.session_factory() as session:
+            found = {
+                r.id: Document(r.id, r.content, r.metadata, np.asarray(r.embedding), r.created_at, r.updated_at)
+                for r in session.execute(stmt)
+            }
+        return [found[i] for i in wanted if i in found]
+
+    def search(self, query: Any, k: int = 10, *, where: Mapping[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` documents nearest to ``query`` (a text or a vector) that match ``where``.
+
+        ``where`` is a JSON filter (see :mod:`vectorpg.filters`), e.g. ``{"lang": "en", "year": {"$gte": 2020}}``.
+        """
+        k = validation.positive_k(k)
+        condition = self._where(where)
+        vector = self._query_vector(query)
+        t = documents_table
+        dist = distance(t.c.embedding, bindparam("query_vector", vector, type_=self._vector_type), self.metric.metric)
+        stmt = (
+            select(t.c.id, t.c.content, t.c.metadata, dist.label("distance"))
+            .where(self._scope(), condition)
+            .order_by(dist)
+            .limit(k)
+        )
+        with self.db.session_factory() as session:
+            return [Hit(r.id, r.content, r.metadata, float(r.distance)) for r in session.execute(stmt)]
+
+
+def _accepts_progress(embedder: Embedder) -> bool:
+    import inspect
+
+    try:
+        return "progress" in inspect.signature(embedder.embed).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+# -- the registry ----------------------------------------------------------------------------------
+
+
+def open_collection(
+    db: Database,
+    name: str,
+    *,
+    dimension: int | None,
+    metric: str | None,
+    embedder: Embedder | None | str,
+    create: bool,
+) -> Collection:
+    """Open (or create) a collection; see :meth:`vectorpg.Database.collection`."""
+    name = validation.collection_name(name)
+    spec = check_metric(metric or "cosine", VectorType.VECTOR)
+    if dimension is not None:
+        column_type(VectorType.VECTOR, dimension)  # validates the range
+    if isinstance(embedder, str) and embedder != "default":
+        raise InvalidArgumentError(f"embedder is an Embedder object, None or 'default'; got {embedder!r}")
+    if not create and not db.has_store_schema():
+        raise CollectionNotFoundError(name)
+    db.setup()
+    record = _record(db, name)
+    if record is None:
+        if not create:
+            raise CollectionNotFoundError(name)
+        resolved: Embedder | None
+        if embedder == "default":
+            resolved = None if dimension is not None else default_embedder()
+        else:
+            resolved = embedder  # type: ignore[assignment]
+        if dimension is None:
+            if resolved is None:
+                raise InvalidArgumentError("a collection without an embedder needs dimension=...")
+            dimension = resolved.dimension
+        elif resolved is not None and resolved.dimension != dimension:
+            raise CollectionMismatchError(name, "dimension", resolved.dimension, dimension)
+        _create(db, name, dimension, spec, resolved.name if resolved else None)
+        return Collection(db, name, dimension=dimension, metric=spec.metric.value, embedder=resolved)
+
+    rec_dimension, rec_metric, rec_embedder = record
+    if dimension is not None and dimension != rec_dimension:
+        raise CollectionMismatchError(name, "dimension", rec_dimension, dimension)
+    if metric is not None and spec.metric.value != rec_metric:
+        raise CollectionMismatchError(name, "metric", rec_metric, spec.metric.value)
+    if embedder == "default":
+        resolved = default_embedder() if rec_embedder == DEFAULT_MODEL else None
+    elif embedder is None:
+        resolved = None
+    else:
+        assert not isinstance(embedder, str)
+        if embedder.name != rec_embedder:
+            raise CollectionMismatchError(name, "embedder", rec_embedder, embedder.name)
+        if embedder.dimension != rec_dimension:
+            raise CollectionMismatchError(name, "dimension", rec_dimension, embedder.dimension)
+        resolved = embedder
+    return Collection(
+        db, name, dimension=rec_dimension, metric=rec_metric, embedder=resolved, embedder_name=rec_embedder
+    )
+
+
+def _record(db: Database, name: str) -> tuple[int, str, str | None] | None:
+    c = collections_table.c
+    with db.session_factory() as session:
+        row = session.execute(select(c.dimension, c.metric, c.embedder).where(c.name == name)).first()
+    return (int(row[0]), str(row[1]), row[2]) if row else None
+
+
+def _create(db: Database, name: str, dimension: int, spec: MetricSpec, embedder_name: str | None) -> None:
+    with db.session_factory() as session, session.begin():
+        _lock_name(session, name)
+        if _exists(session, name):
+            return  # another process created it meanwhile
+        session.execute(
+            collections_table.insert().values(
+                name=name, dimension=dimension, metric=spec.metric.value, embedder=embedder_name
+            )
+        )
+        raw = session.connection().connection.driver_connection
+        assert raw is not None
+        # DDL cannot take bind parameters: the name was validated above and goes in as a quoted literal.
+        raw.execute(
+            sql.SQL(
+                "CREATE TABLE {part} PARTITION OF {parent} ("
+                "CONSTRAINT embedding_dimension CHECK (vector_dims(embedding) = {dim})"
+                ") FOR VALUES IN ({name})"
+            ).format(
+                part=sql.Identifier(SCHEMA, partition_name(name)),
+                parent=sql.Identifier(SCHEMA, documents_table.name),
+                dim=sql.Literal(int(dimension)),
+                name=sql.Literal(name),
+            )
+        )
+
+
+def _lock_name(session: Session, name: str) -> None:
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(bindparam("n", "vectorpg:" + name)))))
+
+
+def _exists(session: Session, name: str) -> bool:
+    c = collections_table.c
+    return session.execute(select(c.name).where(c.name == name)).first() is not None
+
+
+def list_collections(db: Database) -> list[str]:
+    """Names of the collections, sorted."""
+    if not db.has_store_schema():
+        return []
+    with db.session_factory() as session:
+        return list(session.scalars(select(collections_table.c.name).order_by(collections_table.c.name)))
+
+
+def drop_collection(db: Database, name: str) -> bool:
+    """Drop a collection's partition and registry row; return whether it existed."""
+    name = validation.collection_name(name)
+    if not db.has_store_schema():
+        return False
+    with db.session_factory() as session, session.begin():
+        _lock_name(session, name)
+        if not _exists(session, name):
+            return False
+        raw = session.connection().connection.driver_connection
+        assert raw is not None
+        raw.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, partition_name(name))))
+        session.execute(collections_table.delete().where(collections_table.c.name == name))
+    return True
+

@@ -1,0 +1,254 @@
+"""``connect()``: where PostgreSQL comes from, and the :class:`Database` handle.
+
+With no URL (argument or ``$VECTORPG_URL``) vectorpg starts the embedded server; with a URL it connects to
+any PostgreSQL that has pgvector. Connecting runs no DDL: installing the extension (:meth:`Database.
+install_extension`) and vectorpg's own schema (:meth:`Database.setup`) are explicit calls, which
+:meth:`Database.collection` makes for you the first time it needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types import TypeInfo
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import ConfigurationError, ExtensionError, ServerError
+from .models import SCHEMA, store_metadata
+from .server import EmbeddedServer, embedded_server
+
+if TYPE_CHECKING:
+    from .collection import Collection
+    from .embeddings import Embedder
+
+#: Oldest pgvector that vectorpg supports (iterative index scans arrived in 0.8.0).
+MIN_PGVECTOR = (0, 8, 0)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"0.8.5"`` -> ``(0, 8, 5)``; pre-release suffixes are ignored (``"0.9.0-dev"`` -> ``(0, 9, 0)``)."""
+    parts = re.findall(r"\d+", text.split("-")[0])
+    if not parts:
+        raise ValueError(f"not a version: {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def _register_vector_types(dbapi_connection: Any) -> None:
+    """Register pgvector's binary dumpers and loaders on a new psycopg connection, if the types exist."""
+    from pgvector.psycopg.bit import register_bit_info
+    from pgvector.psycopg.halfvec import register_halfvec_info
+    from pgvector.psycopg.sparsevec import register_sparsevec_info
+    from pgvector.psycopg.vector import register_vector_info
+
+    conn = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    info = TypeInfo.fetch(conn, "vector")
+    if info is None:  # extension not installed yet: Database.install_extension() resets the pool
+        return
+    register_vector_info(conn, info)
+    for name, register in (
+        ("halfvec", register_halfvec_info),
+        ("sparsevec", register_sparsevec_info),
+        ("bit", register_bit_info),
+    ):
+        type_info = TypeInfo.fetch(conn, name)
+        if type_info is not None:
+            register(conn, type_info)
+
+
+def _sqlalchemy_url(url: str) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"not a database URL: {url!r} ({exc})") from exc
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"vectorpg needs PostgreSQL; got a {parsed.get_backend_name()!r} URL")
+    driver = parsed.get_driver_name()
+    if parsed.drivername not in ("postgresql", "postgres") and driver != "psycopg":
+        raise ConfigurationError(
+            f"vectorpg uses the psycopg 3 driver; use postgresql+psycopg:// (got {parsed.drivername}://)"
+        )
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+class Database:
+    """A connected database: SQLAlchemy engine, session factory, and the store API's entry points."""
+
+    def __init__(self, engine: Engine, *, server: EmbeddedServer | None = None) -> None:
+        self.engine = engine
+        self.server = server
+        self.session_factory = sessionmaker(engine, expire_on_commit=False)
+        self._setup_done = False
+
+    @property
+    def url(self) -> str:
+        """The connection URL (password hidden)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def session(self) -> Session:
+        """A new SQLAlchemy session bound to this database."""
+        return self.session_factory()
+
+    @contextmanager
+    def psycopg_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A raw psycopg connection from the pool (vector types registered), inside a transaction."""
+        with self.engine.begin() as conn:
+            yield conn.connection.driver_connection  # type: ignore[misc]
+
+    # -- the extension -----------------------------------------------------------------------------
+
+    def extension_version(self) -> tuple[int, ...] | None:
+        """The installed pgvector version, or ``None`` if the extension is not installed here."""
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            row = raw.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        return parse_version(row[0]) if row else None
+
+    def install_extension(self) -> tuple[int, ...]:
+        """``CREATE EXTENSION IF NOT EXISTS vector`` and check the version (>= 0.8.0); return the version.
+
+        Raises :class:`ExtensionError` saying what was found and how to fix it when pgvector is not
+        available on the server, cannot be created (permissions), or is too old.
+        """
+        required = ".".join(map(str, MIN_PGVECTOR))
+        try:
+            with self.engine.begin() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                available = raw.execute(
+                    "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
+                ).fetchone()
+                if available is None:
+                    raise ExtensionError(
+                        "pgvector is not installed on this PostgreSQL server. Install it (for example "
+                        "`apt install postgresql-18-pgvector`, or the pgvector/pgvector Docker image from "
+                        "docker-compose.yml), or use the embedded server: vectorpg.connect() with no URL.",
+                        required=required,
+                    )
+                raw.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                found = raw.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        except DBAPIError as exc:
+            raise ExtensionError(
+                f"could not create the pgvector extension: {exc.orig}. A superuser (or the database owner, "
+                "pgvector being a trusted extension) must run: CREATE EXTENSION vector;",
+                required=required,
+            ) from exc
+        assert found is not None
+        version = parse_version(found[0])
+        if version < MIN_PGVECTOR:
+            raise ExtensionError(
+                f"pgvector {found[0]} is installed, but vectorpg needs >= {required} (iterative index "
+                "scans). Install a newer pgvector on the server, then run: ALTER EXTENSION vector UPDATE;",
+                found=found[0],
+                required=required,
+            )
+        # Connections opened before the extension existed have no vector types registered.
+        self.engine.dispose()
+        return version
+
+    def setup(self) -> None:
+        """Install pgvector and create vectorpg's own schema (idempotent)."""
+        if self._setup_done:
+            return
+        self.install_extension()
+        with self.engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+            store_metadata.create_all(conn, checkfirst=True)
+        self._setup_done = True
+
+    def has_store_schema(self) -> bool:
+        """Whether :meth:`setup` has created vectorpg's tables in this database."""
+        with self.engine.connect() as conn:
+            return inspect(conn).has_table("collections", schema=SCHEMA)
+
+    # -- the store API -----------------------------------------------------------------------------
+
+    def collection(
+        self,
+        name: str,
+        *,
+        dimension: int | None = None,
+        metric: str | None = None,
+        embedder: Embedder | None | str = "default",
+        create: bool = True,
+    ) -> Collection:
+        """Open the collection ``name``, creating it (and vectorpg's schema) if needed.
+
+        ``embedder="default"`` uses the packaged all-MiniLM-L6-v2 model (384 dimensions) unless a
+        ``dimension`` is given, which makes a vector-only collection. ``metric`` defaults to cosine for a
+        new collection and to the recorded one for an existing collection. An existing collection must
+        be opened with the same dimension, metric and embedder it was created with (or without them).
+        """
+        from .collection import open_collection
+
+        return open_collection(self, name, dimension=dimension, metric=metric, embedder=embedder, create=create)
+
+    def collections(self) -> list[str]:
+        """Names of the collections in this database."""
+        from .collection import list_collections
+
+        return list_collections(self)
+
+    def drop_collection(self, name: str) -> bool:
+        """Drop a collection and all its documents; return whether it existed."""
+        from .collection import drop_collection
+
+        return drop_collection(self, name)
+
+    def close(self) -> None:
+        """Close the pooled connections. The embedded server stops when the last process using it exits."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = f"embedded:{self.server.data_dir}" if self.server else self.url
+        return f"<vectorpg.Database {where}>"
+
+
+def connect(
+    url: str | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    echo: bool = False,
+    **engine_kwargs: Any,
+) -> Database:
+    """Connect to PostgreSQL + pgvector and return a :class:`Database`.
+
+    ``url`` (or ``$VECTORPG_URL``) is any ``postgresql://`` URL; without one, the embedded server is
+    started in ``data_dir`` (``$VECTORPG_DATA_DIR``, else a per-user directory) or reused if it is already
+    running. Extra keyword arguments go to :func:`sqlalchemy.create_engine`.
+    """
+    server: EmbeddedServer | None = None
+    url = url or os.environ.get("VECTORPG_URL") or None
+    if url is None:
+        server = embedded_server(data_dir)
+        url = server.url
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    engine = create_engine(_sqlalchemy_url(url), echo=echo, **engine_kwargs)
+    event.listen(engine, "connect", lambda dbapi_conn, _record: _register_vector_types(dbapi_conn))
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        engine.dispose()
+        raise ServerError(
+            f"cannot reach PostgreSQL at {make_url(_sqlalchemy_url(url)).render_as_string()}: {exc.orig}. "
+            "Check that the server is running and the URL (host, port, user, password, database) is right."
+        ) from exc
+    return Database(engine, server=server)

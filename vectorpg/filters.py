@@ -1,0 +1,191 @@
+"""The JSON filter language of the store API, compiled to SQLAlchemy expressions with bound parameters.
+
+A filter is a dict. Keys are metadata paths (``"lang"``, ``"author.name"``: plain identifiers joined by
+dots) or logical operators; values are scalars (implicit ``$eq``) or ``{"$op": value}`` dicts::
+
+    {"lang": "en", "year": {"$gte": 2020}, "$or": [{"tag": {"$in": ["a", "b"]}}, {"draft": {"$exists": False}}]}
+
+Operators and their meaning (``v`` is the value at the path):
+
+=========== ====================================================================================
+``$eq``     ``v`` equals the scalar (numbers compare numerically: 1 equals 1.0; ``true`` is not 1)
+``$ne``     not ``$eq`` (also true when the path is missing)
+``$in``     ``v`` equals one of a non-empty list of scalars
+``$nin``    not ``$in`` (also true when the path is missing)
+``$lt`` ... ``v`` and the bound are both numbers, or both strings (compared by code point);
+``$gte``    a value of another type never matches
+``$exists`` the path is present (``True``) or absent (``False``); ``null`` counts as present
+``$and``    all of a non-empty list of filters; ``$or``: any of them; ``$not``: the filter is false
+=========== ====================================================================================
+
+Every key is validated and every value becomes a bound parameter: nothing from the filter is ever
+written into SQL text. Unknown operators, malformed keys and unsupported values raise
+:class:`~vectorpg.errors.FilterError` before any SQL runs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Boolean, and_, any_, bindparam, case, false, func, not_, or_, true
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import Numeric, Text
+
+from .errors import FilterError
+
+_KEY_PART = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+_KEY = re.compile(rf"{_KEY_PART}(\.{_KEY_PART}){{0,15}}\Z")
+MAX_DEPTH = 32
+MAX_LIST = 10_000
+MAX_STRING = 65_536
+
+_COMPARISONS = {"$lt": "<", "$lte": "<=", "$gt": ">", "$gte": ">="}
+_FIELD_OPS = {"$eq", "$ne", "$in", "$nin", "$exists", *_COMPARISONS}
+_LOGICAL_OPS = {"$and", "$or", "$not"}
+
+Scalar = str | int | float | bool | None
+
+
+def _check_key(key: object, path: str) -> list[str]:
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise FilterError(
+            f"invalid metadata key {key!r}: use identifiers (letters, digits, '_') joined by '.', "
+            "or one of the operators $and, $or, $not",
+            path=path or "top level",
+        )
+    return key.split(".")
+
+
+def _scalar(value: object, path: str) -> Scalar:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) >= 10**300:
+            raise FilterError("integer too large", path=path)
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FilterError(f"{value} cannot be compared (use a finite number)", path=path)
+        return value
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise FilterError("strings may not contain NUL characters", path=path)
+        if len(value) > MAX_STRING:
+            raise FilterError(f"string longer than {MAX_STRING} characters", path=path)
+        return value
+    raise FilterError(
+        f"unsupported value {value!r} of type {type(value).__name__}: use a string, number, boolean or null",
+        path=path,
+    )
+
+
+def _nest(parts: list[str], value: Scalar) -> dict[str, Any]:
+    doc: Any = value
+    for part in reversed(parts):
+        doc = {part: doc}
+    result: dict[str, Any] = doc
+    return result
+
+
+class _Compiler:
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+
+    def _value_at(self, parts: list[str]) -> ColumnElement[Any]:
+        return self.column.op("#>", return_type=JSONB)(bindparam(None, parts, type_=ARRAY(Text)))
+
+    def _eq(self, parts: list[str], value: Scalar) -> ColumnElement[bool]:
+        # Containment of {"a": {"b": v}} is equality of the scalar at a.b, and a GIN index can serve it.
+        return self.column.op("@>", return_type=JSONB)(bindparam(None, _nest(parts, value), type_=JSONB))
+
+    def _in(self, parts: list[str], values: list[Scalar]) -> ColumnElement[bool]:
+        docs = [_nest(parts, v) for v in values]
+        return self.column.op("@>", return_type=JSONB)(any_(bindparam(None, docs, type_=ARRAY(JSONB))))
+
+    def _compare(self, parts: list[str], op: str, bound: Scalar, path: str) -> ColumnElement[bool]:
+        value = self._value_at(parts)
+        if isinstance(bound, bool) or bound is None:
+            raise FilterError(f"{op} needs a number or a string, got {bound!r}", path=path)
+        sql_op = _COMPARISONS[op]
+        if isinstance(bound, str):
+            as_text = value.op("#>>", return_type=Text)(bindparam(None, [], type_=ARRAY(Text)))
+            typed: ColumnElement[Any] = case((func.jsonb_typeof(value) == "string", as_text)).collate("C")
+            bound_param = bindparam(None, bound, type_=Text)
+        else:
+            typed = case((func.jsonb_typeof(value) == "number", value.cast(Numeric)))
+            bound_param = bindparam(None, bound, type_=Numeric)
+        # coalesce: a value of another type is "false", not NULL, so that $not of it is true.
+        return func.coalesce(typed.op(sql_op, return_type=Boolean)(bound_param), false())
+
+    def field(self, key: str, condition: object, path: str) -> ColumnElement[bool]:
+        parts = _check_key(key, path)
+        if not isinstance(condition, Mapping):
+            return self._eq(parts, _scalar(condition, path))
+        if not condition:
+            raise FilterError("empty operator dict", path=path)
+        clauses = []
+        for op, arg in condition.items():
+            here = f"{path}.{op}"
+            if op not in _FIELD_OPS:
+                raise FilterError(
+                    f"unknown operator {op!r}; field operators are {', '.join(sorted(_FIELD_OPS))}", path=here
+                )
+            if op == "$eq":
+                clauses.append(self._eq(parts, _scalar(arg, here)))
+            elif op == "$ne":
+                clauses.append(not_(self._eq(parts, _scalar(arg, here))))
+            elif op in ("$in", "$nin"):
+                if not isinstance(arg, (list, tuple)) or not arg:
+                    raise FilterError(f"{op} needs a non-empty list", path=here)
+                if len(arg) > MAX_LIST:
+                    raise FilterError(f"{op} list longer than {MAX_LIST}", path=here)
+                clause = self._in(parts, [_scalar(v, here) for v in arg])
+                clauses.append(clause if op == "$in" else not_(clause))
+            elif op == "$exists":
+                if not isinstance(arg, bool):
+                    raise FilterError("$exists needs true or false", path=here)
+                present = self._value_at(parts).is_not(None)
+                clauses.append(present if arg else not_(present))
+            else:
+                clauses.append(self._compare(parts, op, _scalar(arg, here), here))
+        return and_(*clauses) if len(clauses) > 1 else clauses[0]
+
+    def compile(self, spec: object, path: str = "", depth: int = 0) -> ColumnElement[bool]:
+        if depth > MAX_DEPTH:
+            raise FilterError(f"filter nested deeper than {MAX_DEPTH} levels", path=path)
+        if not isinstance(spec, Mapping):
+            raise FilterError(f"a filter is a dict, got {type(spec).__name__}", path=path or "top level")
+        clauses: list[ColumnElement[bool]] = []
+        for key, arg in spec.items():
+            here = f"{path}.{key}" if path else str(key)
+            if key in ("$and", "$or"):
+                if not isinstance(arg, (list, tuple)) or not arg:
+                    raise FilterError(f"{key} needs a non-empty list of filters", path=here)
+                parts = [self.compile(s, f"{here}[{i}]", depth + 1) for i, s in enumerate(arg)]
+                clauses.append(and_(*parts) if key == "$and" else or_(*parts))
+            elif key == "$not":
+                clauses.append(not_(self.compile(arg, here, depth + 1)))
+            elif isinstance(key, str) and key.startswith("$"):
+                raise FilterError(
+                    f"unknown logical operator {key!r}; use $and, $or or $not at this level", path=here
+                )
+            else:
+                clauses.append(self.field(key, arg, here))
+        if not clauses:
+            return true()
+        return and_(*clauses) if len(clauses) > 1 else clauses[0]
+
+
+def compile_filter(spec: Mapping[str, Any] | None, column: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Compile a JSON filter over the JSONB ``column`` into a SQLAlchemy boolean expression.
+
+    ``None`` and ``{}`` match everything. Raises :class:`FilterError` on anything malformed.
+    """
+    if spec is None:
+        return true()
+    return _Compiler(column).compile(spec)
+

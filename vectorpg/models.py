@@ -1,0 +1,90 @@
+"""Declarative helpers for vector columns, and the built-in documents schema of the store API.
+
+An application's own model::
+
+    class Article(Base):
+        __tablename__ = "articles"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+        embedding: Mapped[np.ndarray] = vector_column(384)
+
+The built-in schema (``vectorpg.collections`` and ``vectorpg.documents``) backs ``db.collection(...)``.
+``documents`` is LIST-partitioned by collection: each collection is its own partition, so its rows,
+indexes and statistics are separate, and a query for one collection touches only its partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import MappedColumn, mapped_column
+
+from .types import VECTOR, VectorType, column_type
+
+#: Schema that holds vectorpg's own tables (and, later, its SQL functions).
+SCHEMA = "vectorpg"
+
+
+def vector_column(
+    dimension: int,
+    vector_type: str | VectorType = VectorType.VECTOR,
+    *,
+    nullable: bool = False,
+    **kwargs: Any,
+) -> MappedColumn[Any]:
+    """A ``mapped_column`` holding a pgvector value of ``dimension`` elements.
+
+    ``vector_type`` is ``"vector"`` (float32), ``"halfvec"`` (float16), ``"sparsevec"`` or ``"bit"``.
+    Extra keyword arguments go to :func:`sqlalchemy.orm.mapped_column`.
+    """
+    return mapped_column(column_type(vector_type, dimension), nullable=nullable, **kwargs)
+
+
+store_metadata = MetaData(schema=SCHEMA)
+
+collections_table = Table(
+    "collections",
+    store_metadata,
+    Column("name", Text, primary_key=True),
+    Column("dimension", Integer, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("embedder", Text, nullable=True, comment="name of the model that embeds the collection's text"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("dimension > 0", name="collections_dimension_positive"),
+    comment="vectorpg collections: one partition of vectorpg.documents each",
+)
+
+documents_table = Table(
+    "documents",
+    store_metadata,
+    Column("collection", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("content", Text, nullable=True),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # No dimension here: collections differ. Each partition checks its own dimension.
+    Column("embedding", VECTOR(), nullable=False),
+    Column("content_hash", Text, nullable=True, comment="sha256 of content; unchanged text is not re-embedded"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("collection", "id", name="documents_pkey"),
+    postgresql_partition_by="LIST (collection)",
+    comment="documents of every collection; LIST-partitioned by collection",
+)
+
+
+def partition_name(collection: str) -> str:
+    """The table that holds one collection's documents (a partition of ``vectorpg.documents``)."""
+    return f"documents_{collection}"

@@ -1,0 +1,275 @@
+"""``Repository``: add, upsert, get, delete, count and nearest-neighbour search over any model with a vector column.
+
+::
+
+    repo = Repository(Article, db)               # or an Engine, or a Session (then the caller commits)
+    repo.add_many([Article(id=1, body="...", embedding=vec), ...])
+    for article, distance in repo.search(query_vector, k=5, where=Article.lang == "en"):
+        ...
+
+Creating a repository runs no SQL. Writes validate the whole batch first (dimension, NaN/infinity,
+empty, zero under cosine, duplicate keys) and then go in one transaction: all rows or none. Batches of
+``bulk.COPY_THRESHOLD`` rows or more go through binary COPY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from sqlalchemy import Engine, Table, bindparam, delete, func, inspect, select, tuple_
+from sqlalchemy.orm import Mapper, Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+
+from . import bulk, validation
+from .distance import MetricSpec, check_metric, distance
+from .errors import InvalidArgumentError, InvalidInputError
+from .types import VectorType, describe
+
+if TYPE_CHECKING:
+    from .connection import Database
+    from .embeddings import Embedder
+
+ModelT = TypeVar("ModelT")
+
+
+class Repository(Generic[ModelT]):
+    """Vector-store operations over the SQLAlchemy model ``model``.
+
+    ``bind`` is a :class:`~vectorpg.Database`, an :class:`~sqlalchemy.Engine` (each call is its own
+    transaction) or a :class:`~sqlalchemy.orm.Session` (calls join the session's transaction inside a
+    savepoint; the caller commits). ``vector_column`` names the vector attribute when the model has more
+    than one. ``metric`` is the default distance for :meth:`search`. ``embedder`` lets :meth:`search`
+    take text.
+    """
+
+    def __init__(
+        self,
+        model: type[ModelT],
+        bind: Engine | Session | Database,
+        *,
+        vector_column: str | None = None,
+        metric: str = "cosine",
+        embedder: Embedder | None = None,
+    ) -> None:
+        mapper: Mapper[ModelT] = inspect(model)
+        if not isinstance(mapper.local_table, Table):
+            raise InvalidArgumentError(f"{model.__name__} is not mapped to a table")
+        self.model = model
+        self.table: Table = mapper.local_table
+        self._mapper = mapper
+        self._attr_to_column = {attr.key: attr.columns[0].name for attr in mapper.column_attrs}
+        self._column_to_attr = {v: k for k, v in self._attr_to_column.items()}
+        vector_attrs = {
+            key: described
+            for key, name in self._attr_to_column.items()
+            if (described := describe(self.table.c[name].type)) is not None
+        }
+        if vector_column is None:
+            if len(vector_attrs) != 1:
+                found = ", ".join(vector_attrs) or "none"
+                raise InvalidArgumentError(
+                    f"{model.__name__} has {len(vector_attrs)} vector columns ({found}); "
+                    "name the one to use with vector_column=..."
+                )
+            vector_column = next(iter(vector_attrs))
+        if vector_column not in vector_attrs:
+            raise InvalidArgumentError(f"{model.__name__}.{vector_column} is not a pgvector column")
+        self.vector_attribute = vector_column
+        self.vector_type: VectorType
+        self.dimension: int | None
+        self.vector_type, self.dimension = vector_attrs[vector_column]
+        self._vector_column_name = self._attr_to_column[vector_column]
+        self.metric: MetricSpec = check_metric(metric, self.vector_type)
+        self.embedder = embedder
+        self._primary_key = list(mapper.primary_key)
+        from .connection import Database
+
+        if isinstance(bind, Database):
+            bind = bind.engine
+        self._bind = bind
+        self._factory = sessionmaker(bind, expire_on_commit=False) if isinstance(bind, Engine) else None
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        if isinstance(self._bind, Session):
+            if write:
+                with self._bind.begin_nested():
+                    yield self._bind
+            else:
+                yield self._bind
+            return
+        assert self._factory is not None
+        with self._factory() as session, session.begin():
+            yield session
+
+    @property
+    def vector_column(self) -> ColumnElement[Any]:
+        """The SQLAlchemy column that holds the vectors."""
+        column: ColumnElement[Any] = self.table.c[self._vector_column_name]
+        return column
+
+    def _to_dict(self, item: object, row: int) -> dict[str, Any]:
+        """Column name -> value for a model instance or a mapping keyed by attribute or column name."""
+        if isinstance(item, self.model):
+            state = inspect(item).dict
+            return {self._attr_to_column[k]: v for k, v in state.items() if k in self._attr_to_column}
+        if isinstance(item, Mapping):
+            out: dict[str, Any] = {}
+            for key, value in item.items():
+                name = self._attr_to_column.get(key, key if key in self._column_to_attr else None)
+                if name is None:
+                    raise InvalidInputError(f"{self.model.__name__} has no column {key!r}", row=row)
+                out[name] = value
+            return out
+        raise InvalidInputError(
+            f"expected a {self.model.__name__} or a mapping, got {type(item).__name__}", row=row
+        )
+
+    def _prepare(self, items: Iterable[object]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Validate a batch and lay it out as (columns, rows); raises before anything is written."""
+        dicts = [self._to_dict(item, row) for row, item in enumerate(items)]
+        if not dicts:
+            return [], []
+        present = {name for d in dicts for name in d}
+        columns = [c.name for c in self.table.columns if c.name in present or c.default is not None]
+        vec = self._vector_column_name
+        if vec not in present:
+            raise InvalidInputError(f"no value for the vector column {self.vector_attribute!r}", row=0)
+        for row, d in enumerate(dicts):
+            for name in columns:
+                if name not in d:
+                    d[name] = self._default(name)
+            if d[vec] is None:
+                raise InvalidInputError(f"{self.vector_attribute} is missing (None)", row=row)
+        vectors = validation.vectors(
+            [d[vec] for d in dicts], vector_type=self.vector_type, dimension=self.dimension, metric=self.metric
+        )
+        for d, v in zip(dicts, vectors):
+            d[vec] = v
+        pk_names = [c.name for c in self._primary_key]
+        if all(name in present for name in pk_names):
+            bulk.check_unique_keys([tuple(d[n] for n in pk_names) if len(pk_names) > 1 else d[pk_names[0]]
+                                    for d in dicts], "primary key")
+        return columns, [tuple(d[name] for name in columns) for d in dicts]
+
+    def _default(self, name: str) -> Any:
+        default = self.table.c[name].default
+        if default is None:
+            return None
+        arg = getattr(default, "arg", None)
+        if getattr(default, "is_callable", False) and callable(arg):
+            return arg(None)
+        if getattr(default, "is_scalar", False):
+            return arg
+        return None
+
+    def _query_vector(self, query: Any, metric: MetricSpec) -> Any:
+        if isinstance(query, str):
+            if self.embedder is None:
+                raise InvalidArgumentError(
+                    "a text query needs an embedder: Repository(..., embedder=vectorpg.SentenceTransformerEmbedder())"
+                )
+            query = self.embedder.embed([query])[0]
+        return validation.query_vector(
+            query, vector_type=self.vector_type, dimension=self.dimension, metric=metric
+        )
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def add(self, item: ModelT | Mapping[str, Any]) -> None:
+        """Insert one row; an existing primary key raises :class:`~vectorpg.errors.DuplicateIdError`."""
+        self.add_many([item])
+
+    def add_many(self, items: Iterable[ModelT | Mapping[str, Any]]) -> int:
+        """Insert rows (model instances or mappings) all-or-nothing; return how many were written."""
+        columns, rows = self._prepare(items)
+        with self._session(write=True) as session:
+            bulk.write_rows(session, self.table, columns, rows, on_conflict="error")
+        return len(rows)
+
+    def upsert(self, items: Iterable[ModelT | Mapping[str, Any]]) -> int:
+        """Insert rows, replacing those whose primary key exists (``ON CONFLICT DO UPDATE``)."""
+        columns, rows = self._prepare(items)
+        pk_names = [c.name for c in self._primary_key]
+        missing = [n for n in pk_names if n not in columns]
+        if missing and rows:
+            raise InvalidInputError(f"upsert needs the primary key ({', '.join(missing)}) on every row")
+        with self._session(write=True) as session:
+            bulk.write_rows(session, self.table, columns, rows, on_conflict="update", conflict_columns=pk_names)
+        return len(rows)
+
+    def delete(self, ids: Iterable[Any]) -> int:
+        """Delete the rows with these primary keys (tuples for a composite key); return how many went."""
+        keys = list(ids)
+        if not keys:
+            return 0
+        with self._session(write=True) as session:
+            result = session.execute(delete(self.table).where(self._key_in(keys)))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def _key_in(self, keys: list[Any]) -> ColumnElement[bool]:
+        if len(self._primary_key) == 1:
+            return self._primary_key[0].in_(keys)
+        return tuple_(*self._primary_key).in_(keys)
+
+    def get(self, id: Any) -> ModelT | None:
+        """The row with this primary key, or ``None``."""
+        with self._session() as session:
+            return session.get(self.model, id)
+
+    def get_many(self, ids: Iterable[Any]) -> list[ModelT]:
+        """The rows with these primary keys that exist (in no particular order)."""
+        keys = list(ids)
+        if not keys:
+            return []
+        with self._session() as session:
+            return list(session.scalars(select(self.model).where(self._key_in(keys))))
+
+    def count(self, where: ColumnElement[bool] | Sequence[ColumnElement[bool]] | None = None) -> int:
+        """Number of rows (matching ``where``)."""
+        stmt = select(func.count()).select_from(self.table)
+        stmt = stmt.where(*_conditions(where))
+        with self._session() as session:
+            return int(session.scalar(stmt) or 0)
+
+    def search(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        where: ColumnElement[bool] | Sequence[ColumnElement[bool]] | None = None,
+        metric: str | None = None,
+    ) -> list[tuple[ModelT, float]]:
+        """The ``k`` rows nearest to ``query``, nearest first, as ``(row, distance)`` pairs.
+
+        ``query`` is a vector (list, NumPy array, pgvector value) or, with an embedder, a text. ``where``
+        is a SQLAlchemy boolean expression (or a list of them) on the model. ``metric`` overrides the
+        repository's default. The query vector is validated like stored vectors and sent in binary.
+        """
+        k = validation.positive_k(k)
+        spec = check_metric(metric, self.vector_type) if metric is not None else self.metric
+        vector = self._query_vector(query, spec)
+        column = self.vector_column
+        dist = distance(column, bindparam("query_vector", vector, type_=column.type), spec.metric)
+        stmt = select(self.model, dist.label("distance")).where(*_conditions(where)).order_by(dist).limit(k)
+        with self._session() as session:
+            return [(row, float(d)) for row, d in session.execute(stmt).all()]
+
+
+def _conditions(where: object) -> list[ColumnElement[bool]]:
+    if where is None:
+        return []
+    if isinstance(where, Mapping):
+        raise InvalidArgumentError(
+            "Repository.search takes SQLAlchemy expressions (Model.column == value); "
+            "JSON filter dicts are for collections, or compile one with vectorpg.compile_filter(spec, Model.metadata_column)"
+        )
+    if isinstance(where, (list, tuple)):
+        return list(where)
+    return [where]  # type: ignore[list-item]
