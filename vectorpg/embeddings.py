@@ -90,6 +90,8 @@ class SentenceTransformerEmbedder:
                 return self._model
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
@@ -108,7 +110,9 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        return int(self._load().get_sentence_embedding_dimension())
+        model = self._load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
 
     @property
     def max_tokens(self) -> int:
@@ -116,26 +120,27 @@ class SentenceTransformerEmbedder:
         return int(self._load().max_seq_length)
 
     def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Embed ``texts`` in batches of ``batch_size``; ``progress(n)`` is called after each batch."""
+        """Embed ``texts`` in batches of ``batch_size``; ``progress(n)`` is called as chunks finish."""
         items = check_texts(texts)
         model = self._load()
         if not items:
             return np.empty((0, self.dimension), dtype=np.float32)
-        parts = []
-        for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
-            parts.append(
-                model.encode(
-                    batch,
-                    batch_size=self.batch_size,
-                    normalize_embeddings=self.normalize,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+        # Longest first, in chunks of a few batches: similar lengths share a batch, so less padding.
+        order = sorted(range(len(items)), key=lambda i: -len(items[i]))
+        out = np.empty((len(items), self.dimension), dtype=np.float32)
+        step = self.batch_size * 4
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            out[chunk] = model.encode(
+                [items[i] for i in chunk],
+                batch_size=self.batch_size,
+                normalize_embeddings=self.normalize,
+                convert_to_numpy=True,
+                show_progress_bar=False,
             )
             if progress is not None:
-                progress(len(batch))
-        return np.ascontiguousarray(np.vstack(parts), dtype=np.float32)
+                progress(len(chunk))
+        return out
 
     def __repr__(self) -> str:
         return f"SentenceTransformerEmbedder({self._name!r})"

@@ -100,11 +100,11 @@ class _Compiler:
 
     def _eq(self, parts: list[str], value: Scalar) -> ColumnElement[bool]:
         # Containment of {"a": {"b": v}} is equality of the scalar at a.b, and a GIN index can serve it.
-        return self.column.op("@>", return_type=JSONB)(bindparam(None, _nest(parts, value), type_=JSONB))
+        return self.column.op("@>", return_type=Boolean)(bindparam(None, _nest(parts, value), type_=JSONB))
 
     def _in(self, parts: list[str], values: list[Scalar]) -> ColumnElement[bool]:
         docs = [_nest(parts, v) for v in values]
-        return self.column.op("@>", return_type=JSONB)(any_(bindparam(None, docs, type_=ARRAY(JSONB))))
+        return self.column.op("@>", return_type=Boolean)(any_(bindparam(None, docs, type_=ARRAY(JSONB))))
 
     def _compare(self, parts: list[str], op: str, bound: Scalar, path: str) -> ColumnElement[bool]:
         value = self._value_at(parts)

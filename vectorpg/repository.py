@@ -24,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from . import bulk, validation
 from .distance import MetricSpec, check_metric, distance
-from .errors import InvalidArgumentError, InvalidInputError
+from .errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
 from .types import VectorType, describe
 
 if TYPE_CHECKING:
@@ -139,17 +139,27 @@ class Repository(Generic[ModelT]):
         vec = self._vector_column_name
         if vec not in present:
             raise InvalidInputError(f"no value for the vector column {self.vector_attribute!r}", row=0)
-        for row, d in enumerate(dicts):
+        for d in dicts:
             for name in columns:
                 if name not in d:
                     d[name] = self._default(name)
-            if d[vec] is None:
-                raise InvalidInputError(f"{self.vector_attribute} is missing (None)", row=row)
-        vectors = validation.vectors(
-            [d[vec] for d in dicts], vector_type=self.vector_type, dimension=self.dimension, metric=self.metric
-        )
-        for d, v in zip(dicts, vectors):
-            d[vec] = v
+        # A nullable vector column may hold NULL; every other value is validated as a vector.
+        nullable = bool(self.table.c[vec].nullable)
+        positions = [i for i, d in enumerate(dicts) if not (nullable and d[vec] is None)]
+        try:
+            checked = validation.vectors(
+                [dicts[i][vec] for i in positions],
+                vector_type=self.vector_type,
+                dimension=self.dimension,
+                metric=self.metric,
+            )
+        except InvalidVectorError as exc:
+            if exc.row is not None and positions[exc.row] != exc.row:
+                exc.args = (str(exc).replace(f"row {exc.row}:", f"row {positions[exc.row]}:", 1),)
+                exc.row = positions[exc.row]
+            raise
+        for i, v in zip(positions, checked):
+            dicts[i][vec] = v
         pk_names = [c.name for c in self._primary_key]
         if all(name in present for name in pk_names):
             bulk.check_unique_keys([tuple(d[n] for n in pk_names) if len(pk_names) > 1 else d[pk_names[0]]

@@ -1,0 +1,74 @@
+"""The ``vectorpg`` command line.
+
+Every command uses the embedded PostgreSQL unless ``--url`` (or ``$VECTORPG_URL``) names a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from .errors import VectorPgError
+
+
+def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .connection import connect
+
+    return connect(args.url, data_dir=args.data_dir)
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from . import quickstart
+
+    start = time.perf_counter()
+    db = _connect(args)
+    print(f"database: {db!r} (ready in {time.perf_counter() - start:.1f} s)")
+    quickstart.run(db, collection=args.collection, limit=args.limit, k=args.k, progress_bar=not args.no_progress)
+    print(f"\ndone in {time.perf_counter() - start:.1f} s. Run it again: unchanged documents are not re-embedded.")
+    db.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vectorpg",
+        description="PostgreSQL + pgvector as a vector store. Uses an embedded PostgreSQL unless --url is given.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help="postgresql:// URL of a server with pgvector (default: $VECTORPG_URL, "
+                        "else the embedded server)")
+    common.add_argument("--data-dir", help="data directory of the embedded server (default: $VECTORPG_DATA_DIR "
+                        "or a per-user directory)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    quick = sub.add_parser(
+        "quickstart",
+        parents=[common],
+        help="index the Python standard library's docstrings and run example searches",
+        description="Start the embedded PostgreSQL, embed the docstrings of the Python standard library with "
+        "the packaged all-MiniLM-L6-v2 model into a collection, and run a few example searches.",
+    )
+    quick.add_argument("--collection", default="stdlib_docs", help="collection name (default: stdlib_docs)")
+    quick.add_argument("--limit", type=int, default=None,
+                       help="index only the first N docstrings (sorted by name); default: all (about 4,000)")
+    quick.add_argument("-k", type=int, default=3, help="hits per example search (default: 3)")
+    quick.add_argument("--no-progress", action="store_true", help="no progress bar")
+    quick.set_defaults(func=_cmd_quickstart)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vectorpg`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except VectorPgError as exc:
+        print(f"vectorpg: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
