@@ -79,9 +79,7 @@ def template_url(server_url: str) -> str:
 def _create_database(server_url: str, template: str) -> tuple[str, str]:
     name = f"vectorpg_test_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
-        )
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
     return name, with_database(server_url, name)
 
 

@@ -51,7 +51,7 @@ def _field(doc: dict[str, Any], key: str, cond: Any) -> bool:
         elif op == "$exists":
             ok = (value is not _MISSING) == arg
         else:
-            if _is_number(arg) and _is_number(value) or isinstance(arg, str) and isinstance(value, str):
+            if (_is_number(arg) and _is_number(value)) or (isinstance(arg, str) and isinstance(value, str)):
                 ok = {"$lt": value < arg, "$lte": value <= arg, "$gt": value > arg, "$gte": value >= arg}[op]
             else:
                 ok = False
@@ -160,15 +160,29 @@ def test_filter_results_equal_python_evaluation(db: vectorpg.Database) -> None:
 )
 def test_type_semantics(db: vectorpg.Database, spec: dict[str, Any], expected: set[str]) -> None:
     docs = db.collection("types", dimension=2)
-    rows = {"int": {"year": 2020}, "float": {"year": 2020.0}, "str": {"year": "2020"}, "bool": {"year": True},
-            "null": {"year": None}, "missing": {}}
+    rows = {
+        "int": {"year": 2020},
+        "float": {"year": 2020.0},
+        "str": {"year": "2020"},
+        "bool": {"year": True},
+        "null": {"year": None},
+        "missing": {},
+    }
     docs.add(vectors=[[1, 1]] * len(rows), ids=list(rows), metadata=list(rows.values()))
     assert {h.id for h in docs.search([1, 1], k=10, where=spec)} == expected
 
 
 HOSTILE_VALUES = [
-    "x' OR '1'='1", "'; DROP TABLE vectorpg.documents; --", "$1", ") OR (1=1", "\\", "%s", "%(x)s",
-    "$.a[*] ? (@ > 1)", "🙂 ünïcödé", "a" * 10_000,
+    "x' OR '1'='1",
+    "'; DROP TABLE vectorpg.documents; --",
+    "$1",
+    ") OR (1=1",
+    "\\",
+    "%s",
+    "%(x)s",
+    "$.a[*] ? (@ > 1)",
+    "🙂 ünïcödé",
+    "a" * 10_000,
 ]
 
 
@@ -182,8 +196,23 @@ def test_values_never_appear_in_sql_text(value: str) -> None:
 
 
 HOSTILE_KEYS = [
-    "lang'; DROP TABLE x; --", "a->>'b'", "a b", "", "$where", "$eq", "a..b", ".a", "a.", "1abc", "a-b",
-    "a[0]", "$.a", "a\x00b", "é", "a" * 64, ".".join(["a"] * 17),
+    "lang'; DROP TABLE x; --",
+    "a->>'b'",
+    "a b",
+    "",
+    "$where",
+    "$eq",
+    "a..b",
+    ".a",
+    "a.",
+    "1abc",
+    "a-b",
+    "a[0]",
+    "$.a",
+    "a\x00b",
+    "é",
+    "a" * 64,
+    ".".join(["a"] * 17),
 ]
 
 

@@ -79,9 +79,7 @@ def test_exact_search_equals_numpy_top_k(db: vectorpg.Database, vector_type: str
     rng = np.random.default_rng(42)
     data = random_vectors(vector_type, 300, DIM, rng)
     categories = np.array(["a", "b", "c"])[rng.integers(0, 3, 300)]
-    written = repo.add_many(
-        {"id": i, "category": str(categories[i]), "embedding": data[i]} for i in range(len(data))
-    )
+    written = repo.add_many({"id": i, "category": str(categories[i]), "embedding": data[i]} for i in range(len(data)))
     assert written == 300 and repo.count() == 300
 
     for trial in range(3):
@@ -126,8 +124,15 @@ def test_add_get_upsert_delete_count(db: vectorpg.Database) -> None:
     assert repo.get(99) is None
     with pytest.raises(vectorpg.DuplicateIdError):
         repo.add({"id": 1, "category": "b", "embedding": [1, 2, 3]})
-    assert repo.upsert([{"id": 1, "category": "b", "embedding": [3, 2, 1]}, {"id": 2, "category": "c",
-                        "embedding": [1, 1, 1]}]) == 2
+    assert (
+        repo.upsert(
+            [
+                {"id": 1, "category": "b", "embedding": [3, 2, 1]},
+                {"id": 2, "category": "c", "embedding": [1, 1, 1]},
+            ]
+        )
+        == 2
+    )
     assert repo.count() == 2
     got = repo.get(1)
     assert got.category == "b"
@@ -231,7 +236,7 @@ def test_text_query_needs_an_embedder(db: vectorpg.Database, hash_embedder: Any)
 
 
 def test_constructing_a_repository_runs_no_sql(db: vectorpg.Database) -> None:
-    base, item = make_model()
+    _, item = make_model()
     statements: list[str] = []
     event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     Repository(item, db)

@@ -43,9 +43,7 @@ BAD_VECTORS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("label", "bad", "error", "reason", "metric"), BAD_VECTORS, ids=[b[0] for b in BAD_VECTORS]
-)
+@pytest.mark.parametrize(("label", "bad", "error", "reason", "metric"), BAD_VECTORS, ids=[b[0] for b in BAD_VECTORS])
 def test_bad_vector_in_a_batch_names_its_row(label: str, bad: Any, error: type, reason: str, metric: str) -> None:
     with pytest.raises(error) as info:
         validation.dense_vectors(batch_with(bad), dimension=DIM, metric=metric_spec(metric))
@@ -112,8 +110,21 @@ def test_unknown_metric(metric: Any) -> None:
         metric_spec(metric)
 
 
-HOSTILE_NAMES = ["docs; DROP TABLE x", 'a"b', "a'b", "../etc", "", "1abc", "a b", "x" * 49, "ümlaut", "a\x00b",
-                 "docs;--", None, 12]
+HOSTILE_NAMES = [
+    "docs; DROP TABLE x",
+    'a"b',
+    "a'b",
+    "../etc",
+    "",
+    "1abc",
+    "a b",
+    "x" * 49,
+    "ümlaut",
+    "a\x00b",
+    "docs;--",
+    None,
+    12,
+]
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
@@ -135,9 +146,7 @@ class Thing(_Base):
     embedding: Mapped[Any] = vectorpg.vector_column(DIM)
 
 
-@pytest.mark.parametrize(
-    ("label", "bad", "error", "reason", "metric"), BAD_VECTORS, ids=[b[0] for b in BAD_VECTORS]
-)
+@pytest.mark.parametrize(("label", "bad", "error", "reason", "metric"), BAD_VECTORS, ids=[b[0] for b in BAD_VECTORS])
 @pytest.mark.parametrize("size", [10, 1000], ids=["insert", "copy"])
 def test_poisoned_batch_writes_nothing(
     db: vectorpg.Database, size: int, label: str, bad: Any, error: type, reason: str, metric: str

@@ -128,7 +128,9 @@ def write_rows(
         assert raw is not None
         raw.execute(
             sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-                sql.Identifier(stage_name), sql.SQL(", ").join(sql.Identifier(c) for c in columns), target_name
+                sql.Identifier(stage_name),
+                sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                target_name,
             )
         )
         _copy(session, sql.Identifier(stage_name), oids, columns, bound)
@@ -163,4 +165,3 @@ def existing_keys(session: Session, key_columns: Sequence[ColumnElement[Any]], k
     stmt = select(*key_columns).where(column.in_(list(keys)))
     found = session.execute(stmt).all()
     return [row[0] if len(key_columns) == 1 else tuple(row) for row in found]
-

@@ -37,10 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="PostgreSQL + pgvector as a vector store. Uses an embedded PostgreSQL unless --url is given.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help="postgresql:// URL of a server with pgvector (default: $VECTORPG_URL, "
-                        "else the embedded server)")
-    common.add_argument("--data-dir", help="data directory of the embedded server (default: $VECTORPG_DATA_DIR "
-                        "or a per-user directory)")
+    common.add_argument(
+        "--url",
+        help="postgresql:// URL of a server with pgvector (default: $VECTORPG_URL, else the embedded server)",
+    )
+    common.add_argument(
+        "--data-dir",
+        help="data directory of the embedded server (default: $VECTORPG_DATA_DIR or a per-user directory)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     quick = sub.add_parser(
@@ -51,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the packaged all-MiniLM-L6-v2 model into a collection, and run a few example searches.",
     )
     quick.add_argument("--collection", default="stdlib_docs", help="collection name (default: stdlib_docs)")
-    quick.add_argument("--limit", type=int, default=None,
-                       help="index only the first N docstrings (sorted by name); default: all (about 4,000)")
+    quick.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="index only the first N docstrings (sorted by name); default: all (about 4,000)",
+    )
     quick.add_argument("-k", type=int, default=3, help="hits per example search (default: 3)")
     quick.add_argument("--no-progress", action="store_true", help="no progress bar")
     quick.set_defaults(func=_cmd_quickstart)

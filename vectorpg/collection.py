@@ -142,9 +142,10 @@ class Collection:
 
     def _embed(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         if self.embedder is None:
+            recorded = f" (it was created with {self.embedder_name})" if self.embedder_name else ""
             raise InvalidArgumentError(
-                f"collection {self.name!r} has no embedder{' (' + self.embedder_name + ')' if self.embedder_name else ''}:"
-                " pass vectors=..., or open it with db.collection(name, embedder=...)"
+                f"collection {self.name!r} has no embedder{recorded}: pass vectors=..., "
+                "or open it with db.collection(name, embedder=...)"
             )
         if progress is not None and _accepts_progress(self.embedder):
             return self.embedder.embed(texts, progress=progress)  # type: ignore[call-arg]
@@ -327,7 +328,7 @@ def open_collection(
     *,
     dimension: int | None,
     metric: str | None,
-    embedder: Embedder | None | str,
+    embedder: Embedder | str | None,
     create: bool,
 ) -> Collection:
     """Open (or create) a collection; see :meth:`vectorpg.Database.collection`."""
@@ -444,4 +445,3 @@ def drop_collection(db: Database, name: str) -> bool:
         raw.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, partition_name(name))))
         session.execute(collections_table.delete().where(collections_table.c.name == name))
     return True
-

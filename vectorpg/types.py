@@ -8,6 +8,7 @@ registered by :func:`vectorpg.connect` send in binary. Results come back as NumP
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -140,7 +141,7 @@ class BIT(pgsa.BIT):
         return np.array([c == "1" for c in str(value)], dtype=bool)
 
 
-_SQLALCHEMY_TYPES: dict[VectorType, type[TypeEngine[Any]]] = {
+_SQLALCHEMY_TYPES: dict[VectorType, Callable[[int | None], TypeEngine[Any]]] = {
     VectorType.VECTOR: VECTOR,
     VectorType.HALFVEC: HALFVEC,
     VectorType.SPARSEVEC: SPARSEVEC,

@@ -71,9 +71,7 @@ def _row_array(value: Any, row: int | None) -> np.ndarray:
     if isinstance(value, (pgvector.Vector, pgvector.HalfVector)):
         value = value.to_numpy()
     if isinstance(value, (str, bytes, dict)) or value is None:
-        raise InvalidVectorError(
-            f"expected a sequence of numbers, got {type(value).__name__}", row=row, reason="type"
-        )
+        raise InvalidVectorError(f"expected a sequence of numbers, got {type(value).__name__}", row=row, reason="type")
     try:
         arr = np.asarray(value)
     except ValueError:
@@ -81,9 +79,7 @@ def _row_array(value: Any, row: int | None) -> np.ndarray:
     if arr.dtype.kind not in "fiu":
         raise InvalidVectorError("non-numeric values (numbers expected)", row=row, reason="type")
     if arr.ndim != 1:
-        raise InvalidVectorError(
-            f"expected a flat vector, got an array of shape {arr.shape}", row=row, reason="shape"
-        )
+        raise InvalidVectorError(f"expected a flat vector, got an array of shape {arr.shape}", row=row, reason="shape")
     return arr.astype(np.float64, copy=False)
 
 
@@ -130,9 +126,7 @@ def dense_vectors(
         matrix = values.astype(np.float64, copy=False)
     else:
         if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
-            raise InvalidArgumentError(
-                f"expected a sequence of vectors, got {type(values).__name__}"
-            )
+            raise InvalidArgumentError(f"expected a sequence of vectors, got {type(values).__name__}")
         rows = [_row_array(v, i) for i, v in enumerate(values)]
         if not rows:
             return np.empty((0, dimension or 0), dtype=np.float32)
@@ -173,9 +167,7 @@ def sparse_vectors(
                 if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
                     raise InvalidVectorError(f"index {index!r} is not an integer", row=row, reason="type")
                 if not 0 <= index < dimension:
-                    raise InvalidVectorError(
-                        f"index {index} is outside 0..{dimension - 1}", row=row, reason="range"
-                    )
+                    raise InvalidVectorError(f"index {index} is outside 0..{dimension - 1}", row=row, reason="range")
             dense = _row_array(list(value.values()), row) if value else np.zeros(0)
             _check_finite_sparse(dense, row)
             vec = pgvector.SparseVector({int(k): float(v) for k, v in value.items()}, dimension)
@@ -225,7 +217,9 @@ def bit_vectors(
                 bits = arr.astype(bool)
         except (ValueError, TypeError):
             raise InvalidVectorError(
-                "bit vectors are '0101' strings or sequences of booleans / 0-1 integers", row=row, reason="type"
+                "bit vectors are '0101' strings or sequences of booleans / 0-1 integers",
+                row=row,
+                reason="type",
             ) from None
         if bits.size == 0:
             raise InvalidVectorError("empty vector", row=row, reason="empty")
@@ -241,9 +235,7 @@ def bit_vectors(
     return out
 
 
-def vectors(
-    values: Any, *, vector_type: VectorType, dimension: int | None, metric: MetricSpec | None
-) -> Any:
+def vectors(values: Any, *, vector_type: VectorType, dimension: int | None, metric: MetricSpec | None) -> Any:
     """Validate a batch for a column of ``vector_type``: a float32 matrix, or a list of pgvector values."""
     if vector_type is VectorType.SPARSEVEC:
         return sparse_vectors(list(values), dimension=dimension, metric=metric)
@@ -252,9 +244,7 @@ def vectors(
     return dense_vectors(values, dimension=dimension, metric=metric, vector_type=vector_type)
 
 
-def query_vector(
-    value: Any, *, vector_type: VectorType, dimension: int | None, metric: MetricSpec | None
-) -> Any:
+def query_vector(value: Any, *, vector_type: VectorType, dimension: int | None, metric: MetricSpec | None) -> Any:
     """Validate one query vector; errors name no row."""
     try:
         batch = vectors([value], vector_type=vector_type, dimension=dimension, metric=metric)

@@ -1,0 +1,208 @@
+"""The store API: collections of texts or vectors with JSON metadata, on the built-in partitioned schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+import vectorpg
+from vectorpg.collection import content_hash
+
+from .conftest import HashEmbedder
+
+TEXTS = [
+    "PostgreSQL stores vectors with pgvector",
+    "cats sleep most of the day",
+    "dogs like to play fetch",
+    "vectors are compared by cosine distance",
+]
+
+
+def test_add_search_get_delete_count(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
+    docs = db.collection("articles", embedder=hash_embedder)
+    assert docs.dimension == hash_embedder.dimension
+    ids = docs.add(TEXTS, metadata=[{"lang": "en", "n": i} for i in range(4)], ids=["a", "b", "c", "d"])
+    assert ids == ["a", "b", "c", "d"] and docs.count() == 4
+    hits = docs.search("cats sleep", k=2)
+    assert hits[0].id == "b" and hits[0].content == TEXTS[1] and hits[0].metadata == {"lang": "en", "n": 1}
+    assert hits[0].distance <= hits[1].distance
+    assert [h.id for h in docs.search("cats sleep", k=4, where={"n": {"$gte": 2}})] in (
+        ["c", "d"],
+        ["d", "c"],
+    )
+    got = docs.get(["d", "nope", "a"])
+    assert [d.id for d in got] == ["d", "a"] and got[0].embedding.shape == (hash_embedder.dimension,)
+    assert docs.delete(["a", "nope"]) == 1
+    assert docs.delete(where={"n": 3}) == 1
+    assert docs.count() == 2
+    assert docs.delete(where={}) == 2 and docs.count() == 0
+    with pytest.raises(vectorpg.InvalidArgumentError):
+        docs.delete()
+
+
+def test_generated_ids_are_unique(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
+    docs = db.collection("gen", embedder=hash_embedder)
+    ids = docs.add(TEXTS)
+    assert len(set(ids)) == 4 and docs.count() == 4
+
+
+def test_exact_search_equals_numpy(db: vectorpg.Database) -> None:
+    rng = np.random.default_rng(7)
+    data = rng.normal(size=(500, 16)).astype(np.float32)
+    for metric in ("cosine", "l2", "inner_product", "l1"):
+        docs = db.collection(f"m_{metric}", dimension=16, metric=metric)
+        docs.add(vectors=data, ids=[str(i) for i in range(len(data))])
+        query = rng.normal(size=16)
+        spec = vectorpg.metric_spec(metric)
+        a = data.astype(np.float64)
+        expected = {
+            "cosine": 1 - (a @ query) / (np.linalg.norm(a, axis=1) * np.linalg.norm(query)),
+            "l2": np.linalg.norm(a - query, axis=1),
+            "inner_product": -(a @ query),
+            "l1": np.abs(a - query).sum(axis=1),
+        }[spec.metric.value]
+        hits = docs.search(query, k=10)
+        assert [int(h.id) for h in hits] == list(np.argsort(expected)[:10])
+        np.testing.assert_allclose([h.distance for h in hits], np.sort(expected)[:10], rtol=1e-4, atol=1e-4)
+
+
+def test_unchanged_text_is_not_embedded_again(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
+    docs = db.collection("cache", embedder=hash_embedder)
+    docs.add(TEXTS, ids=["a", "b", "c", "d"], metadata=[{"v": 1}] * 4)
+    assert hash_embedder.texts_embedded == 4
+    docs.add(TEXTS, ids=["a", "b", "c", "d"], metadata=[{"v": 1}] * 4)
+    assert hash_embedder.texts_embedded == 4  # nothing changed: nothing embedded, nothing written
+    before = {d.id: d.updated_at for d in docs.get(["a", "b", "c", "d"])}
+    docs.add(
+        [*TEXTS[:3], "a brand new text"],
+        ids=["a", "b", "c", "d"],
+        metadata=[{"v": 1}, {"v": 2}, {"v": 1}, {"v": 1}],
+    )
+    assert hash_embedder.texts_embedded == 5  # only the changed text
+    after = {d.id: d for d in docs.get(["a", "b", "c", "d"])}
+    assert after["a"].updated_at == before["a"]
+    assert after["b"].metadata == {"v": 2} and after["b"].updated_at > before["b"]
+    assert after["d"].content == "a brand new text"
+    np.testing.assert_allclose(after["d"].embedding, hash_embedder.embed(["a brand new text"])[0], rtol=1e-6)
+    with db.engine.connect() as conn:
+        stored = conn.execute(text("SELECT content_hash FROM vectorpg.documents WHERE id = 'd'")).scalar()
+    assert stored == content_hash("a brand new text")
+
+
+def test_texts_with_precomputed_vectors(db: vectorpg.Database) -> None:
+    docs = db.collection("pre", dimension=3)
+    docs.add(["x", "y"], vectors=[[1, 0, 0], [0, 1, 0]], ids=["x", "y"])
+    assert docs.search([0, 1, 0], k=1)[0].content == "y"
+    with pytest.raises(vectorpg.InvalidArgumentError, match="no embedder"):
+        docs.search("text needs an embedder", k=1)
+
+
+def test_each_collection_is_a_partition_with_a_dimension_check(db: vectorpg.Database) -> None:
+    db.collection("small", dimension=3).add(vectors=[[1, 2, 3]])
+    db.collection("big", dimension=5).add(vectors=[[1, 2, 3, 4, 5]])
+    assert db.collections() == ["big", "small"]
+    with db.engine.connect() as conn:
+        parts = conn.execute(
+            text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'vectorpg.documents'::regclass ORDER BY 1"
+            )
+        ).all()
+        assert parts == [
+            ("documents_big", "FOR VALUES IN ('big')"),
+            ("documents_small", "FOR VALUES IN ('small')"),
+        ]
+        # Raw SQL cannot put a wrong-dimension vector into a collection either.
+        with pytest.raises(Exception, match="embedding_dimension"):
+            conn.execute(
+                text("INSERT INTO vectorpg.documents (collection, id, embedding) VALUES ('small', 'z', '[1,2]')")
+            )
+    # A query for one collection reads only its partition.
+    with db.engine.connect() as conn:
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                text(
+                    "EXPLAIN SELECT id FROM vectorpg.documents WHERE collection = 'small' "
+                    "ORDER BY embedding <-> '[1,2,3]' LIMIT 1"
+                )
+            )
+        )
+    assert "documents_small" in plan and "documents_big" not in plan
+    assert db.drop_collection("small") is True and db.drop_collection("small") is False
+    assert db.collections() == ["big"]
+
+
+def test_reopening_checks_dimension_metric_and_embedder(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
+    db.collection("notes", embedder=hash_embedder, metric="l2")
+    again = db.collection("notes", embedder=hash_embedder)
+    assert again.metric.metric.value == "l2" and again.embedder is hash_embedder
+    with pytest.raises(vectorpg.CollectionMismatchError, match="dimension"):
+        db.collection("notes", dimension=7)
+    with pytest.raises(vectorpg.CollectionMismatchError, match="metric"):
+        db.collection("notes", metric="cosine")
+    with pytest.raises(vectorpg.CollectionMismatchError, match="embedder") as info:
+        db.collection("notes", embedder=HashEmbedder(name="other-model"))
+    assert info.value.recorded == "hash-embedder" and info.value.requested == "other-model"
+    # Opened without its embedder, vectors still work and text says what is missing.
+    bare = db.collection("notes")
+    assert bare.embedder is None and bare.embedder_name == "hash-embedder"
+    with pytest.raises(vectorpg.InvalidArgumentError, match="hash-embedder"):
+        bare.add(["text"])
+
+
+def test_missing_collection_without_create(db: vectorpg.Database) -> None:
+    with pytest.raises(vectorpg.CollectionNotFoundError):
+        db.collection("ghost", dimension=3, create=False)
+    assert db.collections() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"dimension": 0}, vectorpg.InvalidArgumentError),
+        ({"dimension": 20_000}, vectorpg.InvalidArgumentError),
+        ({"dimension": 3, "metric": "hamming"}, vectorpg.UnsupportedMetricError),
+        ({"dimension": 3, "metric": "nope"}, vectorpg.UnknownMetricError),
+        ({"dimension": 3, "embedder": "some-model"}, vectorpg.InvalidArgumentError),
+        ({"embedder": None}, vectorpg.InvalidArgumentError),
+    ],
+)
+def test_bad_collection_options(db: vectorpg.Database, kwargs: dict[str, Any], error: type) -> None:
+    with pytest.raises(error):
+        db.collection("bad", **kwargs)
+    assert db.collections() == []
+
+
+def test_bad_texts_and_queries(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
+    docs = db.collection("texts", embedder=hash_embedder)
+    for bad, row in ((["ok", ""], 1), (["ok", "   "], 1), (["ok", None], 1), (["a\x00b"], 0), (["ok", 3], 1)):
+        with pytest.raises(vectorpg.InvalidInputError) as info:
+            docs.add(bad)  # type: ignore[arg-type]
+        assert info.value.row == row
+    with pytest.raises(vectorpg.InvalidInputError):
+        docs.add("a single string")  # type: ignore[arg-type]
+    for k in (0, -5):
+        with pytest.raises(vectorpg.InvalidArgumentError):
+            docs.search("x", k=k)
+    with pytest.raises(vectorpg.DimensionMismatchError):
+        docs.search([1.0, 2.0], k=1)
+    with pytest.raises(vectorpg.InvalidVectorError):
+        docs.search([0.0] * hash_embedder.dimension, k=1)  # zero vector under cosine
+    assert docs.count() == 0
+
+
+def test_embedder_returning_nan_names_the_row(db: vectorpg.Database) -> None:
+    class Broken(HashEmbedder):
+        def embed(self, texts: Any) -> np.ndarray:
+            out = super().embed(texts)
+            out[2, 0] = np.nan
+            return out
+
+    docs = db.collection("broken", embedder=Broken())
+    with pytest.raises(vectorpg.InvalidVectorError, match="embedder returned a bad vector for row 2"):
+        docs.add(["one", "two", "three", "four"])
+    assert docs.count() == 0
