@@ -141,3 +141,12 @@ class MissingDependencyError(VectorPgError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+class IndexBuildError(VectorPgError):
+    """Building a vector index failed, or an INVALID index (from a failed concurrent build) is in the way."""
+
+    def __init__(self, message: str, *, name: str, invalid: bool) -> None:
+        super().__init__(message)
+        self.name = name
+        self.invalid = invalid

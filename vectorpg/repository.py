@@ -19,12 +19,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import Engine, Table, bindparam, delete, func, inspect, select, tuple_
-from sqlalchemy.orm import Mapper, Session, sessionmaker
+from sqlalchemy.orm import Mapper, Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from . import bulk, validation
 from .distance import MetricSpec, check_metric, distance
 from .errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
+from .indexes import Quantization, VectorIndex
+from .search import Explain, QueryOptions, apply_settings, candidate_limit, candidate_order, choose_index, settings_for
 from .types import VectorType, describe
 
 if TYPE_CHECKING:
@@ -246,6 +248,11 @@ class Repository(Generic[ModelT]):
         with self._session() as session:
             return int(session.scalar(stmt) or 0)
 
+    @property
+    def vector_indexes(self) -> list[VectorIndex]:
+        """The vector indexes declared on the model (``vector_index(...)`` in ``__table_args__``)."""
+        return [i.info["vectorpg"] for i in self.table.indexes if isinstance(i.info.get("vectorpg"), VectorIndex)]
+
     def search(
         self,
         query: Any,
@@ -253,21 +260,96 @@ class Repository(Generic[ModelT]):
         *,
         where: ColumnElement[bool] | Sequence[ColumnElement[bool]] | None = None,
         metric: str | None = None,
+        index: VectorIndex | str | None = "auto",
+        overfetch: int | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        iterative_scan: str | None = None,
+        max_scan_tuples: int | None = None,
     ) -> list[tuple[ModelT, float]]:
         """The ``k`` rows nearest to ``query``, nearest first, as ``(row, distance)`` pairs.
 
         ``query`` is a vector (list, NumPy array, pgvector value) or, with an embedder, a text. ``where``
         is a SQLAlchemy boolean expression (or a list of them) on the model. ``metric`` overrides the
         repository's default. The query vector is validated like stored vectors and sent in binary.
+
+        ``index="auto"`` writes the ORDER BY so that a declared index for this metric can serve it: a plain
+        one, else a halfvec-cast one, else a binary-quantized one; quantized candidates (``k * overfetch``)
+        are re-ranked exactly. ``index=None`` writes the plain ORDER BY. ``ef_search``, ``probes``,
+        ``iterative_scan`` and ``max_scan_tuples`` apply to this query only (``set_config(..., true)``).
+        Distances are always exact distances on the stored vectors.
         """
+        stmt, settings = self._search_statement(
+            query, k, where, metric, index, overfetch, QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
+        )
+        return [(row, float(d)) for row, d in self._run(stmt, settings)]
+
+    def explain(self, query: Any, k: int = 10, *, analyze: bool = False, **search_options: Any) -> str:
+        """The plan of the statement :meth:`search` runs with these arguments, under the same settings."""
+        knobs = {
+            key: search_options.pop(key, None) for key in ("ef_search", "probes", "iterative_scan", "max_scan_tuples")
+        }
+        stmt, settings = self._search_statement(
+            query,
+            k,
+            search_options.pop("where", None),
+            search_options.pop("metric", None),
+            search_options.pop("index", "auto"),
+            search_options.pop("overfetch", None),
+            QueryOptions(**knobs),
+        )
+        if search_options:
+            raise InvalidArgumentError(f"unknown search options: {', '.join(search_options)}")
+        return "\n".join(str(row[0]) for row in self._run(Explain(stmt, analyze=analyze), settings))
+
+    def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
+        with self._session() as session:
+            remember = isinstance(self._bind, Session)
+            previous = apply_settings(session, settings, remember=remember)
+            rows = list(session.execute(stmt).all())
+            if remember:
+                apply_settings(session, previous, remember=False)
+        return rows
+
+    def _search_statement(
+        self,
+        query: Any,
+        k: int,
+        where: Any,
+        metric: str | None,
+        index: VectorIndex | str | None,
+        overfetch: int | None,
+        options: QueryOptions,
+    ) -> tuple[Any, dict[str, str]]:
         k = validation.positive_k(k)
         spec = check_metric(metric, self.vector_type) if metric is not None else self.metric
         vector = self._query_vector(query, spec)
         column = self.vector_column
-        dist = distance(column, bindparam("query_vector", vector, type_=column.type), spec.metric)
-        stmt = select(self.model, dist.label("distance")).where(*_conditions(where)).order_by(dist).limit(k)
-        with self._session() as session:
-            return [(row, float(d)) for row, d in session.execute(stmt).all()]
+        query_param = bindparam("query_vector", vector, type_=column.type)
+        chosen: VectorIndex | None
+        if index == "auto":
+            chosen = choose_index(self.vector_indexes, self._vector_column_name, spec)
+        elif index is None or isinstance(index, VectorIndex):
+            chosen = index
+        else:
+            raise InvalidArgumentError("index is 'auto', None or a VectorIndex")
+        candidates = None
+        if chosen is not None and chosen.quantization is not Quantization.NONE:
+            candidates = candidate_limit(k, chosen, overfetch)
+            inner = (
+                select(self.table)
+                .where(*_conditions(where))
+                .order_by(candidate_order(chosen, column, query_param, spec))
+                .limit(candidates)
+                .subquery("candidates")
+            )
+            entity: Any = aliased(self.model, inner)
+            dist = distance(inner.c[self._vector_column_name], query_param, spec.metric)
+            stmt = select(entity, dist.label("distance")).order_by(dist).limit(k)
+        else:
+            dist = distance(column, query_param, spec.metric)
+            stmt = select(self.model, dist.label("distance")).where(*_conditions(where)).order_by(dist).limit(k)
+        return stmt, settings_for(chosen, options, candidates)
 
 
 def _conditions(where: object) -> list[ColumnElement[bool]]:

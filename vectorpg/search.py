@@ -1,0 +1,134 @@
+"""Nearest-neighbour queries: per-query index knobs, and the SQL that lets an index serve the ORDER BY.
+
+Knobs (``ef_search``, ``probes``, ``iterative_scan``, ``max_scan_tuples``) are applied with
+``set_config(name, value, true)`` inside the query's transaction: never session-wide, because a session
+setting leaks through a connection pooler to the next user of the connection. When the caller owns the
+transaction (a Session-bound repository) the previous values are restored right after the query.
+
+A quantized index serves an expression, so the ORDER BY must be that same expression:
+``embedding::halfvec(n) <=> q::halfvec(n)`` or ``binary_quantize(embedding)::bit(n) <~> binary_quantize(q)``.
+Those candidates (``k * overfetch`` of them) are then re-ranked exactly on the full vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
+
+from .distance import Metric, MetricSpec, distance
+from .errors import InvalidArgumentError
+from .indexes import Quantization, VectorIndex
+
+ITERATIVE_SCAN_MODES = ("off", "strict_order", "relaxed_order")
+
+#: Candidates fetched per result from a quantized index before exact re-ranking.
+DEFAULT_OVERFETCH = {Quantization.HALFVEC: 2, Quantization.BINARY: 10}
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """Per-query index settings; ``None`` leaves the server's value."""
+
+    ef_search: int | None = None
+    probes: int | None = None
+    iterative_scan: str | None = None
+    max_scan_tuples: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("ef_search", 1, 1000), ("probes", 1, 32768), ("max_scan_tuples", 1, 2**31 - 1)):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+            ):
+                raise InvalidArgumentError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        if self.iterative_scan is not None and self.iterative_scan not in ITERATIVE_SCAN_MODES:
+            raise InvalidArgumentError(f"iterative_scan must be one of {', '.join(ITERATIVE_SCAN_MODES)}")
+
+    def settings(self) -> dict[str, str]:
+        """The ``hnsw.*`` / ``ivfflat.*`` settings to apply (both methods: only the used index reads them)."""
+        out: dict[str, str] = {}
+        if self.ef_search is not None:
+            out["hnsw.ef_search"] = str(self.ef_search)
+        if self.probes is not None:
+            out["ivfflat.probes"] = str(self.probes)
+        if self.iterative_scan is not None:
+            out["hnsw.iterative_scan"] = self.iterative_scan
+            out["ivfflat.iterative_scan"] = self.iterative_scan
+        if self.max_scan_tuples is not None:
+            out["hnsw.max_scan_tuples"] = str(self.max_scan_tuples)
+        return out
+
+
+def apply_settings(session: Session, settings: dict[str, str], *, remember: bool) -> dict[str, str]:
+    """``set_config(name, value, true)`` for each setting; return the previous values if ``remember``."""
+    previous: dict[str, str] = {}
+    for name, value in settings.items():
+        if remember:
+            previous[name] = str(session.execute(text("SELECT current_setting(:n)"), {"n": name}).scalar_one())
+        session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+    return previous
+
+
+def choose_index(indexes: Sequence[VectorIndex], column: str, metric: MetricSpec) -> VectorIndex | None:
+    """The declared index that can serve ``metric`` on ``column``: a plain one, else halfvec, else binary."""
+    usable = [i for i in indexes if i.column == column]
+    for quantization in (Quantization.NONE, Quantization.HALFVEC):
+        for index in usable:
+            if index.quantization is quantization and index.metric is metric.metric:
+                return index
+    if metric.metric not in (Metric.HAMMING, Metric.JACCARD):
+        for index in usable:
+            if index.quantization is Quantization.BINARY:
+                return index
+    return None
+
+
+def candidate_order(
+    index: VectorIndex, column: ColumnElement[Any], query: ColumnElement[Any], metric: MetricSpec
+) -> ColumnElement[float]:
+    """The ORDER BY expression that matches the quantized ``index`` (so the planner can use it)."""
+    if index.quantization is Quantization.NONE:
+        raise InvalidArgumentError("a plain index needs no candidate expression")
+    return distance(index.expression(column), index.expression(query), index.metric)
+
+
+def candidate_limit(k: int, index: VectorIndex, overfetch: int | None) -> int:
+    """How many candidates to fetch from a quantized index for ``k`` results."""
+    factor = overfetch if overfetch is not None else DEFAULT_OVERFETCH[index.quantization]
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise InvalidArgumentError(f"overfetch must be a positive integer, got {factor!r}")
+    return k * factor
+
+
+def settings_for(index: VectorIndex | None, options: QueryOptions, candidates: int | None) -> dict[str, str]:
+    """The settings of one query. An HNSW scan returns at most ``ef_search`` rows, so a quantized search
+    raises ``ef_search`` to its candidate count (up to pgvector's 1,000) unless the caller set it higher."""
+    settings = options.settings()
+    if index is not None and candidates is not None and index.method.method == "hnsw":
+        wanted = min(1000, candidates)
+        if options.ef_search is None or options.ef_search < wanted:
+            settings["hnsw.ef_search"] = str(wanted)
+    return settings
+
+
+class Explain(Executable, ClauseElement):
+    """``EXPLAIN [ANALYZE] <statement>`` as an executable construct (parameters bound as usual)."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: Any, *, analyze: bool = False) -> None:
+        self.statement = statement
+        self.analyze = analyze
+
+
+@compiles(Explain, "postgresql")
+def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
+    prefix = "EXPLAIN (ANALYZE, BUFFERS) " if element.analyze else "EXPLAIN "
+    return prefix + str(compiler.process(element.statement, **kw))
