@@ -4,6 +4,7 @@ Importing vectorpg starts no server and loads no model: :func:`connect` starts t
 (or connects to a URL), and an embedder loads its model on first use.
 """
 
+from .build import BuildProgress, create_vector_index, drop_vector_index, reindex_vector_index
 from .collection import Collection, Document, Hit
 from .connection import Database, connect
 from .distance import METRICS, Metric, MetricSpec, metric_spec
@@ -16,6 +17,7 @@ from .errors import (
     DuplicateIdError,
     ExtensionError,
     FilterError,
+    IndexBuildError,
     InvalidArgumentError,
     InvalidIdentifierError,
     InvalidInputError,
@@ -27,6 +29,7 @@ from .errors import (
     VectorPgError,
 )
 from .filters import compile_filter
+from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes, vector_index
 from .models import vector_column
 from .repository import Repository
 from .types import BIT, HALFVEC, SPARSEVEC, VECTOR, VectorType
@@ -36,9 +39,11 @@ __version__ = "0.1.0"
 __all__ = [
     "BIT",
     "HALFVEC",
+    "HNSW",
     "METRICS",
     "SPARSEVEC",
     "VECTOR",
+    "BuildProgress",
     "Collection",
     "CollectionMismatchError",
     "CollectionNotFoundError",
@@ -51,6 +56,9 @@ __all__ = [
     "ExtensionError",
     "FilterError",
     "Hit",
+    "IVFFlat",
+    "IndexBuildError",
+    "IndexInfo",
     "InvalidArgumentError",
     "InvalidIdentifierError",
     "InvalidInputError",
@@ -58,16 +66,23 @@ __all__ = [
     "Metric",
     "MetricSpec",
     "MissingDependencyError",
+    "Quantization",
     "Repository",
     "SentenceTransformerEmbedder",
     "ServerError",
     "UnknownMetricError",
     "UnsupportedMetricError",
+    "VectorIndex",
     "VectorPgError",
     "VectorType",
     "compile_filter",
     "connect",
+    "create_vector_index",
     "default_embedder",
+    "drop_vector_index",
+    "list_vector_indexes",
     "metric_spec",
+    "reindex_vector_index",
     "vector_column",
+    "vector_index",
 ]

@@ -28,8 +28,10 @@ from .indexes import Quantization, VectorIndex
 
 ITERATIVE_SCAN_MODES = ("off", "strict_order", "relaxed_order")
 
-#: Candidates fetched per result from a quantized index before exact re-ranking.
-DEFAULT_OVERFETCH = {Quantization.HALFVEC: 2, Quantization.BINARY: 10}
+#: Candidates fetched per result from a quantized index before exact re-ranking. Measured recall@10 of
+#: binary quantization + re-rank: 0.998 at 10x and 20x on all-MiniLM-L6-v2 embeddings of the quickstart
+#: corpus; 0.69 at 10x and 0.94 at 20x on noisy clustered synthetic 384-d data. Re-ranking 20x is cheap.
+DEFAULT_OVERFETCH = {Quantization.HALFVEC: 2, Quantization.BINARY: 20}
 
 
 @dataclass(frozen=True)
