@@ -245,3 +245,43 @@ def test_failed_concurrent_build_leaves_invalid_index_detected_and_rebuilt(db: v
 
 def test_quantization_enum_values() -> None:
     assert {q.value for q in Quantization} == {"none", "halfvec", "binary"}
+
+
+def test_auto_strategy_never_returns_short_under_a_selective_filter(db: vectorpg.Database) -> None:
+    """An HNSW scan filters after taking its ef_search nearest rows: with 1% of rows matching, the index
+    alone returns fewer than k rows. ``strategy="auto"`` re-runs such a query exactly."""
+    declared = vector_index("embedding", HNSW(), metric="l2")
+    base, item = model_with(declared)
+    base.metadata.create_all(db.engine)
+    rng = np.random.default_rng(6)
+    data = data_for("vector", 5000, rng)
+    repo = Repository(item, db, metric="l2")
+    repo.add_many(
+        {"id": i, "category": "rare" if i % 100 == 0 else "common", "embedding": v} for i, v in enumerate(data)
+    )
+    with db.engine.begin() as conn:
+        conn.execute(text("ANALYZE items"))
+    query = np.zeros(DIM)
+    rare = item.category == "rare"
+    ann = repo.search(query, k=10, where=rare, strategy="ann")
+    auto = repo.search(query, k=10, where=rare)
+    exact = repo.search(query, k=10, where=rare, strategy="exact")
+    assert len(ann) < 10  # the measured problem
+    assert [r.id for r, _ in auto] == [r.id for r, _ in exact]
+    rare_ids = np.arange(0, 5000, 100)
+    expected = rare_ids[np.argsort(np.linalg.norm(data[rare_ids], axis=1))[:10]]
+    assert [r.id for r, _ in exact] == expected.tolist()
+    with pytest.raises(vectorpg.InvalidArgumentError):
+        repo.search(query, k=10, strategy="fastest")
+
+
+def test_collection_auto_strategy_fills_k(db: vectorpg.Database) -> None:
+    rng = np.random.default_rng(7)
+    data = rng.normal(size=(5000, 32)).astype(np.float32)
+    docs = db.collection("skewed", dimension=32)
+    docs.add(vectors=data, metadata=[{"rare": i % 100 == 0} for i in range(len(data))])
+    docs.create_index(HNSW())
+    assert len(docs.search(data[0], k=10, where={"rare": True}, strategy="ann")) < 10
+    hits = docs.search(data[0], k=10, where={"rare": True})
+    assert len(hits) == 10 and all(h.metadata["rare"] for h in hits)
+    assert [h.id for h in hits] == [h.id for h in docs.search(data[0], k=10, where={"rare": True}, strategy="exact")]

@@ -31,6 +31,15 @@ from .errors import (
 from .filters import compile_filter
 from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes, vector_index
 from .models import vector_column
+from .partitioning import (
+    PartitionInfo,
+    Partitioning,
+    attach_partition,
+    create_hash_partitions,
+    create_partition,
+    detach_partition,
+    list_partitions,
+)
 from .repository import Repository
 from .types import BIT, HALFVEC, SPARSEVEC, VECTOR, VectorType
 
@@ -66,6 +75,8 @@ __all__ = [
     "Metric",
     "MetricSpec",
     "MissingDependencyError",
+    "PartitionInfo",
+    "Partitioning",
     "Quantization",
     "Repository",
     "SentenceTransformerEmbedder",
@@ -75,11 +86,16 @@ __all__ = [
     "VectorIndex",
     "VectorPgError",
     "VectorType",
+    "attach_partition",
     "compile_filter",
     "connect",
+    "create_hash_partitions",
+    "create_partition",
     "create_vector_index",
     "default_embedder",
+    "detach_partition",
     "drop_vector_index",
+    "list_partitions",
     "list_vector_indexes",
     "metric_spec",
     "reindex_vector_index",

@@ -228,10 +228,13 @@ def reindex_vector_index(db: Database | Engine, target: Table | type, name: str,
 
 
 def _run_raw(engine: Engine, statement: sql.Composable, *, autocommit: bool) -> None:
-    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
-    with engine.connect().execution_options(**options) as conn:
+    if autocommit:  # CONCURRENTLY cannot run inside a transaction block
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute(statement)
+        return
+    with engine.begin() as conn:  # SQLAlchemy's own transaction, so that leaving the block commits
         raw = conn.connection.driver_connection
         assert raw is not None
         raw.execute(statement)
-        if not autocommit:
-            conn.commit()

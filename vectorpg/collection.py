@@ -22,23 +22,34 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from psycopg import sql
-from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Column, MetaData, Table, bindparam, delete, func, select, update
 
 from . import bulk, validation
-from .distance import MetricSpec, check_metric, distance
-from .embeddings import DEFAULT_MODEL, Embedder, check_texts, default_embedder
+from .build import BuildProgress, create_vector_index, drop_vector_index
+from .distance import Metric, MetricSpec, check_metric, distance
+from .embeddings import Embedder, check_texts
 from .errors import (
-    CollectionMismatchError,
-    CollectionNotFoundError,
     InvalidArgumentError,
     InvalidInputError,
     InvalidVectorError,
 )
 from .filters import compile_filter
-from .models import SCHEMA, collections_table, documents_table, partition_name
-from .types import VECTOR, VectorType, column_type
+from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
+from .models import SCHEMA, documents_table, partition_name
+from .search import (
+    ANN_SETTINGS,
+    EXACT_SETTINGS,
+    Explain,
+    QueryOptions,
+    apply_settings,
+    candidate_limit,
+    candidate_order,
+    check_strategy,
+    choose_index,
+    order_expression,
+    settings_for,
+)
+from .types import VECTOR, VectorType
 
 if TYPE_CHECKING:
     from .connection import Database
@@ -125,6 +136,7 @@ class Collection:
         self.embedder = embedder
         self.embedder_name = embedder_name if embedder_name is not None else (embedder.name if embedder else None)
         self._vector_type = VECTOR(dimension)
+        self._index_cache: list[IndexInfo] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -290,24 +302,131 @@ class Collection:
             }
         return [found[i] for i in wanted if i in found]
 
-    def search(self, query: Any, k: int = 10, *, where: Mapping[str, Any] | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        overfetch: int | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        iterative_scan: str | None = None,
+        max_scan_tuples: int | None = None,
+        strategy: str = "auto",
+    ) -> list[Hit]:
         """The ``k`` documents nearest to ``query`` (a text or a vector) that match ``where``.
 
         ``where`` is a JSON filter (see :mod:`vectorpg.filters`), e.g. ``{"lang": "en", "year": {"$gte": 2020}}``.
+        The query reads only this collection's partition; when the collection has a vector index
+        (:meth:`create_index`) the ORDER BY is written so that the index serves it, quantized candidates
+        being re-ranked exactly. The index knobs apply to this query only. ``strategy`` is ``"auto"``
+        (a filtered index scan that comes back short is re-run exactly), ``"exact"`` or ``"ann"``.
         """
+        check_strategy(strategy)
+        options = QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
+        rows: list[Any] = []
+        if strategy != "exact":
+            stmt, settings, chosen = self._search_statement(query, k, where, overfetch, options, use_index=True)
+            rows = self._run(stmt, {**settings, **(ANN_SETTINGS if strategy == "ann" else {})})
+        if strategy == "exact" or (strategy == "auto" and chosen is not None and where and len(rows) < k):
+            stmt, settings, _ = self._search_statement(query, k, where, None, options, use_index=False)
+            rows = self._run(stmt, {**settings, **EXACT_SETTINGS})
+        return [Hit(r.id, r.content, r.metadata, float(r.distance)) for r in rows]
+
+    def explain(self, query: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, analyze: bool = False) -> str:
+        """The plan of the statement :meth:`search` runs for these arguments."""
+        stmt, settings, _ = self._search_statement(query, k, where, None, QueryOptions(), use_index=True)
+        return "\n".join(str(row[0]) for row in self._run(Explain(stmt, analyze=analyze), settings))
+
+    def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
+        with self.db.session_factory() as session, session.begin():
+            apply_settings(session, settings, remember=False)
+            return list(session.execute(stmt).all())
+
+    def _search_statement(
+        self,
+        query: Any,
+        k: int,
+        where: Mapping[str, Any] | None,
+        overfetch: int | None,
+        options: QueryOptions,
+        *,
+        use_index: bool,
+    ) -> tuple[Any, dict[str, str], VectorIndex | None]:
         k = validation.positive_k(k)
-        condition = self._where(where)
-        vector = self._query_vector(query)
-        t = documents_table
-        dist = distance(t.c.embedding, bindparam("query_vector", vector, type_=self._vector_type), self.metric.metric)
-        stmt = (
-            select(t.c.id, t.c.content, t.c.metadata, dist.label("distance"))
-            .where(self._scope(), condition)
-            .order_by(dist)
-            .limit(k)
+        part = self._partition
+        condition = compile_filter(where, part.c.metadata)
+        query_param = bindparam("query_vector", self._query_vector(query), type_=self._vector_type)
+        valid = [i.spec for i in self.indexes() if i.valid] if use_index else []
+        chosen = choose_index(valid, "embedding", self.metric)
+        candidates = None
+        if chosen is not None and chosen.quantization is not Quantization.NONE:
+            candidates = candidate_limit(k, chosen, overfetch)
+            inner = (
+                select(part.c.id, part.c.content, part.c.metadata, part.c.embedding)
+                .where(condition)
+                .order_by(candidate_order(chosen, part.c.embedding, query_param, self.metric))
+                .limit(candidates)
+                .subquery("candidates")
+            )
+            dist = distance(inner.c.embedding, query_param, self.metric.metric)
+            stmt = select(inner.c.id, inner.c.content, inner.c.metadata, dist.label("distance"))
+        else:
+            dist = order_expression(chosen, part.c.embedding, query_param, self.metric)
+            stmt = select(part.c.id, part.c.content, part.c.metadata, dist.label("distance")).where(condition)
+        return stmt.order_by(dist).limit(k), settings_for(chosen, options, candidates), chosen
+
+    # -- indexes -----------------------------------------------------------------------------------
+
+    @property
+    def _partition(self) -> Table:
+        """This collection's partition of ``vectorpg.documents``, as a table to query directly."""
+        return Table(
+            partition_name(self.name),
+            MetaData(),
+            *(Column(c.name, c.type) for c in documents_table.columns),
+            schema=SCHEMA,
         )
-        with self.db.session_factory() as session:
-            return [Hit(r.id, r.content, r.metadata, float(r.distance)) for r in session.execute(stmt)]
+
+    def create_index(
+        self,
+        method: HNSW | IVFFlat | None = None,
+        *,
+        quantization: str | Quantization = Quantization.NONE,
+        concurrently: bool = False,
+        progress: Callable[[BuildProgress], None] | None = None,
+    ) -> str:
+        """Build a vector index (HNSW by default) on this collection's partition; return its name.
+
+        Build it after the bulk load. ``quantization="halfvec"`` or ``"binary"`` indexes a compact form
+        of the vectors and searches re-rank the candidates on the full vectors.
+        """
+        quant = Quantization(quantization)
+        spec = VectorIndex(
+            column="embedding",
+            metric=Metric.HAMMING if quant is Quantization.BINARY else self.metric.metric,
+            method=method or HNSW(),
+            quantization=quant,
+            dimension=self.dimension,
+            cast=quant is Quantization.NONE,
+        )
+        name = create_vector_index(self.db, self._partition, spec, concurrently=concurrently, progress=progress)
+        self._index_cache = None
+        return name
+
+    def drop_index(self, name: str) -> bool:
+        """Drop one of this collection's vector indexes; return whether it existed."""
+        dropped = drop_vector_index(self.db, self._partition, name)
+        self._index_cache = None
+        return dropped
+
+    def indexes(self, *, refresh: bool = False) -> list[IndexInfo]:
+        """This collection's vector indexes, read from the catalog (cached; ``refresh=True`` re-reads)."""
+        if self._index_cache is None or refresh:
+            with self.db.engine.connect() as conn:
+                self._index_cache = list_vector_indexes(conn, self._partition)
+        return self._index_cache
 
 
 def _accepts_progress(embedder: Embedder) -> bool:
@@ -317,131 +436,3 @@ def _accepts_progress(embedder: Embedder) -> bool:
         return "progress" in inspect.signature(embedder.embed).parameters
     except (TypeError, ValueError):
         return False
-
-
-# -- the registry ----------------------------------------------------------------------------------
-
-
-def open_collection(
-    db: Database,
-    name: str,
-    *,
-    dimension: int | None,
-    metric: str | None,
-    embedder: Embedder | str | None,
-    create: bool,
-) -> Collection:
-    """Open (or create) a collection; see :meth:`vectorpg.Database.collection`."""
-    name = validation.collection_name(name)
-    spec = check_metric(metric or "cosine", VectorType.VECTOR)
-    if dimension is not None:
-        column_type(VectorType.VECTOR, dimension)  # validates the range
-    if isinstance(embedder, str) and embedder != "default":
-        raise InvalidArgumentError(f"embedder is an Embedder object, None or 'default'; got {embedder!r}")
-    if not create and not db.has_store_schema():
-        raise CollectionNotFoundError(name)
-    db.setup()
-    record = _record(db, name)
-    if record is None:
-        if not create:
-            raise CollectionNotFoundError(name)
-        resolved: Embedder | None
-        if embedder == "default":
-            resolved = None if dimension is not None else default_embedder()
-        else:
-            resolved = embedder  # type: ignore[assignment]
-        if dimension is None:
-            if resolved is None:
-                raise InvalidArgumentError("a collection without an embedder needs dimension=...")
-            dimension = resolved.dimension
-        elif resolved is not None and resolved.dimension != dimension:
-            raise CollectionMismatchError(name, "dimension", resolved.dimension, dimension)
-        _create(db, name, dimension, spec, resolved.name if resolved else None)
-        return Collection(db, name, dimension=dimension, metric=spec.metric.value, embedder=resolved)
-
-    rec_dimension, rec_metric, rec_embedder = record
-    if dimension is not None and dimension != rec_dimension:
-        raise CollectionMismatchError(name, "dimension", rec_dimension, dimension)
-    if metric is not None and spec.metric.value != rec_metric:
-        raise CollectionMismatchError(name, "metric", rec_metric, spec.metric.value)
-    if embedder == "default":
-        resolved = default_embedder() if rec_embedder == DEFAULT_MODEL else None
-    elif embedder is None:
-        resolved = None
-    else:
-        assert not isinstance(embedder, str)
-        if embedder.name != rec_embedder:
-            raise CollectionMismatchError(name, "embedder", rec_embedder, embedder.name)
-        if embedder.dimension != rec_dimension:
-            raise CollectionMismatchError(name, "dimension", rec_dimension, embedder.dimension)
-        resolved = embedder
-    return Collection(
-        db, name, dimension=rec_dimension, metric=rec_metric, embedder=resolved, embedder_name=rec_embedder
-    )
-
-
-def _record(db: Database, name: str) -> tuple[int, str, str | None] | None:
-    c = collections_table.c
-    with db.session_factory() as session:
-        row = session.execute(select(c.dimension, c.metric, c.embedder).where(c.name == name)).first()
-    return (int(row[0]), str(row[1]), row[2]) if row else None
-
-
-def _create(db: Database, name: str, dimension: int, spec: MetricSpec, embedder_name: str | None) -> None:
-    with db.session_factory() as session, session.begin():
-        _lock_name(session, name)
-        if _exists(session, name):
-            return  # another process created it meanwhile
-        session.execute(
-            collections_table.insert().values(
-                name=name, dimension=dimension, metric=spec.metric.value, embedder=embedder_name
-            )
-        )
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
-        # DDL cannot take bind parameters: the name was validated above and goes in as a quoted literal.
-        raw.execute(
-            sql.SQL(
-                "CREATE TABLE {part} PARTITION OF {parent} ("
-                "CONSTRAINT embedding_dimension CHECK (vector_dims(embedding) = {dim})"
-                ") FOR VALUES IN ({name})"
-            ).format(
-                part=sql.Identifier(SCHEMA, partition_name(name)),
-                parent=sql.Identifier(SCHEMA, documents_table.name),
-                dim=sql.Literal(int(dimension)),
-                name=sql.Literal(name),
-            )
-        )
-
-
-def _lock_name(session: Session, name: str) -> None:
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(bindparam("n", "vectorpg:" + name)))))
-
-
-def _exists(session: Session, name: str) -> bool:
-    c = collections_table.c
-    return session.execute(select(c.name).where(c.name == name)).first() is not None
-
-
-def list_collections(db: Database) -> list[str]:
-    """Names of the collections, sorted."""
-    if not db.has_store_schema():
-        return []
-    with db.session_factory() as session:
-        return list(session.scalars(select(collections_table.c.name).order_by(collections_table.c.name)))
-
-
-def drop_collection(db: Database, name: str) -> bool:
-    """Drop a collection's partition and registry row; return whether it existed."""
-    name = validation.collection_name(name)
-    if not db.has_store_schema():
-        return False
-    with db.session_factory() as session, session.begin():
-        _lock_name(session, name)
-        if not _exists(session, name):
-            return False
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
-        raw.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, partition_name(name))))
-        session.execute(collections_table.delete().where(collections_table.c.name == name))
-    return True

@@ -205,19 +205,19 @@ class Database:
         new collection and to the recorded one for an existing collection. An existing collection must
         be opened with the same dimension, metric and embedder it was created with (or without them).
         """
-        from .collection import open_collection
+        from .registry import open_collection
 
         return open_collection(self, name, dimension=dimension, metric=metric, embedder=embedder, create=create)
 
     def collections(self) -> list[str]:
         """Names of the collections in this database."""
-        from .collection import list_collections
+        from .registry import list_collections
 
         return list_collections(self)
 
     def drop_collection(self, name: str) -> bool:
         """Drop a collection and all its documents; return whether it existed."""
-        from .collection import drop_collection
+        from .registry import drop_collection
 
         return drop_collection(self, name)
 

@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .distance import METRICS, Metric, metric_spec
 from .errors import InvalidArgumentError, UnsupportedMetricError
-from .types import BIT, HALFVEC, VectorType, describe
+from .types import BIT, HALFVEC, VECTOR, VectorType, describe
 from .validation import identifier
 
 
@@ -114,10 +114,18 @@ class VectorIndex:
     dimension: int | None = None
     #: predicate of a partial index, as SQL text (as PostgreSQL prints it when read back)
     where: str | None = None
+    #: index ``column::vector(dimension)``: for a column declared without a dimension (the store's)
+    cast: bool = False
 
     def __post_init__(self) -> None:
         spec = metric_spec(self.metric)
         indexed = self.indexed_type
+        if self.cast and (
+            self.quantization is not Quantization.NONE
+            or self.vector_type is not VectorType.VECTOR
+            or not self.dimension
+        ):
+            raise InvalidArgumentError("cast=True indexes column::vector(dimension): give a dimension, no quantization")
         if self.quantization is not Quantization.NONE:
             if self.vector_type is not VectorType.VECTOR:
                 raise InvalidArgumentError(f"quantized indexes need a vector column, not {self.vector_type.value}")
@@ -170,6 +178,8 @@ class VectorIndex:
             return cast(col, HALFVEC(self.dimension))
         if self.quantization is Quantization.BINARY:
             return cast(func.binary_quantize(col), BIT(self.dimension))
+        if self.cast:
+            return cast(col, VECTOR(self.dimension))
         return col
 
     def default_name(self, table: str) -> str:
@@ -186,7 +196,7 @@ class VectorIndex:
     def to_index(self, name: str | None = None) -> Index:
         """A SQLAlchemy :class:`~sqlalchemy.Index` for ``__table_args__`` or ``Index.create()``."""
         label = "vectorpg_expr"
-        if self.quantization is Quantization.NONE:
+        if self.quantization is Quantization.NONE and not self.cast:
             expr: Any = self.column
             ops = {self.column: self.opclass}
         else:
@@ -331,6 +341,7 @@ def list_vector_indexes(conn: Connection, table: Table | str) -> list[IndexInfo]
             quantization = Quantization.BINARY
         elif row["is_expression"] and indexed is VectorType.HALFVEC and column_type is VectorType.VECTOR:
             quantization = Quantization.HALFVEC
+        is_cast = bool(row["is_expression"]) and quantization is Quantization.NONE
         spec = VectorIndex(
             column=row["column_name"],
             metric=metric,
@@ -339,6 +350,7 @@ def list_vector_indexes(conn: Connection, table: Table | str) -> list[IndexInfo]
             vector_type=column_type,
             dimension=_dimension(row["column_type"]) or _dimension(row["indexed_type"]),
             where=row["predicate"],
+            cast=is_cast,
         )
         out.append(IndexInfo(row["name"], spec, bool(row["valid"]), int(row["size"])))
     return out

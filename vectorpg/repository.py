@@ -26,7 +26,18 @@ from . import bulk, validation
 from .distance import MetricSpec, check_metric, distance
 from .errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
 from .indexes import Quantization, VectorIndex
-from .search import Explain, QueryOptions, apply_settings, candidate_limit, candidate_order, choose_index, settings_for
+from .search import (
+    ANN_SETTINGS,
+    EXACT_SETTINGS,
+    Explain,
+    QueryOptions,
+    apply_settings,
+    candidate_limit,
+    candidate_order,
+    check_strategy,
+    choose_index,
+    settings_for,
+)
 from .types import VectorType, describe
 
 if TYPE_CHECKING:
@@ -266,6 +277,7 @@ class Repository(Generic[ModelT]):
         probes: int | None = None,
         iterative_scan: str | None = None,
         max_scan_tuples: int | None = None,
+        strategy: str = "auto",
     ) -> list[tuple[ModelT, float]]:
         """The ``k`` rows nearest to ``query``, nearest first, as ``(row, distance)`` pairs.
 
@@ -278,18 +290,28 @@ class Repository(Generic[ModelT]):
         are re-ranked exactly. ``index=None`` writes the plain ORDER BY. ``ef_search``, ``probes``,
         ``iterative_scan`` and ``max_scan_tuples`` apply to this query only (``set_config(..., true)``).
         Distances are always exact distances on the stored vectors.
+
+        ``strategy="auto"`` re-runs the query as an exact scan when a filtered index scan returned fewer
+        than ``k`` rows (an HNSW scan filters *after* taking its ``ef_search`` nearest rows), so a result
+        is short only when fewer than ``k`` rows match. ``"exact"`` always scans the matching rows;
+        ``"ann"`` returns what the index gives.
         """
-        stmt, settings = self._search_statement(
-            query, k, where, metric, index, overfetch, QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
-        )
-        return [(row, float(d)) for row, d in self._run(stmt, settings)]
+        check_strategy(strategy)
+        options = QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
+        if strategy != "exact":
+            stmt, settings, chosen = self._search_statement(query, k, where, metric, index, overfetch, options)
+            rows = self._run(stmt, {**settings, **(ANN_SETTINGS if strategy == "ann" else {})})
+            if strategy == "ann" or chosen is None or len(rows) >= k or where is None:
+                return [(row, float(d)) for row, d in rows]
+        stmt, settings, _ = self._search_statement(query, k, where, metric, None, None, options)
+        return [(row, float(d)) for row, d in self._run(stmt, {**settings, **EXACT_SETTINGS})]
 
     def explain(self, query: Any, k: int = 10, *, analyze: bool = False, **search_options: Any) -> str:
         """The plan of the statement :meth:`search` runs with these arguments, under the same settings."""
         knobs = {
             key: search_options.pop(key, None) for key in ("ef_search", "probes", "iterative_scan", "max_scan_tuples")
         }
-        stmt, settings = self._search_statement(
+        stmt, settings, _ = self._search_statement(
             query,
             k,
             search_options.pop("where", None),
@@ -320,7 +342,7 @@ class Repository(Generic[ModelT]):
         index: VectorIndex | str | None,
         overfetch: int | None,
         options: QueryOptions,
-    ) -> tuple[Any, dict[str, str]]:
+    ) -> tuple[Any, dict[str, str], VectorIndex | None]:
         k = validation.positive_k(k)
         spec = check_metric(metric, self.vector_type) if metric is not None else self.metric
         vector = self._query_vector(query, spec)
@@ -349,7 +371,7 @@ class Repository(Generic[ModelT]):
         else:
             dist = distance(column, query_param, spec.metric)
             stmt = select(self.model, dist.label("distance")).where(*_conditions(where)).order_by(dist).limit(k)
-        return stmt, settings_for(chosen, options, candidates)
+        return stmt, settings_for(chosen, options, candidates), chosen
 
 
 def _conditions(where: object) -> list[ColumnElement[bool]]:

@@ -27,6 +27,22 @@ from .errors import InvalidArgumentError
 from .indexes import Quantization, VectorIndex
 
 ITERATIVE_SCAN_MODES = ("off", "strict_order", "relaxed_order")
+STRATEGIES = ("auto", "exact", "ann")
+
+#: An exact scan: no plain index scans in this transaction (an ANN index can serve ORDER BY ... LIMIT only
+#: through one); btree filters stay usable through bitmap scans.
+EXACT_SETTINGS = {"enable_indexscan": "off"}
+#: Make the planner use the vector index even where it would not (``strategy="ann"``).
+ANN_SETTINGS = {"enable_seqscan": "off", "enable_bitmapscan": "off", "enable_sort": "off"}
+
+
+def check_strategy(strategy: str) -> str:
+    """``auto`` (ANN index when one fits, exact re-run if a filtered ANN result comes back short),
+    ``exact`` (always scan the matching rows) or ``ann`` (the index only, as is)."""
+    if strategy not in STRATEGIES:
+        raise InvalidArgumentError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    return strategy
+
 
 #: Candidates fetched per result from a quantized index before exact re-ranking. Measured recall@10 of
 #: binary quantization + re-rank: 0.998 at 10x and 20x on all-MiniLM-L6-v2 embeddings of the quickstart
@@ -99,6 +115,15 @@ def candidate_order(
     if index.quantization is Quantization.NONE:
         raise InvalidArgumentError("a plain index needs no candidate expression")
     return distance(index.expression(column), index.expression(query), index.metric)
+
+
+def order_expression(
+    index: VectorIndex | None, column: ColumnElement[Any], query: ColumnElement[Any], metric: MetricSpec
+) -> ColumnElement[float]:
+    """Exact distance, written as the (unquantized) ``index`` expects it: ``column::vector(n)`` for a cast
+    index, the bare column otherwise."""
+    target = index.expression(column) if index is not None and index.cast else column
+    return distance(target, query, metric.metric)
 
 
 def candidate_limit(k: int, index: VectorIndex, overfetch: int | None) -> int:

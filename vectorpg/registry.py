@@ -1,0 +1,150 @@
+"""The collection registry: ``vectorpg.collections`` rows and the partition of each collection.
+
+Opening checks a collection's recorded dimension, metric and embedder; creating inserts the registry row
+and the ``vectorpg.documents`` partition (with a CHECK on the dimension) in one transaction, under an
+advisory lock on the name so that two processes creating the same collection do not collide.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
+
+from . import validation
+from .collection import Collection
+from .distance import MetricSpec, check_metric
+from .embeddings import DEFAULT_MODEL, Embedder, default_embedder
+from .errors import CollectionMismatchError, CollectionNotFoundError, InvalidArgumentError
+from .models import SCHEMA, collections_table, documents_table, partition_name
+from .types import VectorType, column_type
+
+if TYPE_CHECKING:
+    from .connection import Database
+
+
+def open_collection(
+    db: Database,
+    name: str,
+    *,
+    dimension: int | None,
+    metric: str | None,
+    embedder: Embedder | str | None,
+    create: bool,
+) -> Collection:
+    """Open (or create) a collection; see :meth:`vectorpg.Database.collection`."""
+    name = validation.collection_name(name)
+    spec = check_metric(metric or "cosine", VectorType.VECTOR)
+    if dimension is not None:
+        column_type(VectorType.VECTOR, dimension)  # validates the range
+    if isinstance(embedder, str) and embedder != "default":
+        raise InvalidArgumentError(f"embedder is an Embedder object, None or 'default'; got {embedder!r}")
+    if not create and not db.has_store_schema():
+        raise CollectionNotFoundError(name)
+    db.setup()
+    record = _record(db, name)
+    if record is None:
+        if not create:
+            raise CollectionNotFoundError(name)
+        resolved: Embedder | None
+        if embedder == "default":
+            resolved = None if dimension is not None else default_embedder()
+        else:
+            resolved = embedder  # type: ignore[assignment]
+        if dimension is None:
+            if resolved is None:
+                raise InvalidArgumentError("a collection without an embedder needs dimension=...")
+            dimension = resolved.dimension
+        elif resolved is not None and resolved.dimension != dimension:
+            raise CollectionMismatchError(name, "dimension", resolved.dimension, dimension)
+        _create(db, name, dimension, spec, resolved.name if resolved else None)
+        return Collection(db, name, dimension=dimension, metric=spec.metric.value, embedder=resolved)
+
+    rec_dimension, rec_metric, rec_embedder = record
+    if dimension is not None and dimension != rec_dimension:
+        raise CollectionMismatchError(name, "dimension", rec_dimension, dimension)
+    if metric is not None and spec.metric.value != rec_metric:
+        raise CollectionMismatchError(name, "metric", rec_metric, spec.metric.value)
+    if embedder == "default":
+        resolved = default_embedder() if rec_embedder == DEFAULT_MODEL else None
+    elif embedder is None:
+        resolved = None
+    else:
+        assert not isinstance(embedder, str)
+        if embedder.name != rec_embedder:
+            raise CollectionMismatchError(name, "embedder", rec_embedder, embedder.name)
+        if embedder.dimension != rec_dimension:
+            raise CollectionMismatchError(name, "dimension", rec_dimension, embedder.dimension)
+        resolved = embedder
+    return Collection(
+        db, name, dimension=rec_dimension, metric=rec_metric, embedder=resolved, embedder_name=rec_embedder
+    )
+
+
+def _record(db: Database, name: str) -> tuple[int, str, str | None] | None:
+    c = collections_table.c
+    with db.session_factory() as session:
+        row = session.execute(select(c.dimension, c.metric, c.embedder).where(c.name == name)).first()
+    return (int(row[0]), str(row[1]), row[2]) if row else None
+
+
+def _create(db: Database, name: str, dimension: int, spec: MetricSpec, embedder_name: str | None) -> None:
+    with db.session_factory() as session, session.begin():
+        _lock_name(session, name)
+        if _exists(session, name):
+            return  # another process created it meanwhile
+        session.execute(
+            collections_table.insert().values(
+                name=name, dimension=dimension, metric=spec.metric.value, embedder=embedder_name
+            )
+        )
+        raw = session.connection().connection.driver_connection
+        assert raw is not None
+        # DDL cannot take bind parameters: the name was validated above and goes in as a quoted literal.
+        raw.execute(
+            sql.SQL(
+                "CREATE TABLE {part} PARTITION OF {parent} ("
+                "CONSTRAINT embedding_dimension CHECK (vector_dims(embedding) = {dim})"
+                ") FOR VALUES IN ({name})"
+            ).format(
+                part=sql.Identifier(SCHEMA, partition_name(name)),
+                parent=sql.Identifier(SCHEMA, documents_table.name),
+                dim=sql.Literal(int(dimension)),
+                name=sql.Literal(name),
+            )
+        )
+
+
+def _lock_name(session: Session, name: str) -> None:
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(bindparam("n", "vectorpg:" + name)))))
+
+
+def _exists(session: Session, name: str) -> bool:
+    c = collections_table.c
+    return session.execute(select(c.name).where(c.name == name)).first() is not None
+
+
+def list_collections(db: Database) -> list[str]:
+    """Names of the collections, sorted."""
+    if not db.has_store_schema():
+        return []
+    with db.session_factory() as session:
+        return list(session.scalars(select(collections_table.c.name).order_by(collections_table.c.name)))
+
+
+def drop_collection(db: Database, name: str) -> bool:
+    """Drop a collection's partition and registry row; return whether it existed."""
+    name = validation.collection_name(name)
+    if not db.has_store_schema():
+        return False
+    with db.session_factory() as session, session.begin():
+        _lock_name(session, name)
+        if not _exists(session, name):
+            return False
+        raw = session.connection().connection.driver_connection
+        assert raw is not None
+        raw.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, partition_name(name))))
+        session.execute(collections_table.delete().where(collections_table.c.name == name))
+    return True
