@@ -16,16 +16,17 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from psycopg import sql
-from sqlalchemy import Column, Engine, Index, MetaData, Table, inspect, text
+from sqlalchemy import Column, Engine, Index, MetaData, Table, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Mapper
 from sqlalchemy.schema import CreateIndex
 
+from .connection import engine_of
 from .errors import IndexBuildError, InvalidArgumentError
 from .indexes import VectorIndex, list_vector_indexes
+from .models import table_of
 from .validation import identifier
 
 if TYPE_CHECKING:
@@ -68,20 +69,6 @@ def default_tuning(db: Database | Engine) -> dict[str, str]:
     mem_mb = max(64, min(2048, ram // 16 // (1 << 20)))
     workers = max(0, min(7, (os.cpu_count() or 1) - 1))
     return {"maintenance_work_mem": f"{mem_mb}MB", "max_parallel_maintenance_workers": str(workers)}
-
-
-def _engine(db: Database | Engine) -> Engine:
-    return db if isinstance(db, Engine) else db.engine
-
-
-def _table_of(target: Table | type) -> Table:
-    if isinstance(target, Table):
-        return target
-    mapper: Mapper[Any] = inspect(target)
-    table = mapper.local_table
-    if not isinstance(table, Table):
-        raise InvalidArgumentError(f"{target!r} is not mapped to a table")
-    return table
 
 
 def _bound_index(table: Table, index: Index | VectorIndex, name: str | None, concurrently: bool) -> Index:
@@ -153,8 +140,8 @@ def create_vector_index(
     ``settings`` override the build tuning (default: :func:`default_tuning`); ``progress`` receives
     :class:`BuildProgress` readings while the build runs.
     """
-    engine = _engine(db)
-    table = _table_of(target)
+    engine = engine_of(db)
+    table = table_of(target)
     bound = _bound_index(table, index, name, concurrently)
     index_name = str(bound.name)
     tuning = {**default_tuning(db), **(settings or {})}
@@ -203,8 +190,8 @@ def create_vector_index(
 
 def drop_vector_index(db: Database | Engine, target: Table | type, name: str, *, concurrently: bool = False) -> bool:
     """Drop the index ``name`` of ``target`` if it exists; return whether it existed."""
-    engine = _engine(db)
-    table = _table_of(target)
+    engine = engine_of(db)
+    table = table_of(target)
     identifier(name, "index")
     with engine.connect() as conn:
         if name not in {i.name for i in list_vector_indexes(conn, table)}:
@@ -218,8 +205,8 @@ def drop_vector_index(db: Database | Engine, target: Table | type, name: str, *,
 
 def reindex_vector_index(db: Database | Engine, target: Table | type, name: str, *, concurrently: bool = True) -> None:
     """Rebuild the index ``name`` (for example one left INVALID by a failed concurrent build)."""
-    engine = _engine(db)
-    table = _table_of(target)
+    engine = engine_of(db)
+    table = table_of(target)
     identifier(name, "index")
     statement = sql.SQL("REINDEX INDEX {}{}").format(
         sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), _qualified(table, name)

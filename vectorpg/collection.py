@@ -26,7 +26,7 @@ from sqlalchemy import Column, MetaData, Table, bindparam, delete, func, select,
 
 from . import bulk, validation
 from .build import BuildProgress, create_vector_index, drop_vector_index
-from .distance import Metric, MetricSpec, check_metric, distance
+from .distance import Metric, MetricSpec, check_metric
 from .embeddings import Embedder, check_texts
 from .errors import (
     InvalidArgumentError,
@@ -42,12 +42,9 @@ from .search import (
     Explain,
     QueryOptions,
     apply_settings,
-    candidate_limit,
-    candidate_order,
     check_strategy,
     choose_index,
-    order_expression,
-    settings_for,
+    nearest_statement,
 )
 from .types import VECTOR, VectorType
 
@@ -360,22 +357,19 @@ class Collection:
         query_param = bindparam("query_vector", self._query_vector(query), type_=self._vector_type)
         valid = [i.spec for i in self.indexes() if i.valid] if use_index else []
         chosen = choose_index(valid, "embedding", self.metric)
-        candidates = None
-        if chosen is not None and chosen.quantization is not Quantization.NONE:
-            candidates = candidate_limit(k, chosen, overfetch)
-            inner = (
-                select(part.c.id, part.c.content, part.c.metadata, part.c.embedding)
-                .where(condition)
-                .order_by(candidate_order(chosen, part.c.embedding, query_param, self.metric))
-                .limit(candidates)
-                .subquery("candidates")
-            )
-            dist = distance(inner.c.embedding, query_param, self.metric.metric)
-            stmt = select(inner.c.id, inner.c.content, inner.c.metadata, dist.label("distance"))
-        else:
-            dist = order_expression(chosen, part.c.embedding, query_param, self.metric)
-            stmt = select(part.c.id, part.c.content, part.c.metadata, dist.label("distance")).where(condition)
-        return stmt.order_by(dist).limit(k), settings_for(chosen, options, candidates), chosen
+        stmt, settings = nearest_statement(
+            part,
+            "embedding",
+            lambda rows: [rows.c.id, rows.c.content, rows.c.metadata],
+            query_param,
+            self.metric,
+            k,
+            [condition],
+            chosen,
+            overfetch,
+            options,
+        )
+        return stmt, settings, chosen
 
     # -- indexes -----------------------------------------------------------------------------------
 

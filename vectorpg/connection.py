@@ -236,6 +236,11 @@ class Database:
         return f"<vectorpg.Database {where}>"
 
 
+def engine_of(db: Database | Engine) -> Engine:
+    """The engine of a :class:`Database`, or the engine itself."""
+    return db if isinstance(db, Engine) else db.engine
+
+
 def connect(
     url: str | None = None,
     *,

@@ -85,6 +85,20 @@ documents_table = Table(
 )
 
 
+def table_of(target: Table | type) -> Table:
+    """The table of a :class:`Table` or a mapped model class."""
+    if isinstance(target, Table):
+        return target
+    from sqlalchemy import inspect
+
+    from .errors import InvalidArgumentError
+
+    table: Any = inspect(target).local_table
+    if not isinstance(table, Table):
+        raise InvalidArgumentError(f"{target!r} is not mapped to a table")
+    return table
+
+
 def partition_name(collection: str) -> str:
     """The table that holds one collection's documents (a partition of ``vectorpg.documents``)."""
     return f"documents_{collection}"

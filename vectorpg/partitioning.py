@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from psycopg import sql
-from sqlalchemy import Engine, Table, inspect, text
-from sqlalchemy.orm import Mapper
+from sqlalchemy import Engine, Table, text
 
+from .connection import engine_of
 from .errors import InvalidArgumentError
+from .models import table_of
 from .validation import identifier
 
 if TYPE_CHECKING:
@@ -84,22 +85,9 @@ class Partitioning:
         return {"postgresql_partition_by": self.clause(), "info": {"vectorpg_partitioning": self}}
 
 
-def _engine(db: Database | Engine) -> Engine:
-    return db if isinstance(db, Engine) else db.engine
-
-
-def _table_of(target: Table | type) -> Table:
-    if isinstance(target, Table):
-        return target
-    mapper: Mapper[Any] = inspect(target)
-    if not isinstance(mapper.local_table, Table):
-        raise InvalidArgumentError(f"{target!r} is not mapped to a table")
-    return mapper.local_table
-
-
 def partitioning_of(target: Table | type) -> Partitioning:
     """The :class:`Partitioning` declared on a table or model."""
-    table = _table_of(target)
+    table = table_of(target)
     found = table.info.get("vectorpg_partitioning")
     if not isinstance(found, Partitioning):
         raise InvalidArgumentError(f"{table.name} is not declared partitioned (Partitioning.table_kwargs())")
@@ -165,17 +153,17 @@ def create_partition(
     remainder: int | None = None,
 ) -> None:
     """``CREATE TABLE name PARTITION OF parent ...`` with the bound for the parent's strategy."""
-    table = _table_of(parent)
+    table = table_of(parent)
     bound = _bound(partitioning_of(table), values, default, from_, to, remainder)
     _execute(
-        _engine(db),
+        engine_of(db),
         sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(_name(table, name), _name(table, table.name), bound),
     )
 
 
 def create_hash_partitions(db: Database | Engine, parent: Table | type) -> list[str]:
     """All ``modulus`` partitions of a HASH-partitioned table, named ``<table>_p<remainder>``."""
-    table = _table_of(parent)
+    table = table_of(parent)
     partitioning = partitioning_of(table)
     if partitioning.strategy != "hash" or partitioning.modulus is None:
         raise InvalidArgumentError(f"{table.name} is not HASH-partitioned")
@@ -197,19 +185,19 @@ def attach_partition(
     remainder: int | None = None,
 ) -> None:
     """Attach an existing table (same columns) as a partition; PostgreSQL checks its rows fit the bound."""
-    table = _table_of(parent)
+    table = table_of(parent)
     bound = _bound(partitioning_of(table), values, default, from_, to, remainder)
     _execute(
-        _engine(db),
+        engine_of(db),
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(_name(table, table.name), _name(table, name), bound),
     )
 
 
 def detach_partition(db: Database | Engine, parent: Table | type, name: str) -> None:
     """Detach a partition; it stays as a plain table with its rows."""
-    table = _table_of(parent)
+    table = table_of(parent)
     _execute(
-        _engine(db),
+        engine_of(db),
         sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(_name(table, table.name), _name(table, name)),
     )
 
@@ -225,8 +213,8 @@ class PartitionInfo:
 
 def list_partitions(db: Database | Engine, parent: Table | type) -> list[PartitionInfo]:
     """The partitions of ``parent`` with their bounds and exact row counts."""
-    table = _table_of(parent)
-    engine = _engine(db)
+    table = table_of(parent)
+    engine = engine_of(db)
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None

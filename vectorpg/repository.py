@@ -23,20 +23,18 @@ from sqlalchemy.orm import Mapper, Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from . import bulk, validation
-from .distance import MetricSpec, check_metric, distance
+from .distance import MetricSpec, check_metric
 from .errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
-from .indexes import Quantization, VectorIndex
+from .indexes import VectorIndex
 from .search import (
     ANN_SETTINGS,
     EXACT_SETTINGS,
     Explain,
     QueryOptions,
     apply_settings,
-    candidate_limit,
-    candidate_order,
     check_strategy,
     choose_index,
-    settings_for,
+    nearest_statement,
 )
 from .types import VectorType, describe
 
@@ -355,23 +353,23 @@ class Repository(Generic[ModelT]):
             chosen = index
         else:
             raise InvalidArgumentError("index is 'auto', None or a VectorIndex")
-        candidates = None
-        if chosen is not None and chosen.quantization is not Quantization.NONE:
-            candidates = candidate_limit(k, chosen, overfetch)
-            inner = (
-                select(self.table)
-                .where(*_conditions(where))
-                .order_by(candidate_order(chosen, column, query_param, spec))
-                .limit(candidates)
-                .subquery("candidates")
-            )
-            entity: Any = aliased(self.model, inner)
-            dist = distance(inner.c[self._vector_column_name], query_param, spec.metric)
-            stmt = select(entity, dist.label("distance")).order_by(dist).limit(k)
-        else:
-            dist = distance(column, query_param, spec.metric)
-            stmt = select(self.model, dist.label("distance")).where(*_conditions(where)).order_by(dist).limit(k)
-        return stmt, settings_for(chosen, options, candidates), chosen
+
+        def entities(rows: Any) -> list[Any]:  # the model, or the model read from the candidate subquery
+            return [self.model if rows is self.table else aliased(self.model, rows)]
+
+        stmt, settings = nearest_statement(
+            self.table,
+            self._vector_column_name,
+            entities,
+            query_param,
+            spec,
+            k,
+            _conditions(where),
+            chosen,
+            overfetch,
+            options,
+        )
+        return stmt, settings, chosen
 
 
 def _conditions(where: object) -> list[ColumnElement[bool]]:

@@ -12,15 +12,16 @@ Those candidates (``k * overfetch`` of them) are then re-ranked exactly on the f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Select, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
+from sqlalchemy.sql.selectable import FromClause
 
 from .distance import Metric, MetricSpec, distance
 from .errors import InvalidArgumentError
@@ -159,3 +160,40 @@ class Explain(Executable, ClauseElement):
 def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
     prefix = "EXPLAIN (ANALYZE, BUFFERS) " if element.analyze else "EXPLAIN "
     return prefix + str(compiler.process(element.statement, **kw))
+
+
+def nearest_statement(
+    source: FromClause,
+    vector_column: str,
+    project: Callable[[FromClause], Sequence[Any]],
+    query: ColumnElement[Any],
+    metric: MetricSpec,
+    k: int,
+    where: Sequence[ColumnElement[bool]],
+    index: VectorIndex | None,
+    overfetch: int | None,
+    options: QueryOptions,
+) -> tuple[Select[Any], dict[str, str]]:
+    """``SELECT project(rows), distance ... ORDER BY distance LIMIT k`` and the settings it runs with.
+
+    With a quantized ``index`` the rows are the ``k * overfetch`` candidates the index orders best,
+    re-ranked by exact distance; otherwise the ORDER BY is written as ``index`` (or no index) expects.
+    ``project`` picks what to return from the rows (the table, or the candidate subquery).
+    """
+    column = source.c[vector_column]
+    candidates = None
+    if index is not None and index.quantization is not Quantization.NONE:
+        candidates = candidate_limit(k, index, overfetch)
+        rows: FromClause = (
+            select(source)
+            .where(*where)
+            .order_by(candidate_order(index, column, query, metric))
+            .limit(candidates)
+            .subquery("candidates")
+        )
+        dist = distance(rows.c[vector_column], query, metric.metric)
+        stmt = select(*project(rows), dist.label("distance"))
+    else:
+        dist = order_expression(index, column, query, metric)
+        stmt = select(*project(source), dist.label("distance")).where(*where)
+    return stmt.order_by(dist).limit(k), settings_for(index, options, candidates)
