@@ -285,3 +285,20 @@ def test_collection_auto_strategy_fills_k(db: vectorpg.Database) -> None:
     hits = docs.search(data[0], k=10, where={"rare": True})
     assert len(hits) == 10 and all(h.metadata["rare"] for h in hits)
     assert [h.id for h in hits] == [h.id for h in docs.search(data[0], k=10, where={"rare": True}, strategy="exact")]
+
+
+def test_default_knobs_fit_the_index(db: vectorpg.Database) -> None:
+    """k above ef_search still returns k rows from HNSW; IVFFlat probes default to sqrt(lists)."""
+    from vectorpg.search import QueryOptions, settings_for
+
+    hnsw = vector_index("embedding", HNSW(), metric="l2", dimension=DIM)
+    base, item = model_with(hnsw)
+    base.metadata.create_all(db.engine)
+    rng = np.random.default_rng(8)
+    repo = Repository(item, db, metric="l2")
+    repo.add_many({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 3000, rng)))
+    assert len(repo.search(np.ones(DIM), k=100, strategy="ann")) == 100  # ef_search raised from 40 to 100
+    ivf = vector_index("embedding", IVFFlat(lists=64), metric="l2", dimension=DIM).info["vectorpg"]
+    assert settings_for(ivf, QueryOptions(), 10) == {"ivfflat.probes": "8"}
+    assert settings_for(ivf, QueryOptions(probes=3), 10) == {"ivfflat.probes": "3"}
+    assert settings_for(hnsw.info["vectorpg"], QueryOptions(ef_search=300), 100) == {"hnsw.ef_search": "300"}

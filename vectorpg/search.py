@@ -12,6 +12,7 @@ Those candidates (``k * overfetch`` of them) are then re-ranked exactly on the f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +26,10 @@ from sqlalchemy.sql.selectable import FromClause
 
 from .distance import Metric, MetricSpec, distance
 from .errors import InvalidArgumentError
-from .indexes import Quantization, VectorIndex
+from .indexes import HNSW, IVFFlat, Quantization, VectorIndex
 
 ITERATIVE_SCAN_MODES = ("off", "strict_order", "relaxed_order")
+DEFAULT_EF_SEARCH = 40  # pgvector's default hnsw.ef_search
 STRATEGIES = ("auto", "exact", "ann")
 
 #: An exact scan: no plain index scans in this transaction (an ANN index can serve ORDER BY ... LIMIT only
@@ -135,14 +137,21 @@ def candidate_limit(k: int, index: VectorIndex, overfetch: int | None) -> int:
     return k * factor
 
 
-def settings_for(index: VectorIndex | None, options: QueryOptions, candidates: int | None) -> dict[str, str]:
-    """The settings of one query. An HNSW scan returns at most ``ef_search`` rows, so a quantized search
-    raises ``ef_search`` to its candidate count (up to pgvector's 1,000) unless the caller set it higher."""
+def settings_for(index: VectorIndex | None, options: QueryOptions, rows_wanted: int) -> dict[str, str]:
+    """The settings of one query: the caller's knobs, plus defaults that fit the index.
+
+    An HNSW scan returns at most ``ef_search`` rows, so ``ef_search`` is raised to the number of rows the
+    query needs (``k``, or the candidates of a quantized search; at most pgvector's 1,000) unless the
+    caller set ``ef_search``, which is then used as given. An IVFFlat scan defaults to ``probes = sqrt(lists)``, pgvector's suggested
+    starting point (its server default of 1 probe misses many neighbours).
+    """
     settings = options.settings()
-    if index is not None and candidates is not None and index.method.method == "hnsw":
-        wanted = min(1000, candidates)
-        if options.ef_search is None or options.ef_search < wanted:
-            settings["hnsw.ef_search"] = str(wanted)
+    if index is None:
+        return settings
+    if isinstance(index.method, HNSW) and options.ef_search is None and rows_wanted > DEFAULT_EF_SEARCH:
+        settings["hnsw.ef_search"] = str(min(1000, rows_wanted))
+    elif isinstance(index.method, IVFFlat) and options.probes is None:
+        settings["ivfflat.probes"] = str(max(1, math.isqrt(index.method.lists)))
     return settings
 
 
@@ -196,4 +205,4 @@ def nearest_statement(
     else:
         dist = order_expression(index, column, query, metric)
         stmt = select(*project(source), dist.label("distance")).where(*where)
-    return stmt.order_by(dist).limit(k), settings_for(index, options, candidates)
+    return stmt.order_by(dist).limit(k), settings_for(index, options, candidates or k)
