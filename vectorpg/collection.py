@@ -34,6 +34,7 @@ from .errors import (
     InvalidVectorError,
 )
 from .filters import compile_filter
+from .hybrid import HybridOptions, HybridScore, hybrid_statement, text_index
 from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
 from .models import SCHEMA, documents_table, partition_name
 from .search import (
@@ -62,6 +63,16 @@ class Hit:
     content: str | None
     metadata: dict[str, Any]
     distance: float
+
+
+@dataclass(frozen=True)
+class HybridHit:
+    """One hybrid search result: the document and how each leg scored it."""
+
+    id: str
+    content: str | None
+    metadata: dict[str, Any]
+    score: HybridScore
 
 
 @dataclass(frozen=True)
@@ -370,6 +381,55 @@ class Collection:
             options,
         )
         return stmt, settings, chosen
+
+    def hybrid_search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        vector: Any = None,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+        config: str = "english",
+        candidates: int | None = None,
+    ) -> list[HybridHit]:
+        """Full-text + vector search over this collection, fused in one SQL statement, best first.
+
+        The vector leg uses ``vector`` or the embedding of ``text``; both legs apply ``where``. See
+        :mod:`vectorpg.hybrid` for ``fusion="rrf" | "weighted"``; :meth:`create_text_index` adds the GIN
+        index that serves the text leg.
+        """
+        k = validation.positive_k(k)
+        options = HybridOptions(fusion, rrf_k, weights, config, candidates)
+        part = self._partition
+        query_vector = self._query_vector(vector if vector is not None else text)
+        fused = hybrid_statement(
+            part,
+            id_column="id",
+            text_column="content",
+            vector_column="embedding",
+            query_text=text,
+            query_vector=bindparam("query_vector", query_vector, type_=self._vector_type),
+            metric=self.metric,
+            k=k,
+            where=[compile_filter(where, part.c.metadata)],
+            options=options,
+        ).subquery("fused")
+        stmt = (
+            select(part.c.content, part.c.metadata, fused)
+            .join(fused, part.c.id == fused.c.id)
+            .order_by(fused.c.score.desc(), fused.c.id)
+        )
+        return [HybridHit(r.id, r.content, r.metadata, HybridScore.from_row(r)) for r in self._run(stmt, {})]
+
+    def create_text_index(self, config: str = "english") -> str:
+        """A GIN index on ``to_tsvector(config, content)`` of this collection, for :meth:`hybrid_search`."""
+        name = f"{partition_name(self.name)}_{config}_tsv_idx"
+        with self.db.engine.begin() as conn:
+            text_index(name, self._partition.c.content, config).create(conn, checkfirst=True)
+        return name
 
     # -- indexes -----------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from . import bulk, validation
 from .distance import MetricSpec, check_metric
 from .errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
+from .hybrid import HybridOptions, HybridScore, hybrid_statement
 from .indexes import VectorIndex
 from .search import (
     ANN_SETTINGS,
@@ -52,7 +53,7 @@ class Repository(Generic[ModelT]):
     transaction) or a :class:`~sqlalchemy.orm.Session` (calls join the session's transaction inside a
     savepoint; the caller commits). ``vector_column`` names the vector attribute when the model has more
     than one. ``metric`` is the default distance for :meth:`search`. ``embedder`` lets :meth:`search`
-    take text.
+    take text. ``text_column`` names the text attribute that :meth:`hybrid_search` searches.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class Repository(Generic[ModelT]):
         vector_column: str | None = None,
         metric: str = "cosine",
         embedder: Embedder | None = None,
+        text_column: str | None = None,
     ) -> None:
         mapper: Mapper[ModelT] = inspect(model)
         if not isinstance(mapper.local_table, Table):
@@ -94,6 +96,7 @@ class Repository(Generic[ModelT]):
         self._vector_column_name = self._attr_to_column[vector_column]
         self.metric: MetricSpec = check_metric(metric, self.vector_type)
         self.embedder = embedder
+        self.text_column = text_column
         self._primary_key = list(mapper.primary_key)
         from .connection import Database
 
@@ -370,6 +373,60 @@ class Repository(Generic[ModelT]):
             options,
         )
         return stmt, settings, chosen
+
+    def hybrid_search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        where: ColumnElement[bool] | Sequence[ColumnElement[bool]] | None = None,
+        vector: Any = None,
+        text_column: str | None = None,
+        metric: str | None = None,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+        config: str = "english",
+        candidates: int | None = None,
+    ) -> list[tuple[ModelT, HybridScore]]:
+        """Full-text + vector search fused in one SQL statement; ``(row, HybridScore)`` pairs, best first.
+
+        Both legs run with the same ``where``. The vector leg uses ``vector`` or, if not given, the
+        embedding of ``text`` (an embedder is then needed). ``text_column`` names the model's text
+        attribute (default: the repository's ``text_column``). See :mod:`vectorpg.hybrid` for the fusions;
+        a GIN index from :func:`vectorpg.hybrid.text_index` on the same column and config serves the
+        text leg.
+        """
+        k = validation.positive_k(k)
+        options = HybridOptions(fusion, rrf_k, weights, config, candidates)
+        attribute = text_column or self.text_column
+        if attribute is None or attribute not in self._attr_to_column:
+            raise InvalidArgumentError(
+                f"hybrid search needs the text attribute of {self.model.__name__}: "
+                "Repository(..., text_column='body') or hybrid_search(..., text_column='body')"
+            )
+        if len(self._primary_key) != 1:
+            raise InvalidArgumentError("hybrid search needs a single-column primary key")
+        spec = check_metric(metric, self.vector_type) if metric is not None else self.metric
+        query_vector = self._query_vector(vector if vector is not None else text, spec)
+        fused = hybrid_statement(
+            self.table,
+            id_column=self._primary_key[0].name,
+            text_column=self._attr_to_column[attribute],
+            vector_column=self._vector_column_name,
+            query_text=text,
+            query_vector=bindparam("query_vector", query_vector, type_=self.vector_column.type),
+            metric=spec,
+            k=k,
+            where=_conditions(where),
+            options=options,
+        ).subquery("fused")
+        stmt = (
+            select(self.model, fused)
+            .join(fused, self._primary_key[0] == fused.c.id)
+            .order_by(fused.c.score.desc(), fused.c.id)
+        )
+        return [(row[0], HybridScore.from_row(row)) for row in self._run(stmt, {})]
 
 
 def _conditions(where: object) -> list[ColumnElement[bool]]:

@@ -142,8 +142,9 @@ def settings_for(index: VectorIndex | None, options: QueryOptions, rows_wanted: 
 
     An HNSW scan returns at most ``ef_search`` rows, so ``ef_search`` is raised to the number of rows the
     query needs (``k``, or the candidates of a quantized search; at most pgvector's 1,000) unless the
-    caller set ``ef_search``, which is then used as given. An IVFFlat scan defaults to ``probes = sqrt(lists)``, pgvector's suggested
-    starting point (its server default of 1 probe misses many neighbours).
+    caller set ``ef_search``, which is then used as given. An IVFFlat scan defaults to
+    ``probes = sqrt(lists)``, pgvector's suggested starting point (its server default of 1 probe misses
+    many neighbours).
     """
     settings = options.settings()
     if index is None:
