@@ -78,7 +78,7 @@ def test_declared_index_round_trips_and_serves_the_search(
         repo = Repository(item, session, metric=search_metric)
         repo.add_many({"id": i, "category": "a", "embedding": data[i]} for i in range(len(data)))
         session.execute(text("SET LOCAL enable_seqscan = off"))  # tiny table: make the planner show its hand
-        plan = repo.explain(data[0], k=5)
+        plan = repo.explain(data[0], k=5).plan
         assert f"Index Scan using {declared.name}" in plan, plan
         hits = repo.search(data[0], k=5)
         assert hits[0][0].id == 0  # the vector itself is its own nearest neighbour
@@ -104,7 +104,7 @@ def test_partial_index_predicate_round_trips(db: vectorpg.Database) -> None:
             for i, v in enumerate(data_for("vector", 200, rng))
         )
         session.execute(text("SET LOCAL enable_seqscan = off"))
-        assert "items_hot_idx" in repo.explain(np.ones(DIM), k=3, where=item.category == "hot")
+        assert "items_hot_idx" in repo.explain(np.ones(DIM), k=3, where=item.category == "hot").plan
 
 
 @pytest.mark.parametrize(
@@ -143,7 +143,7 @@ def test_large_dimension_through_halfvec_expression(db: vectorpg.Database) -> No
             {"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 100, rng, 3000))
         )
         session.execute(text("SET LOCAL enable_seqscan = off"))
-        assert declared.name in repo.explain(np.ones(3000), k=3)
+        assert declared.name in repo.explain(np.ones(3000), k=3).plan
 
 
 def clustered(n: int, dim: int, rng: np.random.Generator, clusters: int = 40) -> np.ndarray:
@@ -189,7 +189,7 @@ def test_recall_hnsw_and_binary_quantization_on_10k(db: vectorpg.Database) -> No
     assert hnsw >= 0.9, hnsw
     assert bq >= 0.9, bq
     with Session(db.engine) as session:  # the quantized search really runs on the binary index
-        plan = Repository(item, session).explain(queries[0], k=10, index=binary_spec)
+        plan = Repository(item, session).explain(queries[0], k=10, index=binary_spec).plan
     assert binary_name in plan and "binary_quantize" in plan
 
 
@@ -263,7 +263,7 @@ def test_auto_strategy_never_returns_short_under_a_selective_filter(db: vectorpg
         conn.execute(text("ANALYZE items"))
     query = np.zeros(DIM)
     rare = item.category == "rare"
-    ann = repo.search(query, k=10, where=rare, strategy="ann")
+    ann = repo.search(query, k=10, where=rare, strategy="ann", iterative_scan="off")
     auto = repo.search(query, k=10, where=rare)
     exact = repo.search(query, k=10, where=rare, strategy="exact")
     assert len(ann) < 10  # the measured problem
@@ -281,7 +281,7 @@ def test_collection_auto_strategy_fills_k(db: vectorpg.Database) -> None:
     docs = db.collection("skewed", dimension=32)
     docs.add(vectors=data, metadata=[{"rare": i % 100 == 0} for i in range(len(data))])
     docs.create_index(HNSW())
-    assert len(docs.search(data[0], k=10, where={"rare": True}, strategy="ann")) < 10
+    assert len(docs.search(data[0], k=10, where={"rare": True}, strategy="ann", iterative_scan="off")) < 10
     hits = docs.search(data[0], k=10, where={"rare": True})
     assert len(hits) == 10 and all(h.metadata["rare"] for h in hits)
     assert [h.id for h in hits] == [h.id for h in docs.search(data[0], k=10, where={"rare": True}, strategy="exact")]

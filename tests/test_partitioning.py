@@ -75,7 +75,7 @@ def test_list_partitions_index_everywhere_and_prune(db: vectorpg.Database) -> No
         session.execute(text("ANALYZE chunks"))
         session.execute(text("SET LOCAL enable_seqscan = off"))
         session.execute(text("SET LOCAL enable_bitmapscan = off"))
-        plan = Repository(chunk, session, metric="l2").explain(np.ones(DIM), k=5, where=chunk.tenant == "acme")
+        plan = Repository(chunk, session, metric="l2").explain(np.ones(DIM), k=5, where=chunk.tenant == "acme").plan
     assert "chunks_acme" in plan and "chunks_other" not in plan and "chunks_o_brien" not in plan
     assert "Index Scan using chunks_acme_embedding_idx" in plan
     hits = repo.search(np.ones(DIM), k=5, where=chunk.tenant == "o'brien")
@@ -142,7 +142,7 @@ def test_hash_and_range_partitioning(db: vectorpg.Database) -> None:
     with Session(db.engine) as session:
         plan = Repository(Event, session).explain(
             np.ones(DIM), k=3, where=Event.at >= dt.datetime(2026, 2, 1, tzinfo=utc)
-        )
+        ).plan
     assert "events_2026" in plan and "events_2025" not in plan
 
 
@@ -166,7 +166,7 @@ def test_collection_index_per_partition(db: vectorpg.Database, quantization: str
     (info,) = docs.indexes()
     assert info.name == name and info.valid and info.spec.quantization is Quantization(quantization)
     assert other.indexes() == []  # one collection's index is its own
-    plan = docs.explain(data[7], k=5)
+    plan = docs.explain(data[7], k=5).plan
     assert name in plan, plan
     hits = docs.search(data[7], k=5)
     assert hits[0].id == "7" and len(hits) == 5

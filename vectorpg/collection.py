@@ -37,15 +37,11 @@ from .filters import compile_filter
 from .hybrid import HybridOptions, HybridScore, hybrid_statement, text_index
 from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
 from .models import SCHEMA, documents_table, partition_name
+from .planner import DEFAULT_CONFIG, PlannerConfig, SearchPlan, SearchTarget, explain_search, plan_search, run_search
 from .search import (
-    ANN_SETTINGS,
-    EXACT_SETTINGS,
-    Explain,
     QueryOptions,
     apply_settings,
-    check_strategy,
     choose_index,
-    nearest_statement,
 )
 from .types import VECTOR, VectorType
 
@@ -136,6 +132,7 @@ class Collection:
         metric: str = "cosine",
         embedder: Embedder | None = None,
         embedder_name: str | None = None,
+        planner: PlannerConfig = DEFAULT_CONFIG,
     ) -> None:
         self.db = db
         self.name = validation.collection_name(name)
@@ -145,6 +142,7 @@ class Collection:
         self.embedder_name = embedder_name if embedder_name is not None else (embedder.name if embedder else None)
         self._vector_type = VECTOR(dimension)
         self._index_cache: list[IndexInfo] | None = None
+        self.planner = planner
 
     def __repr__(self) -> str:
         return (
@@ -322,65 +320,79 @@ class Collection:
         iterative_scan: str | None = None,
         max_scan_tuples: int | None = None,
         strategy: str = "auto",
+        diversity: float | None = None,
+        fetch_k: int | None = None,
     ) -> list[Hit]:
         """The ``k`` documents nearest to ``query`` (a text or a vector) that match ``where``.
 
         ``where`` is a JSON filter (see :mod:`vectorpg.filters`), e.g. ``{"lang": "en", "year": {"$gte": 2020}}``.
-        The query reads only this collection's partition; when the collection has a vector index
+        The query reads only this collection's partition. ``strategy="auto"`` lets the planner
+        (:mod:`vectorpg.planner`) choose exact or index search per query, and never returns fewer than
+        ``k`` hits when ``k`` documents match; ``"exact"`` and ``"ann"`` force a path. With a vector index
         (:meth:`create_index`) the ORDER BY is written so that the index serves it, quantized candidates
-        being re-ranked exactly. The index knobs apply to this query only. ``strategy`` is ``"auto"``
-        (a filtered index scan that comes back short is re-run exactly), ``"exact"`` or ``"ann"``.
+        being re-ranked exactly. The index knobs apply to this query only. ``diversity`` (0 to 1)
+        re-orders ``fetch_k`` nearest candidates by maximal marginal relevance.
         """
-        check_strategy(strategy)
+        target, query_param, vector, k, conditions, chosen = self._plan_args(query, k, where)
         options = QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
-        rows: list[Any] = []
-        if strategy != "exact":
-            stmt, settings, chosen = self._search_statement(query, k, where, overfetch, options, use_index=True)
-            rows = self._run(stmt, {**settings, **(ANN_SETTINGS if strategy == "ann" else {})})
-        if strategy == "exact" or (strategy == "auto" and chosen is not None and where and len(rows) < k):
-            stmt, settings, _ = self._search_statement(query, k, where, None, options, use_index=False)
-            rows = self._run(stmt, {**settings, **EXACT_SETTINGS})
+        rows = run_search(
+            target,
+            query_param,
+            vector,
+            k,
+            conditions,
+            chosen,
+            overfetch,
+            options,
+            strategy,
+            diversity,
+            fetch_k,
+            self.planner,
+        )
         return [Hit(r.id, r.content, r.metadata, float(r.distance)) for r in rows]
 
-    def explain(self, query: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, analyze: bool = False) -> str:
-        """The plan of the statement :meth:`search` runs for these arguments."""
-        stmt, settings, _ = self._search_statement(query, k, where, None, QueryOptions(), use_index=True)
-        return "\n".join(str(row[0]) for row in self._run(Explain(stmt, analyze=analyze), settings))
+    def explain(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        strategy: str = "auto",
+        analyze: bool = False,
+        **knobs: Any,
+    ) -> SearchPlan:
+        """What :meth:`search` would do: the strategy and why, the estimates, the SQL and ``EXPLAIN``."""
+        target, query_param, _, k, conditions, chosen = self._plan_args(query, k, where)
+        plan, stmt = plan_search(
+            target, query_param, k, conditions, chosen, None, QueryOptions(**knobs), strategy, self.planner
+        )
+        return explain_search(target, plan, stmt, analyze=analyze)
 
     def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
         with self.db.session_factory() as session, session.begin():
             apply_settings(session, settings, remember=False)
             return list(session.execute(stmt).all())
 
-    def _search_statement(
-        self,
-        query: Any,
-        k: int,
-        where: Mapping[str, Any] | None,
-        overfetch: int | None,
-        options: QueryOptions,
-        *,
-        use_index: bool,
-    ) -> tuple[Any, dict[str, str], VectorIndex | None]:
+    def _plan_args(
+        self, query: Any, k: int, where: Mapping[str, Any] | None
+    ) -> tuple[SearchTarget, Any, Any, int, list[Any], VectorIndex | None]:
         k = validation.positive_k(k)
         part = self._partition
-        condition = compile_filter(where, part.c.metadata)
-        query_param = bindparam("query_vector", self._query_vector(query), type_=self._vector_type)
-        valid = [i.spec for i in self.indexes() if i.valid] if use_index else []
-        chosen = choose_index(valid, "embedding", self.metric)
-        stmt, settings = nearest_statement(
+        conditions = [compile_filter(where, part.c.metadata)] if where else []
+        vector = self._query_vector(query)
+        query_param = bindparam("query_vector", vector, type_=self._vector_type)
+        indexes = [i.spec for i in self.indexes() if i.valid]
+        chosen = choose_index(indexes, "embedding", self.metric)
+        target = SearchTarget(
             part,
             "embedding",
-            lambda rows: [rows.c.id, rows.c.content, rows.c.metadata],
-            query_param,
+            lambda rows: [rows.c.id, rows.c.content, rows.c.metadata, rows.c.embedding],
             self.metric,
-            k,
-            [condition],
-            chosen,
-            overfetch,
-            options,
+            indexes,
+            self._run,
+            vector_of=lambda row: row.embedding,
         )
-        return stmt, settings, chosen
+        return target, query_param, vector, k, conditions, chosen
 
     def hybrid_search(
         self,

@@ -27,15 +27,11 @@ from .distance import MetricSpec, check_metric
 from .errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
 from .hybrid import HybridOptions, HybridScore, hybrid_statement
 from .indexes import VectorIndex
+from .planner import DEFAULT_CONFIG, PlannerConfig, SearchPlan, SearchTarget, explain_search, plan_search, run_search
 from .search import (
-    ANN_SETTINGS,
-    EXACT_SETTINGS,
-    Explain,
     QueryOptions,
     apply_settings,
-    check_strategy,
     choose_index,
-    nearest_statement,
 )
 from .types import VectorType, describe
 
@@ -65,6 +61,7 @@ class Repository(Generic[ModelT]):
         metric: str = "cosine",
         embedder: Embedder | None = None,
         text_column: str | None = None,
+        planner: PlannerConfig = DEFAULT_CONFIG,
     ) -> None:
         mapper: Mapper[ModelT] = inspect(model)
         if not isinstance(mapper.local_table, Table):
@@ -97,6 +94,7 @@ class Repository(Generic[ModelT]):
         self.metric: MetricSpec = check_metric(metric, self.vector_type)
         self.embedder = embedder
         self.text_column = text_column
+        self.planner = planner
         self._primary_key = list(mapper.primary_key)
         from .connection import Database
 
@@ -279,51 +277,65 @@ class Repository(Generic[ModelT]):
         iterative_scan: str | None = None,
         max_scan_tuples: int | None = None,
         strategy: str = "auto",
+        diversity: float | None = None,
+        fetch_k: int | None = None,
     ) -> list[tuple[ModelT, float]]:
         """The ``k`` rows nearest to ``query``, nearest first, as ``(row, distance)`` pairs.
 
         ``query`` is a vector (list, NumPy array, pgvector value) or, with an embedder, a text. ``where``
         is a SQLAlchemy boolean expression (or a list of them) on the model. ``metric`` overrides the
         repository's default. The query vector is validated like stored vectors and sent in binary.
-
-        ``index="auto"`` writes the ORDER BY so that a declared index for this metric can serve it: a plain
-        one, else a halfvec-cast one, else a binary-quantized one; quantized candidates (``k * overfetch``)
-        are re-ranked exactly. ``index=None`` writes the plain ORDER BY. ``ef_search``, ``probes``,
-        ``iterative_scan`` and ``max_scan_tuples`` apply to this query only (``set_config(..., true)``).
         Distances are always exact distances on the stored vectors.
 
-        ``strategy="auto"`` re-runs the query as an exact scan when a filtered index scan returned fewer
-        than ``k`` rows (an HNSW scan filters *after* taking its ``ef_search`` nearest rows), so a result
-        is short only when fewer than ``k`` rows match. ``"exact"`` always scans the matching rows;
-        ``"ann"`` returns what the index gives.
-        """
-        check_strategy(strategy)
-        options = QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
-        if strategy != "exact":
-            stmt, settings, chosen = self._search_statement(query, k, where, metric, index, overfetch, options)
-            rows = self._run(stmt, {**settings, **(ANN_SETTINGS if strategy == "ann" else {})})
-            if strategy == "ann" or chosen is None or len(rows) >= k or where is None:
-                return [(row, float(d)) for row, d in rows]
-        stmt, settings, _ = self._search_statement(query, k, where, metric, None, None, options)
-        return [(row, float(d)) for row, d in self._run(stmt, {**settings, **EXACT_SETTINGS})]
+        ``strategy="auto"`` lets the planner (:mod:`vectorpg.planner`) choose per query: an exact scan of
+        the matching rows when few match, else the vector index with an iterative scan; a filtered ANN
+        result that comes back short is re-run exactly, so a result has fewer than ``k`` rows only when
+        fewer than ``k`` rows match. ``"exact"`` and ``"ann"`` force a path.
 
-    def explain(self, query: Any, k: int = 10, *, analyze: bool = False, **search_options: Any) -> str:
-        """The plan of the statement :meth:`search` runs with these arguments, under the same settings."""
-        knobs = {
-            key: search_options.pop(key, None) for key in ("ef_search", "probes", "iterative_scan", "max_scan_tuples")
-        }
-        stmt, settings, _ = self._search_statement(
-            query,
-            k,
-            search_options.pop("where", None),
-            search_options.pop("metric", None),
-            search_options.pop("index", "auto"),
-            search_options.pop("overfetch", None),
-            QueryOptions(**knobs),
+        ``index="auto"`` uses a declared index for this metric: a plain one, else a halfvec-cast one, else
+        a binary-quantized one, whose ``k * overfetch`` candidates are re-ranked exactly. ``ef_search``,
+        ``probes``, ``iterative_scan`` and ``max_scan_tuples`` apply to this query only. ``diversity``
+        (0 to 1) re-orders ``fetch_k`` nearest candidates by maximal marginal relevance.
+        """
+        plan_args = self._plan_args(
+            query, k, where, metric, index, overfetch, QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
         )
-        if search_options:
-            raise InvalidArgumentError(f"unknown search options: {', '.join(search_options)}")
-        return "\n".join(str(row[0]) for row in self._run(Explain(stmt, analyze=analyze), settings))
+        target, query_param, vector, k, conditions, chosen, options = plan_args
+        rows = run_search(
+            target,
+            query_param,
+            vector,
+            k,
+            conditions,
+            chosen,
+            overfetch,
+            options,
+            strategy,
+            diversity,
+            fetch_k,
+            self.planner,
+        )
+        return [(row, float(d)) for row, d in rows]
+
+    def explain(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        where: ColumnElement[bool] | Sequence[ColumnElement[bool]] | None = None,
+        metric: str | None = None,
+        index: VectorIndex | str | None = "auto",
+        overfetch: int | None = None,
+        strategy: str = "auto",
+        analyze: bool = False,
+        **knobs: Any,
+    ) -> SearchPlan:
+        """What :meth:`search` would do: the strategy and why, the estimates, the SQL and ``EXPLAIN``."""
+        target, query_param, _, k, conditions, chosen, options = self._plan_args(
+            query, k, where, metric, index, overfetch, QueryOptions(**knobs)
+        )
+        plan, stmt = plan_search(target, query_param, k, conditions, chosen, overfetch, options, strategy, self.planner)
+        return explain_search(target, plan, stmt, analyze=analyze)
 
     def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
         with self._session() as session:
@@ -334,7 +346,7 @@ class Repository(Generic[ModelT]):
                 apply_settings(session, previous, remember=False)
         return rows
 
-    def _search_statement(
+    def _plan_args(
         self,
         query: Any,
         k: int,
@@ -343,12 +355,11 @@ class Repository(Generic[ModelT]):
         index: VectorIndex | str | None,
         overfetch: int | None,
         options: QueryOptions,
-    ) -> tuple[Any, dict[str, str], VectorIndex | None]:
+    ) -> tuple[SearchTarget, Any, Any, int, list[ColumnElement[bool]], VectorIndex | None, QueryOptions]:
         k = validation.positive_k(k)
         spec = check_metric(metric, self.vector_type) if metric is not None else self.metric
         vector = self._query_vector(query, spec)
-        column = self.vector_column
-        query_param = bindparam("query_vector", vector, type_=column.type)
+        query_param = bindparam("query_vector", vector, type_=self.vector_column.type)
         chosen: VectorIndex | None
         if index == "auto":
             chosen = choose_index(self.vector_indexes, self._vector_column_name, spec)
@@ -357,22 +368,19 @@ class Repository(Generic[ModelT]):
         else:
             raise InvalidArgumentError("index is 'auto', None or a VectorIndex")
 
-        def entities(rows: Any) -> list[Any]:  # the model, or the model read from the candidate subquery
+        def entities(rows: Any) -> list[Any]:  # the model, or the model read from a subquery of the table
             return [self.model if rows is self.table else aliased(self.model, rows)]
 
-        stmt, settings = nearest_statement(
+        target = SearchTarget(
             self.table,
             self._vector_column_name,
             entities,
-            query_param,
             spec,
-            k,
-            _conditions(where),
-            chosen,
-            overfetch,
-            options,
+            self.vector_indexes,
+            self._run,
+            vector_of=lambda row: getattr(row[0], self.vector_attribute),
         )
-        return stmt, settings, chosen
+        return target, query_param, vector, k, _conditions(where), chosen, options
 
     def hybrid_search(
         self,

@@ -1,0 +1,230 @@
+"""The filter-aware search planner: exact over the matching rows when few match, ANN with an iterative scan
+otherwise, and never a short result when at least ``k`` rows match.
+
+pgvector's HNSW scan takes its ``ef_search`` nearest rows and filters them afterwards, so a selective
+filter leaves fewer than ``k`` rows; an iterative scan goes on, but at low selectivity it must visit
+``k / selectivity`` tuples. An exact scan over the few matching rows (through a btree/GIN bitmap on the
+filter, or the partition) is both exact and fast there. Per query, the planner:
+
+1. estimates the matching rows: PostgreSQL's estimate (``EXPLAIN``), checked by a count bounded at
+   ``exact_max_rows + 1`` unless the estimate is far above the threshold (JSONB containment estimates are
+   often far off);
+2. ``exact`` when at most ``exact_max_rows`` rows match or no vector index fits; else ``ann``: the index
+   with ``iterative_scan = relaxed_order`` and ``max_scan_tuples`` scaled to ``k / selectivity``, results
+   re-sorted by exact distance in a MATERIALIZED CTE;
+3. if the ANN result is short while a filter was given, runs the exact plan instead.
+
+Filters that fix a partition key are pruned by PostgreSQL itself: the estimate, the count and the scan
+then concern only that partition (and its own index).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, literal, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
+
+from .distance import MetricSpec
+from .errors import InvalidArgumentError
+from .indexes import Quantization, VectorIndex
+from .search import (
+    ANN_SETTINGS,
+    EXACT_SETTINGS,
+    Explain,
+    QueryOptions,
+    check_strategy,
+    mmr_order,
+    nearest_statement,
+)
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Thresholds of the planner (see ``benchmarks/filtered.py`` for the measurements behind them)."""
+
+    #: at most this many matching rows: scan them exactly
+    exact_max_rows: int = 5_000
+    #: skip the bounded count when PostgreSQL estimates more than ``count_skip_factor * exact_max_rows``
+    count_skip_factor: float = 20.0
+    #: tuples an iterative scan may visit: ``k / selectivity * scan_safety``, clamped to the range below
+    scan_safety: float = 4.0
+    min_scan_tuples: int = 20_000
+    max_scan_tuples: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        if self.exact_max_rows < 0 or self.min_scan_tuples < 1 or self.max_scan_tuples < self.min_scan_tuples:
+            raise InvalidArgumentError("invalid planner thresholds")
+
+
+DEFAULT_CONFIG = PlannerConfig()
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What :meth:`search` will do for a query, and why (from ``explain(...)``)."""
+
+    strategy: str
+    reason: str
+    index: VectorIndex | None
+    estimated_rows: int | None
+    counted_rows: int | None
+    settings: dict[str, str]
+    sql: str = ""
+    plan: str = ""
+
+
+@dataclass
+class SearchTarget:
+    """What the planner needs to know about the rows to search (built by Repository and Collection)."""
+
+    source: FromClause
+    vector_column: str
+    #: what a result row holds, read from the rows (the table or a subquery of it)
+    project: Callable[[FromClause], Sequence[Any]]
+    metric: MetricSpec
+    indexes: Sequence[VectorIndex]
+    #: runs a statement in one transaction with these settings applied
+    run: Callable[[Any, dict[str, str]], list[Any]]
+    #: the vector of a result row (for MMR)
+    vector_of: Callable[[Any], Any] = field(default=lambda row: None)
+
+
+def _estimate(target: SearchTarget, where: Sequence[ColumnElement[bool]]) -> int:
+    rows = target.run(Explain(select(literal(1)).select_from(target.source).where(*where), json=True), {})
+    return int(rows[0][0][0]["Plan"]["Plan Rows"])
+
+
+def _bounded_count(target: SearchTarget, where: Sequence[ColumnElement[bool]], cap: int) -> int:
+    limited = select(literal(1)).select_from(target.source).where(*where).limit(cap).subquery()
+    return int(target.run(select(func.count()).select_from(limited), {})[0][0])
+
+
+def plan_search(
+    target: SearchTarget,
+    query: ColumnElement[Any],
+    k: int,
+    where: Sequence[ColumnElement[bool]],
+    index: VectorIndex | None,
+    overfetch: int | None,
+    options: QueryOptions,
+    strategy: str,
+    config: PlannerConfig = DEFAULT_CONFIG,
+) -> tuple[SearchPlan, Any]:
+    """Choose the strategy for one query; return the plan and the statement to run."""
+    check_strategy(strategy)
+    estimated = counted = None
+    if strategy == "exact" or index is None:
+        reason = "asked for exact" if strategy == "exact" else "no vector index fits this metric and column"
+        return _exact(target, query, k, where, options, reason)
+    if not where:
+        reason = "no filter"
+    else:
+        estimated = _estimate(target, where)
+        total = max(1, _estimate(target, []))
+        if strategy == "ann":
+            reason = "asked for ann"
+        elif estimated > config.count_skip_factor * config.exact_max_rows:
+            reason = f"PostgreSQL estimates {estimated} matching rows"
+        else:
+            counted = _bounded_count(target, where, config.exact_max_rows + 1)
+            if counted <= config.exact_max_rows:
+                plan, stmt = _exact(
+                    target, query, k, where, options, f"{counted} rows match (<= {config.exact_max_rows})"
+                )
+                return replace(plan, estimated_rows=estimated, counted_rows=counted), stmt
+            reason = f"more than {config.exact_max_rows} rows match"
+        matching = max(estimated, counted or 0, 1)
+        selectivity = min(1.0, matching / total)
+        options = _filtered_ann_options(options, k, selectivity, config)
+    stmt, settings = nearest_statement(
+        target.source, target.vector_column, target.project, query, target.metric, k, where, index, overfetch, options
+    )
+    if where and index.quantization is Quantization.NONE:
+        # relaxed_order returns the rows nearly sorted: re-sort them exactly.
+        inner, _ = nearest_statement(
+            target.source,
+            target.vector_column,
+            lambda rows: [rows],
+            query,
+            target.metric,
+            k,
+            where,
+            index,
+            overfetch,
+            options,
+        )
+        nearest = inner.cte("nearest").prefix_with("MATERIALIZED")
+        stmt = select(*target.project(nearest), nearest.c.distance).order_by(nearest.c.distance)
+    if strategy == "ann":
+        settings = {**settings, **ANN_SETTINGS}
+    plan = SearchPlan("ann", reason, index, estimated, counted, settings)
+    return plan, stmt
+
+
+def _filtered_ann_options(options: QueryOptions, k: int, selectivity: float, config: PlannerConfig) -> QueryOptions:
+    scan = options.max_scan_tuples
+    if scan is None:
+        wanted = math.ceil(k / selectivity * config.scan_safety)
+        scan = max(config.min_scan_tuples, min(config.max_scan_tuples, wanted))
+    return replace(options, iterative_scan=options.iterative_scan or "relaxed_order", max_scan_tuples=scan)
+
+
+def _exact(
+    target: SearchTarget,
+    query: ColumnElement[Any],
+    k: int,
+    where: Sequence[ColumnElement[bool]],
+    options: QueryOptions,
+    reason: str,
+) -> tuple[SearchPlan, Any]:
+    stmt, settings = nearest_statement(
+        target.source, target.vector_column, target.project, query, target.metric, k, where, None, None, options
+    )
+    settings = {**settings, **EXACT_SETTINGS}
+    return SearchPlan("exact", reason, None, None, None, settings), stmt
+
+
+def run_search(
+    target: SearchTarget,
+    query: ColumnElement[Any],
+    query_vector: Any,
+    k: int,
+    where: Sequence[ColumnElement[bool]],
+    index: VectorIndex | None,
+    overfetch: int | None,
+    options: QueryOptions,
+    strategy: str,
+    diversity: float | None = None,
+    fetch_k: int | None = None,
+    config: PlannerConfig = DEFAULT_CONFIG,
+) -> list[Any]:
+    """Plan, run, fall back to exact if an ANN result is short, and apply MMR if ``diversity`` is set."""
+    wanted = k
+    if diversity is not None:
+        wanted = fetch_k if fetch_k is not None else max(4 * k, 20)
+        if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < k:
+            raise InvalidArgumentError(f"fetch_k must be an integer >= k, got {fetch_k!r}")
+    plan, stmt = plan_search(target, query, wanted, where, index, overfetch, options, strategy, config)
+    rows = target.run(stmt, plan.settings)
+    if plan.strategy == "ann" and strategy == "auto" and where and len(rows) < wanted:
+        plan, stmt = _exact(target, query, wanted, where, options, "the ANN result was short")
+        rows = target.run(stmt, plan.settings)
+    if diversity is not None and rows:
+        vectors = np.stack([np.asarray(target.vector_of(row), dtype=np.float64) for row in rows])
+        rows = [rows[i] for i in mmr_order(np.asarray(query_vector, dtype=np.float64), vectors, k, diversity)]
+    return rows
+
+
+def explain_search(target: SearchTarget, plan: SearchPlan, stmt: Any, *, analyze: bool) -> SearchPlan:
+    """The plan with its SQL text and PostgreSQL's ``EXPLAIN`` output attached."""
+    from sqlalchemy.dialects.postgresql.psycopg import dialect
+
+    lines = target.run(Explain(stmt, analyze=analyze), plan.settings)
+    sql = str(stmt.compile(dialect=dialect()))  # type: ignore[no-untyped-call]
+    return replace(plan, sql=sql, plan="\n".join(str(r[0]) for r in lines))
