@@ -96,6 +96,14 @@ def database_url(server_url: str, template_url: str) -> Iterator[str]:
     _drop_database(server_url, name)
 
 
+@pytest.fixture(scope="module")
+def module_database_url(server_url: str, template_url: str) -> Iterator[str]:
+    """A fresh database shared by one test module (for read-only tests over costly data)."""
+    name, url = _create_database(server_url, TEMPLATE)
+    yield url
+    _drop_database(server_url, name)
+
+
 @pytest.fixture
 def bare_database_url(server_url: str) -> Iterator[str]:
     """URL of a fresh database *without* the vector extension."""

@@ -140,9 +140,11 @@ def test_hash_and_range_partitioning(db: vectorpg.Database) -> None:
     )
     assert [p.rows for p in list_partitions(db, Event)] == [5, 5]
     with Session(db.engine) as session:
-        plan = Repository(Event, session).explain(
-            np.ones(DIM), k=3, where=Event.at >= dt.datetime(2026, 2, 1, tzinfo=utc)
-        ).plan
+        plan = (
+            Repository(Event, session)
+            .explain(np.ones(DIM), k=3, where=Event.at >= dt.datetime(2026, 2, 1, tzinfo=utc))
+            .plan
+        )
     assert "events_2026" in plan and "events_2025" not in plan
 
 

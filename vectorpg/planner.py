@@ -56,9 +56,16 @@ class PlannerConfig:
     scan_safety: float = 4.0
     min_scan_tuples: int = 20_000
     max_scan_tuples: int = 2_000_000
+    #: a filtered ANN scan (relaxed order) takes ``relaxed_fetch * k`` rows before the exact re-sort
+    relaxed_fetch: int = 4
 
     def __post_init__(self) -> None:
-        if self.exact_max_rows < 0 or self.min_scan_tuples < 1 or self.max_scan_tuples < self.min_scan_tuples:
+        if (
+            self.exact_max_rows < 0
+            or self.min_scan_tuples < 1
+            or self.max_scan_tuples < self.min_scan_tuples
+            or self.relaxed_fetch < 1
+        ):
             raise InvalidArgumentError("invalid planner thresholds")
 
 
@@ -142,15 +149,28 @@ def plan_search(
         matching = max(estimated, counted or 0, 1)
         selectivity = min(1.0, matching / total)
         options = _filtered_ann_options(options, k, selectivity, config)
-    stmt, settings = nearest_statement(
-        target.source, target.vector_column, target.project, query, target.metric, k, where, index, overfetch, options
-    )
     if where and index.quantization is Quantization.NONE:
-        # relaxed_order returns the rows nearly sorted: re-sort them exactly.
-        inner, _ = nearest_statement(
+        # relaxed_order yields rows only nearly sorted: take more than k, re-sort them exactly, keep k.
+        fetch = k * config.relaxed_fetch
+        inner, settings = nearest_statement(
             target.source,
             target.vector_column,
             lambda rows: [rows],
+            query,
+            target.metric,
+            fetch,
+            where,
+            index,
+            overfetch,
+            options,
+        )
+        nearest = inner.cte("nearest").prefix_with("MATERIALIZED")
+        stmt = select(*target.project(nearest), nearest.c.distance).order_by(nearest.c.distance).limit(k)
+    else:
+        stmt, settings = nearest_statement(
+            target.source,
+            target.vector_column,
+            target.project,
             query,
             target.metric,
             k,
@@ -159,8 +179,6 @@ def plan_search(
             overfetch,
             options,
         )
-        nearest = inner.cte("nearest").prefix_with("MATERIALIZED")
-        stmt = select(*target.project(nearest), nearest.c.distance).order_by(nearest.c.distance)
     if strategy == "ann":
         settings = {**settings, **ANN_SETTINGS}
     plan = SearchPlan("ann", reason, index, estimated, counted, settings)
