@@ -5,7 +5,7 @@ Importing vectorpg starts no server and loads no model: :func:`connect` starts t
 """
 
 from .build import BuildProgress, create_vector_index, drop_vector_index, reindex_vector_index
-from .collection import Collection, Document, Hit
+from .collection import Collection, Document, Hit, HybridHit
 from .connection import Database, connect
 from .distance import METRICS, Metric, MetricSpec, metric_spec
 from .embeddings import Embedder, SentenceTransformerEmbedder, default_embedder
@@ -29,6 +29,7 @@ from .errors import (
     VectorPgError,
 )
 from .filters import compile_filter
+from .hybrid import HybridScore
 from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes, vector_index
 from .models import vector_column
 from .partitioning import (
@@ -40,7 +41,9 @@ from .partitioning import (
     detach_partition,
     list_partitions,
 )
+from .planner import PlannerConfig, SearchPlan
 from .repository import Repository
+from .tuning import TuningResult, recall, tune
 from .types import BIT, HALFVEC, SPARSEVEC, VECTOR, VectorType
 
 __version__ = "0.1.0"
@@ -65,6 +68,8 @@ __all__ = [
     "ExtensionError",
     "FilterError",
     "Hit",
+    "HybridHit",
+    "HybridScore",
     "IVFFlat",
     "IndexBuildError",
     "IndexInfo",
@@ -77,10 +82,13 @@ __all__ = [
     "MissingDependencyError",
     "PartitionInfo",
     "Partitioning",
+    "PlannerConfig",
     "Quantization",
     "Repository",
+    "SearchPlan",
     "SentenceTransformerEmbedder",
     "ServerError",
+    "TuningResult",
     "UnknownMetricError",
     "UnsupportedMetricError",
     "VectorIndex",
@@ -98,7 +106,9 @@ __all__ = [
     "list_partitions",
     "list_vector_indexes",
     "metric_spec",
+    "recall",
     "reindex_vector_index",
+    "tune",
     "vector_column",
     "vector_index",
 ]

@@ -31,6 +31,42 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_collection(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    db = _connect(args)
+    return db, db.collection(args.collection, embedder=None, create=False)
+
+
+def _cmd_recall(args: argparse.Namespace) -> int:
+    db, docs = _open_collection(args)
+    indexes = docs.indexes()
+    if not indexes:
+        print(f"collection {args.collection!r} has no vector index: every search is exact (recall 1.0)")
+        return 0
+    start = time.perf_counter()
+    measured = docs.recall(k=args.k, sample=args.sample)
+    names = ", ".join(i.name for i in indexes)
+    print(
+        f"recall@{args.k} of {names}: {measured:.3f} over {args.sample} sampled queries "
+        f"against exact search ({time.perf_counter() - start:.1f} s)"
+    )
+    db.close()
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    db, docs = _open_collection(args)
+    result = docs.tune(args.target, k=args.k, sample=args.sample)
+    for value, measured in result.tried:
+        print(f"  {result.knob}={value:<5} recall@{args.k}={measured:.3f}")
+    verdict = "meets" if result.met else "does NOT meet (best found)"
+    print(
+        f"{result.index}: {result.knob}={result.value} {verdict} recall@{args.k} >= {args.target} "
+        f"({result.recall:.3f}); stored, every process now uses it"
+    )
+    db.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vectorpg",
@@ -64,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("-k", type=int, default=3, help="hits per example search (default: 3)")
     quick.add_argument("--no-progress", action="store_true", help="no progress bar")
     quick.set_defaults(func=_cmd_quickstart)
+
+    for name, func, helptext in (
+        ("recall", _cmd_recall, "measure recall@k of a collection's vector index against exact search"),
+        ("tune", _cmd_tune, "find and store the smallest ef_search/probes that meets a recall target"),
+    ):
+        cmd = sub.add_parser(name, parents=[common], help=helptext, description=helptext)
+        cmd.add_argument("--collection", required=True, help="collection name")
+        cmd.add_argument("-k", type=int, default=10, help="neighbours per query (default: 10)")
+        cmd.add_argument("--sample", type=int, default=50, help="rows used as queries (default: 50)")
+        if name == "tune":
+            cmd.add_argument("--target", type=float, default=0.95, help="recall@k to reach (default: 0.95)")
+        cmd.set_defaults(func=func)
     return parser
 
 

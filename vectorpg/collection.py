@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Column, MetaData, Table, bindparam, delete, func, select, update
+from sqlalchemy import Column, Engine, MetaData, Table, bindparam, delete, func, select, update
 
 from . import bulk, validation
 from .build import BuildProgress, create_vector_index, drop_vector_index
@@ -43,6 +43,7 @@ from .search import (
     apply_settings,
     choose_index,
 )
+from .tuning import DEFAULT_RECALL, TuningResult, recall, tune, with_tuning
 from .types import VECTOR, VectorType
 
 if TYPE_CHECKING:
@@ -322,6 +323,7 @@ class Collection:
         strategy: str = "auto",
         diversity: float | None = None,
         fetch_k: int | None = None,
+        recall: float | None = None,
     ) -> list[Hit]:
         """The ``k`` documents nearest to ``query`` (a text or a vector) that match ``where``.
 
@@ -331,10 +333,12 @@ class Collection:
         ``k`` hits when ``k`` documents match; ``"exact"`` and ``"ann"`` force a path. With a vector index
         (:meth:`create_index`) the ORDER BY is written so that the index serves it, quantized candidates
         being re-ranked exactly. The index knobs apply to this query only. ``diversity`` (0 to 1)
-        re-orders ``fetch_k`` nearest candidates by maximal marginal relevance.
+        re-orders ``fetch_k`` nearest candidates by maximal marginal relevance. ``recall`` picks the
+        knob value :meth:`tune` stored for that target (default: the one tuned for 0.95, if any).
         """
-        target, query_param, vector, k, conditions, chosen = self._plan_args(query, k, where)
-        options = QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
+        target, query_param, vector, k, conditions, chosen, options = self._plan_args(
+            query, k, where, QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples), recall
+        )
         rows = run_search(
             target,
             query_param,
@@ -359,13 +363,14 @@ class Collection:
         where: Mapping[str, Any] | None = None,
         strategy: str = "auto",
         analyze: bool = False,
+        recall: float | None = None,
         **knobs: Any,
     ) -> SearchPlan:
         """What :meth:`search` would do: the strategy and why, the estimates, the SQL and ``EXPLAIN``."""
-        target, query_param, _, k, conditions, chosen = self._plan_args(query, k, where)
-        plan, stmt = plan_search(
-            target, query_param, k, conditions, chosen, None, QueryOptions(**knobs), strategy, self.planner
+        target, query_param, _, k, conditions, chosen, options = self._plan_args(
+            query, k, where, QueryOptions(**knobs), recall
         )
+        plan, stmt = plan_search(target, query_param, k, conditions, chosen, None, options, strategy, self.planner)
         return explain_search(target, plan, stmt, analyze=analyze)
 
     def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
@@ -374,8 +379,8 @@ class Collection:
             return list(session.execute(stmt).all())
 
     def _plan_args(
-        self, query: Any, k: int, where: Mapping[str, Any] | None
-    ) -> tuple[SearchTarget, Any, Any, int, list[Any], VectorIndex | None]:
+        self, query: Any, k: int, where: Mapping[str, Any] | None, options: QueryOptions, recall: float | None
+    ) -> tuple[SearchTarget, Any, Any, int, list[Any], VectorIndex | None, QueryOptions]:
         k = validation.positive_k(k)
         part = self._partition
         conditions = [compile_filter(where, part.c.metadata)] if where else []
@@ -392,7 +397,8 @@ class Collection:
             self._run,
             vector_of=lambda row: row.embedding,
         )
-        return target, query_param, vector, k, conditions, chosen
+        options = with_tuning(options, self.db.engine, part.fullname, self._index_name(chosen), recall)
+        return target, query_param, vector, k, conditions, chosen, options
 
     def hybrid_search(
         self,
@@ -493,6 +499,32 @@ class Collection:
             with self.db.engine.connect() as conn:
                 self._index_cache = list_vector_indexes(conn, self._partition)
         return self._index_cache
+
+    # -- recall ------------------------------------------------------------------------------------------
+
+    def tune(self, target: float = DEFAULT_RECALL, *, k: int = 10, sample: int = 50) -> TuningResult:
+        """Find and store the smallest ``ef_search`` / ``probes`` of this collection's index whose
+        recall@k against exact search reaches ``target`` (see :mod:`vectorpg.tuning`)."""
+        return tune(self, target, k=k, sample=sample)
+
+    def recall(self, *, k: int = 10, sample: int = 50, **search_options: Any) -> float:
+        """Mean recall@k of this collection's index search with the current settings."""
+        return recall(self, k=k, sample=sample, **search_options)
+
+    def _index_name(self, spec: VectorIndex | None) -> str | None:
+        return next((i.name for i in self.indexes() if spec is not None and i.spec == spec), None)
+
+    def _tuning_key(self) -> tuple[Engine, str, str | None, VectorIndex | None]:
+        spec = choose_index([i.spec for i in self.indexes() if i.valid], "embedding", self.metric)
+        return self.db.engine, self._partition.fullname, self._index_name(spec), spec
+
+    def _sample_rows(self, n: int) -> list[tuple[Any, Any]]:
+        part = self._partition
+        rows = self._run(select(part.c.id, part.c.embedding).order_by(func.random()).limit(n), {})
+        return [(row[0], row[1]) for row in rows]
+
+    def _nearest_ids(self, vector: Any, k: int, **options: Any) -> list[Any]:
+        return [hit.id for hit in self.search(vector, k, **options)]
 
 
 def _accepts_progress(embedder: Embedder) -> bool:

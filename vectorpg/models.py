@@ -21,6 +21,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -82,6 +83,22 @@ documents_table = Table(
     PrimaryKeyConstraint("collection", "id", name="documents_pkey"),
     postgresql_partition_by="LIST (collection)",
     comment="documents of every collection; LIST-partitioned by collection",
+)
+
+
+tuning_table = Table(
+    "index_tuning",
+    store_metadata,
+    Column("table_name", Text, primary_key=True),
+    Column("index_name", Text, primary_key=True),
+    Column("target", Float, primary_key=True, comment="recall@k target the value was tuned for"),
+    Column("k", Integer, nullable=False),
+    Column("knob", Text, nullable=False, comment="ef_search or probes"),
+    Column("value", Integer, nullable=False),
+    Column("measured_recall", Float, nullable=False),
+    Column("queries", Integer, nullable=False),
+    Column("tuned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    comment="search settings tuned by vectorpg.tune(): every process applies them",
 )
 
 

@@ -33,6 +33,7 @@ from .search import (
     apply_settings,
     choose_index,
 )
+from .tuning import with_tuning
 from .types import VectorType, describe
 
 if TYPE_CHECKING:
@@ -279,6 +280,7 @@ class Repository(Generic[ModelT]):
         strategy: str = "auto",
         diversity: float | None = None,
         fetch_k: int | None = None,
+        recall: float | None = None,
     ) -> list[tuple[ModelT, float]]:
         """The ``k`` rows nearest to ``query``, nearest first, as ``(row, distance)`` pairs.
 
@@ -295,10 +297,19 @@ class Repository(Generic[ModelT]):
         ``index="auto"`` uses a declared index for this metric: a plain one, else a halfvec-cast one, else
         a binary-quantized one, whose ``k * overfetch`` candidates are re-ranked exactly. ``ef_search``,
         ``probes``, ``iterative_scan`` and ``max_scan_tuples`` apply to this query only. ``diversity``
-        (0 to 1) re-orders ``fetch_k`` nearest candidates by maximal marginal relevance.
+        (0 to 1) re-orders ``fetch_k`` nearest candidates by maximal marginal relevance. ``recall`` picks
+        the ``ef_search`` / ``probes`` that :func:`vectorpg.tune` stored for that target (default: the
+        value tuned for 0.95, if any).
         """
         plan_args = self._plan_args(
-            query, k, where, metric, index, overfetch, QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
+            query,
+            k,
+            where,
+            metric,
+            index,
+            overfetch,
+            QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples),
+            recall,
         )
         target, query_param, vector, k, conditions, chosen, options = plan_args
         rows = run_search(
@@ -328,11 +339,12 @@ class Repository(Generic[ModelT]):
         overfetch: int | None = None,
         strategy: str = "auto",
         analyze: bool = False,
+        recall: float | None = None,
         **knobs: Any,
     ) -> SearchPlan:
         """What :meth:`search` would do: the strategy and why, the estimates, the SQL and ``EXPLAIN``."""
         target, query_param, _, k, conditions, chosen, options = self._plan_args(
-            query, k, where, metric, index, overfetch, QueryOptions(**knobs)
+            query, k, where, metric, index, overfetch, QueryOptions(**knobs), recall
         )
         plan, stmt = plan_search(target, query_param, k, conditions, chosen, overfetch, options, strategy, self.planner)
         return explain_search(target, plan, stmt, analyze=analyze)
@@ -355,6 +367,7 @@ class Repository(Generic[ModelT]):
         index: VectorIndex | str | None,
         overfetch: int | None,
         options: QueryOptions,
+        recall: float | None = None,
     ) -> tuple[SearchTarget, Any, Any, int, list[ColumnElement[bool]], VectorIndex | None, QueryOptions]:
         k = validation.positive_k(k)
         spec = check_metric(metric, self.vector_type) if metric is not None else self.metric
@@ -367,6 +380,7 @@ class Repository(Generic[ModelT]):
             chosen = index
         else:
             raise InvalidArgumentError("index is 'auto', None or a VectorIndex")
+        options = with_tuning(options, self._engine, self.table.fullname, self._index_name(chosen), recall)
 
         def entities(rows: Any) -> list[Any]:  # the model, or the model read from a subquery of the table
             return [self.model if rows is self.table else aliased(self.model, rows)]
@@ -435,6 +449,32 @@ class Repository(Generic[ModelT]):
             .order_by(fused.c.score.desc(), fused.c.id)
         )
         return [(row[0], HybridScore.from_row(row)) for row in self._run(stmt, {})]
+
+    # -- tuning hooks (see vectorpg.tuning) ----------------------------------------------------------
+
+    @property
+    def _engine(self) -> Engine:
+        bind = self._bind.get_bind() if isinstance(self._bind, Session) else self._bind
+        assert isinstance(bind, Engine)
+        return bind
+
+    def _index_name(self, spec: VectorIndex | None) -> str | None:
+        return next(
+            (str(i.name) for i in self.table.indexes if spec is not None and i.info.get("vectorpg") == spec), None
+        )
+
+    def _tuning_key(self) -> tuple[Engine, str, str | None, VectorIndex | None]:
+        spec = choose_index(self.vector_indexes, self._vector_column_name, self.metric)
+        return self._engine, self.table.fullname, self._index_name(spec), spec
+
+    def _sample_rows(self, n: int) -> list[tuple[Any, Any]]:
+        pk = self._primary_key[0]
+        stmt = select(pk, self.vector_column).order_by(func.random()).limit(n)
+        return [(row[0], row[1]) for row in self._run(stmt, {})]
+
+    def _nearest_ids(self, vector: Any, k: int, **options: Any) -> list[Any]:
+        key = self._column_to_attr[self._primary_key[0].name]
+        return [getattr(row, key) for row, _ in self.search(vector, k, **options)]
 
 
 def _conditions(where: object) -> list[ColumnElement[bool]]:

@@ -62,6 +62,9 @@ class QueryOptions:
     probes: int | None = None
     iterative_scan: str | None = None
     max_scan_tuples: int | None = None
+    #: values stored by vectorpg.tune(): defaults, used where the caller set nothing
+    tuned_ef_search: int | None = None
+    tuned_probes: int | None = None
 
     def __post_init__(self) -> None:
         for name, low, high in (("ef_search", 1, 1000), ("probes", 1, 32768), ("max_scan_tuples", 1, 2**31 - 1)):
@@ -143,17 +146,20 @@ def settings_for(index: VectorIndex | None, options: QueryOptions, rows_wanted: 
 
     An HNSW scan returns at most ``ef_search`` rows, so ``ef_search`` is raised to the number of rows the
     query needs (``k``, or the candidates of a quantized search; at most pgvector's 1,000) unless the
-    caller set ``ef_search``, which is then used as given. An IVFFlat scan defaults to
-    ``probes = sqrt(lists)``, pgvector's suggested starting point (its server default of 1 probe misses
-    many neighbours).
+    caller set ``ef_search``, which is then used as given. A value stored by ``tune()`` replaces the
+    default 40. An IVFFlat scan defaults to the tuned ``probes``, else ``sqrt(lists)``, pgvector's suggested
+    starting point (its server default of 1 probe misses many neighbours).
     """
     settings = options.settings()
     if index is None:
         return settings
-    if isinstance(index.method, HNSW) and options.ef_search is None and rows_wanted > DEFAULT_EF_SEARCH:
-        settings["hnsw.ef_search"] = str(min(1000, rows_wanted))
+    if isinstance(index.method, HNSW) and options.ef_search is None:
+        default = options.tuned_ef_search or DEFAULT_EF_SEARCH
+        wanted = max(default, min(1000, rows_wanted))
+        if wanted != DEFAULT_EF_SEARCH:
+            settings["hnsw.ef_search"] = str(wanted)
     elif isinstance(index.method, IVFFlat) and options.probes is None:
-        settings["ivfflat.probes"] = str(max(1, math.isqrt(index.method.lists)))
+        settings["ivfflat.probes"] = str(options.tuned_probes or max(1, math.isqrt(index.method.lists)))
     return settings
 
 

@@ -1,0 +1,103 @@
+"""Recall you can ask for: tune() finds and stores ef_search / probes, search() applies them, recall() measures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Integer, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+import vectorpg
+from vectorpg import HNSW, IVFFlat, Repository, vector_column, vector_index
+from vectorpg import tuning as tuning_module
+
+DIM = 64
+
+
+def make_model(method: Any) -> tuple[Any, Any]:
+    class Base(DeclarativeBase):
+        pass
+
+    class Point(Base):
+        __tablename__ = "points"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        embedding: Mapped[Any] = vector_column(DIM)
+        __table_args__ = (vector_index("embedding", method, metric="l2", dimension=DIM),)
+
+    return Base, Point
+
+
+def hard_data(n: int, seed: int) -> np.ndarray:
+    """Weakly clustered 64-d data: hard enough that HNSW's default ef_search misses neighbours."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(10, DIM))
+    return (centers[rng.integers(0, 10, n)] + 1.5 * rng.normal(size=(n, DIM))).astype(np.float32)
+
+
+def loaded(db: vectorpg.Database, method: Any) -> tuple[Repository[Any], Any]:
+    base, point = make_model(method)
+    base.metadata.create_all(db.engine)
+    repo = Repository(point, db, metric="l2")
+    repo.add_many({"id": i, "embedding": v} for i, v in enumerate(hard_data(8000, 1)))
+    with db.engine.begin() as conn:
+        conn.execute(text("ANALYZE points"))
+    return repo, point
+
+
+def test_tune_hnsw_stores_and_every_repository_applies_it(db: vectorpg.Database) -> None:
+    repo, point = loaded(db, HNSW(m=8, ef_construction=32))
+    before = vectorpg.recall(repo, k=10, sample=40)
+    result = vectorpg.tune(repo, target=0.98, k=10, sample=40)
+    assert result.knob == "ef_search" and result.met and result.recall >= 0.98
+    assert result.tried[-1] == (result.value, result.recall)
+    assert all(r < 0.98 for _, r in result.tried[:-1])  # the smallest value that meets the target
+    assert result.value > 40 and before < 0.98  # the default was not enough on this data
+    with db.engine.connect() as conn:
+        stored = conn.execute(text("SELECT knob, value, target FROM vectorpg.index_tuning")).all()
+    assert stored == [("ef_search", result.value, 0.98)]
+    tuning_module._cache.clear()  # as a new process would
+    fresh = Repository(point, db, metric="l2")
+    plan = fresh.explain(np.zeros(DIM), k=10, recall=0.98)
+    assert plan.settings["hnsw.ef_search"] == str(result.value)
+    assert fresh.explain(np.zeros(DIM), k=10, recall=0.98, ef_search=7).settings["hnsw.ef_search"] == "7"
+    assert vectorpg.recall(fresh, k=10, sample=40, recall=0.98) >= 0.95
+    with pytest.raises(vectorpg.InvalidArgumentError, match="tune"):
+        fresh.search(np.zeros(DIM), k=10, recall=0.999)
+
+
+def test_tune_ivfflat_probes(db: vectorpg.Database) -> None:
+    repo, _ = loaded(db, IVFFlat(lists=40))
+    result = vectorpg.tune(repo, target=0.95, k=10, sample=30)
+    assert result.knob == "probes" and 1 <= result.value <= 40 and result.met
+    assert result.recall >= 0.95
+
+
+def test_collection_tune_and_recall(db: vectorpg.Database) -> None:
+    docs = db.collection("tuned", dimension=DIM, metric="l2")
+    docs.add(vectors=hard_data(5000, 2))
+    with pytest.raises(vectorpg.InvalidArgumentError, match="no vector index"):
+        docs.tune()
+    docs.create_index(HNSW(m=8, ef_construction=32))
+    result = docs.tune(0.97, sample=30)
+    assert result.met and result.index == docs.indexes()[0].name
+    assert docs.recall(sample=30) >= 0.9
+
+
+def test_bad_tuning_arguments(db: vectorpg.Database) -> None:
+    repo, _ = loaded(db, HNSW())
+    for kwargs in ({"target": 0}, {"target": 1.5}, {"k": 0}, {"sample": 0}):
+        with pytest.raises(vectorpg.InvalidArgumentError):
+            vectorpg.tune(repo, **kwargs)
+
+
+def test_tuned_value_is_a_default_not_a_cap(db: vectorpg.Database) -> None:
+    """A tuned ef_search below k must not cut results short: it is raised to k like the built-in default."""
+    from vectorpg.search import QueryOptions, settings_for
+
+    spec = vector_index("embedding", HNSW(), metric="l2", dimension=DIM).info["vectorpg"]
+    tuned = QueryOptions(tuned_ef_search=20)
+    assert settings_for(spec, tuned, 10) == {"hnsw.ef_search": "20"}
+    assert settings_for(spec, tuned, 50) == {"hnsw.ef_search": "50"}
+    assert settings_for(spec, QueryOptions(ef_search=5, tuned_ef_search=20), 50) == {"hnsw.ef_search": "5"}
