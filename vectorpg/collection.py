@@ -37,7 +37,16 @@ from .filters import compile_filter
 from .hybrid import HybridOptions, HybridScore, hybrid_statement, text_index
 from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
 from .models import SCHEMA, documents_table, partition_name
-from .planner import DEFAULT_CONFIG, PlannerConfig, SearchPlan, SearchTarget, explain_search, plan_search, run_search
+from .planner import (
+    DEFAULT_CONFIG,
+    PlannerConfig,
+    SearchPlan,
+    SearchRequest,
+    SearchTarget,
+    explain_search,
+    plan_search,
+    run_search,
+)
 from .search import (
     QueryOptions,
     apply_settings,
@@ -336,23 +345,10 @@ class Collection:
         re-orders ``fetch_k`` nearest candidates by maximal marginal relevance. ``recall`` picks the
         knob value :meth:`tune` stored for that target (default: the one tuned for 0.95, if any).
         """
-        target, query_param, vector, k, conditions, chosen, options = self._plan_args(
-            query, k, where, QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples), recall
+        request = self._request(
+            query, k, where, QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples), recall, overfetch
         )
-        rows = run_search(
-            target,
-            query_param,
-            vector,
-            k,
-            conditions,
-            chosen,
-            overfetch,
-            options,
-            strategy,
-            diversity,
-            fetch_k,
-            self.planner,
-        )
+        rows = run_search(request, strategy, diversity, fetch_k, self.planner)
         return [Hit(r.id, r.content, r.metadata, float(r.distance)) for r in rows]
 
     def explain(
@@ -367,20 +363,24 @@ class Collection:
         **knobs: Any,
     ) -> SearchPlan:
         """What :meth:`search` would do: the strategy and why, the estimates, the SQL and ``EXPLAIN``."""
-        target, query_param, _, k, conditions, chosen, options = self._plan_args(
-            query, k, where, QueryOptions(**knobs), recall
-        )
-        plan, stmt = plan_search(target, query_param, k, conditions, chosen, None, options, strategy, self.planner)
-        return explain_search(target, plan, stmt, analyze=analyze)
+        request = self._request(query, k, where, QueryOptions(**knobs), recall, None)
+        plan, stmt = plan_search(request, strategy, self.planner)
+        return explain_search(request.target, plan, stmt, analyze=analyze)
 
     def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
         with self.db.session_factory() as session, session.begin():
             apply_settings(session, settings, remember=False)
             return list(session.execute(stmt).all())
 
-    def _plan_args(
-        self, query: Any, k: int, where: Mapping[str, Any] | None, options: QueryOptions, recall: float | None
-    ) -> tuple[SearchTarget, Any, Any, int, list[Any], VectorIndex | None, QueryOptions]:
+    def _request(
+        self,
+        query: Any,
+        k: int,
+        where: Mapping[str, Any] | None,
+        options: QueryOptions,
+        recall: float | None,
+        overfetch: int | None,
+    ) -> SearchRequest:
         k = validation.positive_k(k)
         part = self._partition
         conditions = [compile_filter(where, part.c.metadata)] if where else []
@@ -398,7 +398,7 @@ class Collection:
             vector_of=lambda row: row.embedding,
         )
         options = with_tuning(options, self.db.engine, part.fullname, self._index_name(chosen), recall)
-        return target, query_param, vector, k, conditions, chosen, options
+        return SearchRequest(target, query_param, vector, k, conditions, chosen, options, overfetch)
 
     def hybrid_search(
         self,

@@ -102,6 +102,22 @@ class SearchTarget:
     vector_of: Callable[[Any], Any] = field(default=lambda row: None)
 
 
+@dataclass(frozen=True)
+class SearchRequest:
+    """One nearest-neighbour query, validated: what the planner plans and runs."""
+
+    target: SearchTarget
+    #: the query vector as a bound parameter of the column's type
+    query: ColumnElement[Any]
+    #: the validated query vector itself (for MMR)
+    vector: Any
+    k: int
+    where: Sequence[ColumnElement[bool]]
+    index: VectorIndex | None
+    options: QueryOptions
+    overfetch: int | None = None
+
+
 def _estimate(target: SearchTarget, where: Sequence[ColumnElement[bool]]) -> int:
     rows = target.run(Explain(select(literal(1)).select_from(target.source).where(*where), json=True), {})
     return int(rows[0][0][0]["Plan"]["Plan Rows"])
@@ -113,17 +129,18 @@ def _bounded_count(target: SearchTarget, where: Sequence[ColumnElement[bool]], c
 
 
 def plan_search(
-    target: SearchTarget,
-    query: ColumnElement[Any],
-    k: int,
-    where: Sequence[ColumnElement[bool]],
-    index: VectorIndex | None,
-    overfetch: int | None,
-    options: QueryOptions,
-    strategy: str,
-    config: PlannerConfig = DEFAULT_CONFIG,
+    request: SearchRequest, strategy: str, config: PlannerConfig = DEFAULT_CONFIG
 ) -> tuple[SearchPlan, Any]:
     """Choose the strategy for one query; return the plan and the statement to run."""
+    target, query, k, where, index, overfetch, options = (
+        request.target,
+        request.query,
+        request.k,
+        request.where,
+        request.index,
+        request.overfetch,
+        request.options,
+    )
     check_strategy(strategy)
     estimated = counted = None
     if strategy == "exact" or index is None:
@@ -209,33 +226,30 @@ def _exact(
 
 
 def run_search(
-    target: SearchTarget,
-    query: ColumnElement[Any],
-    query_vector: Any,
-    k: int,
-    where: Sequence[ColumnElement[bool]],
-    index: VectorIndex | None,
-    overfetch: int | None,
-    options: QueryOptions,
+    request: SearchRequest,
     strategy: str,
     diversity: float | None = None,
     fetch_k: int | None = None,
     config: PlannerConfig = DEFAULT_CONFIG,
 ) -> list[Any]:
     """Plan, run, fall back to exact if an ANN result is short, and apply MMR if ``diversity`` is set."""
-    wanted = k
+    k = request.k
     if diversity is not None:
         wanted = fetch_k if fetch_k is not None else max(4 * k, 20)
         if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < k:
             raise InvalidArgumentError(f"fetch_k must be an integer >= k, got {fetch_k!r}")
-    plan, stmt = plan_search(target, query, wanted, where, index, overfetch, options, strategy, config)
+        request = replace(request, k=wanted)
+    target = request.target
+    plan, stmt = plan_search(request, strategy, config)
     rows = target.run(stmt, plan.settings)
-    if plan.strategy == "ann" and strategy == "auto" and where and len(rows) < wanted:
-        plan, stmt = _exact(target, query, wanted, where, options, "the ANN result was short")
+    if plan.strategy == "ann" and strategy == "auto" and request.where and len(rows) < request.k:
+        plan, stmt = _exact(
+            target, request.query, request.k, request.where, request.options, "the ANN result was short"
+        )
         rows = target.run(stmt, plan.settings)
     if diversity is not None and rows:
         vectors = np.stack([np.asarray(target.vector_of(row), dtype=np.float64) for row in rows])
-        rows = [rows[i] for i in mmr_order(np.asarray(query_vector, dtype=np.float64), vectors, k, diversity)]
+        rows = [rows[i] for i in mmr_order(np.asarray(request.vector, dtype=np.float64), vectors, k, diversity)]
     return rows
 
 

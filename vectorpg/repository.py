@@ -27,7 +27,16 @@ from .distance import MetricSpec, check_metric
 from .errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
 from .hybrid import HybridOptions, HybridScore, hybrid_statement
 from .indexes import VectorIndex
-from .planner import DEFAULT_CONFIG, PlannerConfig, SearchPlan, SearchTarget, explain_search, plan_search, run_search
+from .planner import (
+    DEFAULT_CONFIG,
+    PlannerConfig,
+    SearchPlan,
+    SearchRequest,
+    SearchTarget,
+    explain_search,
+    plan_search,
+    run_search,
+)
 from .search import (
     QueryOptions,
     apply_settings,
@@ -301,7 +310,7 @@ class Repository(Generic[ModelT]):
         the ``ef_search`` / ``probes`` that :func:`vectorpg.tune` stored for that target (default: the
         value tuned for 0.95, if any).
         """
-        plan_args = self._plan_args(
+        request = self._request(
             query,
             k,
             where,
@@ -311,21 +320,7 @@ class Repository(Generic[ModelT]):
             QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples),
             recall,
         )
-        target, query_param, vector, k, conditions, chosen, options = plan_args
-        rows = run_search(
-            target,
-            query_param,
-            vector,
-            k,
-            conditions,
-            chosen,
-            overfetch,
-            options,
-            strategy,
-            diversity,
-            fetch_k,
-            self.planner,
-        )
+        rows = run_search(request, strategy, diversity, fetch_k, self.planner)
         return [(row, float(d)) for row, d in rows]
 
     def explain(
@@ -343,11 +338,9 @@ class Repository(Generic[ModelT]):
         **knobs: Any,
     ) -> SearchPlan:
         """What :meth:`search` would do: the strategy and why, the estimates, the SQL and ``EXPLAIN``."""
-        target, query_param, _, k, conditions, chosen, options = self._plan_args(
-            query, k, where, metric, index, overfetch, QueryOptions(**knobs), recall
-        )
-        plan, stmt = plan_search(target, query_param, k, conditions, chosen, overfetch, options, strategy, self.planner)
-        return explain_search(target, plan, stmt, analyze=analyze)
+        request = self._request(query, k, where, metric, index, overfetch, QueryOptions(**knobs), recall)
+        plan, stmt = plan_search(request, strategy, self.planner)
+        return explain_search(request.target, plan, stmt, analyze=analyze)
 
     def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
         with self._session() as session:
@@ -358,7 +351,7 @@ class Repository(Generic[ModelT]):
                 apply_settings(session, previous, remember=False)
         return rows
 
-    def _plan_args(
+    def _request(
         self,
         query: Any,
         k: int,
@@ -368,7 +361,7 @@ class Repository(Generic[ModelT]):
         overfetch: int | None,
         options: QueryOptions,
         recall: float | None = None,
-    ) -> tuple[SearchTarget, Any, Any, int, list[ColumnElement[bool]], VectorIndex | None, QueryOptions]:
+    ) -> SearchRequest:
         k = validation.positive_k(k)
         spec = check_metric(metric, self.vector_type) if metric is not None else self.metric
         vector = self._query_vector(query, spec)
@@ -394,7 +387,7 @@ class Repository(Generic[ModelT]):
             self._run,
             vector_of=lambda row: getattr(row[0], self.vector_attribute),
         )
-        return target, query_param, vector, k, _conditions(where), chosen, options
+        return SearchRequest(target, query_param, vector, k, _conditions(where), chosen, options, overfetch)
 
     def hybrid_search(
         self,
