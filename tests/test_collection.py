@@ -206,3 +206,17 @@ def test_embedder_returning_nan_names_the_row(db: vectorpg.Database) -> None:
     with pytest.raises(vectorpg.InvalidVectorError, match="embedder returned a bad vector for row 2"):
         docs.add(["one", "two", "three", "four"])
     assert docs.count() == 0
+
+
+def test_id_lists_larger_than_the_parameter_limit(db: vectorpg.Database) -> None:
+    """PostgreSQL takes at most 65,535 parameters per statement: id lists travel as one array."""
+    embedder = HashEmbedder(dimension=8)
+    docs = db.collection("many", embedder=embedder)
+    n = 70_000
+    ids = [f"doc{i}" for i in range(n)]
+    texts = [f"text number {i}" for i in range(n)]
+    docs.add(texts, ids=ids)
+    docs.add(texts, ids=ids)  # the unchanged-content check reads 70,000 stored hashes at once
+    assert embedder.texts_embedded == n
+    assert len(docs.get(ids)) == n
+    assert docs.delete(ids[::2]) == n // 2 and docs.count() == n // 2

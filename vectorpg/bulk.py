@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Column, MetaData, Table, select, tuple_
+from sqlalchemy import Column, MetaData, Table, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -157,11 +158,7 @@ def write_rows(
         raise
 
 
-def existing_keys(session: Session, key_columns: Sequence[ColumnElement[Any]], keys: Sequence[Any]) -> list[Any]:
-    """Which of ``keys`` (scalars, or tuples for a composite key) exist already."""
-    if not keys:
-        return []
-    column = key_columns[0] if len(key_columns) == 1 else tuple_(*key_columns)
-    stmt = select(*key_columns).where(column.in_(list(keys)))
-    found = session.execute(stmt).all()
-    return [row[0] if len(key_columns) == 1 else tuple(row) for row in found]
+def key_in(column: ColumnElement[Any], keys: Sequence[Any]) -> ColumnElement[bool]:
+    """``column = ANY(:keys)`` with the keys as one array parameter (an ``IN`` list would take one
+    parameter per key, and PostgreSQL's protocol allows at most 65,535 per statement)."""
+    return column == any_(bindparam(None, list(keys), type_=ARRAY(column.type)))

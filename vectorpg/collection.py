@@ -284,7 +284,7 @@ class Collection:
 
     def _stored_state(self, ids: list[str]) -> dict[str, tuple[str | None, dict[str, Any]]]:
         t = documents_table
-        stmt = select(t.c.id, t.c.content_hash, t.c.metadata).where(self._scope(), t.c.id.in_(ids))
+        stmt = select(t.c.id, t.c.content_hash, t.c.metadata).where(self._scope(), bulk.key_in(t.c.id, ids))
         with self.db.session_factory() as session:
             return {row.id: (row.content_hash, row.metadata) for row in session.execute(stmt)}
 
@@ -294,7 +294,7 @@ class Collection:
             raise InvalidArgumentError("delete() needs ids=..., where=..., or where={} to delete everything")
         stmt = delete(documents_table).where(self._scope(), self._where(where))
         if ids is not None:
-            stmt = stmt.where(documents_table.c.id.in_(_check_ids(list(ids))))
+            stmt = stmt.where(bulk.key_in(documents_table.c.id, _check_ids(list(ids))))
         with self.db.session_factory() as session, session.begin():
             return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
@@ -310,7 +310,7 @@ class Collection:
         """The documents with these ids, in the order asked (missing ids are left out)."""
         wanted = _check_ids(list(ids))
         t = documents_table
-        stmt = select(t).where(self._scope(), t.c.id.in_(wanted))
+        stmt = select(t).where(self._scope(), bulk.key_in(t.c.id, wanted))
         with self.db.session_factory() as session:
             found = {
                 r.id: Document(r.id, r.content, r.metadata, np.asarray(r.embedding), r.created_at, r.updated_at)

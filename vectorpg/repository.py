@@ -245,8 +245,8 @@ class Repository(Generic[ModelT]):
 
     def _key_in(self, keys: list[Any]) -> ColumnElement[bool]:
         if len(self._primary_key) == 1:
-            return self._primary_key[0].in_(keys)
-        return tuple_(*self._primary_key).in_(keys)
+            return bulk.key_in(self._primary_key[0], keys)
+        return tuple_(*self._primary_key).in_(keys)  # composite keys: one parameter per key part
 
     def get(self, id: Any) -> ModelT | None:
         """The row with this primary key, or ``None``."""
