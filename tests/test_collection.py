@@ -220,3 +220,14 @@ def test_id_lists_larger_than_the_parameter_limit(db: vectorpg.Database) -> None
     assert embedder.texts_embedded == n
     assert len(docs.get(ids)) == n
     assert docs.delete(ids[::2]) == n // 2 and docs.count() == n // 2
+
+
+def test_json_filters_are_served_by_a_gin_index(db: vectorpg.Database) -> None:
+    docs = db.collection("gin", dimension=2)
+    docs.add(vectors=[[1.0, float(i)] for i in range(3000)], metadata=[{"n": i % 500} for i in range(3000)])
+    with db.engine.begin() as conn:
+        conn.execute(text("ANALYZE vectorpg.documents_gin"))
+        names = conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'documents_gin'")).scalars().all()
+    assert any("metadata" in n for n in names)
+    plan = docs.explain([1.0, 0.0], k=3, where={"n": 7})
+    assert plan.strategy == "exact" and "Bitmap Index Scan on documents_gin_metadata_idx" in plan.plan, plan.plan

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -81,6 +82,8 @@ documents_table = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("collection", "id", name="documents_pkey"),
+    # JSON filters compile to containment (metadata @> ...), which this index serves on every partition.
+    Index("documents_metadata_idx", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
     postgresql_partition_by="LIST (collection)",
     comment="documents of every collection; LIST-partitioned by collection",
 )
