@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -40,11 +41,11 @@ from .models import SCHEMA, documents_table, partition_name
 from .planner import (
     DEFAULT_CONFIG,
     PlannerConfig,
+    Runner,
     SearchPlan,
     SearchRequest,
     SearchTarget,
     explain_search,
-    plan_search,
     run_search,
 )
 from .search import (
@@ -152,6 +153,7 @@ class Collection:
         self.embedder_name = embedder_name if embedder_name is not None else (embedder.name if embedder else None)
         self._vector_type = VECTOR(dimension)
         self._index_cache: list[IndexInfo] | None = None
+        self._partition_table: Table | None = None
         self.planner = planner
 
     def __repr__(self) -> str:
@@ -346,7 +348,13 @@ class Collection:
         knob value :meth:`tune` stored for that target (default: the one tuned for 0.95, if any).
         """
         request = self._request(
-            query, k, where, QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples), recall, overfetch
+            query,
+            k,
+            where,
+            QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples),
+            recall,
+            overfetch,
+            with_vectors=diversity is not None,
         )
         rows = run_search(request, strategy, diversity, fetch_k, self.planner)
         return [Hit(r.id, r.content, r.metadata, float(r.distance)) for r in rows]
@@ -364,13 +372,22 @@ class Collection:
     ) -> SearchPlan:
         """What :meth:`search` would do: the strategy and why, the estimates, the SQL and ``EXPLAIN``."""
         request = self._request(query, k, where, QueryOptions(**knobs), recall, None)
-        plan, stmt = plan_search(request, strategy, self.planner)
-        return explain_search(request.target, plan, stmt, analyze=analyze)
+        return explain_search(request, strategy, self.planner, analyze=analyze)
+
+    @contextmanager
+    def _runner(self) -> Iterator[Runner]:
+        """One transaction (on a Core connection) for all the statements of a search."""
+        with self.db.engine.begin() as conn:
+
+            def run(stmt: Any, settings: dict[str, str]) -> list[Any]:
+                apply_settings(conn, settings, remember=False)
+                return list(conn.execute(stmt).all())
+
+            yield run
 
     def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
-        with self.db.session_factory() as session, session.begin():
-            apply_settings(session, settings, remember=False)
-            return list(session.execute(stmt).all())
+        with self._runner() as run:
+            return run(stmt, settings)
 
     def _request(
         self,
@@ -380,6 +397,7 @@ class Collection:
         options: QueryOptions,
         recall: float | None,
         overfetch: int | None,
+        with_vectors: bool = False,
     ) -> SearchRequest:
         k = validation.positive_k(k)
         part = self._partition
@@ -391,10 +409,11 @@ class Collection:
         target = SearchTarget(
             part,
             "embedding",
-            lambda rows: [rows.c.id, rows.c.content, rows.c.metadata, rows.c.embedding],
+            lambda rows: [rows.c.id, rows.c.content, rows.c.metadata, *([rows.c.embedding] if with_vectors else [])],
             self.metric,
             indexes,
-            self._run,
+            self._runner,
+            f"{self.db.engine.url}|{part.fullname}",
             vector_of=lambda row: row.embedding,
         )
         options = with_tuning(options, self.db.engine, part.fullname, self._index_name(chosen), recall)
@@ -453,13 +472,16 @@ class Collection:
 
     @property
     def _partition(self) -> Table:
-        """This collection's partition of ``vectorpg.documents``, as a table to query directly."""
-        return Table(
-            partition_name(self.name),
-            MetaData(),
-            *(Column(c.name, c.type) for c in documents_table.columns),
-            schema=SCHEMA,
-        )
+        """This collection's partition of ``vectorpg.documents``, as a table to query directly (one object
+        per collection, so that SQLAlchemy's compiled-statement cache recognises its statements)."""
+        if self._partition_table is None:
+            self._partition_table = Table(
+                partition_name(self.name),
+                MetaData(),
+                *(Column(c.name, c.type) for c in documents_table.columns),
+                schema=SCHEMA,
+            )
+        return self._partition_table
 
     def create_index(
         self,

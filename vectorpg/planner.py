@@ -6,9 +6,9 @@ filter leaves fewer than ``k`` rows; an iterative scan goes on, but at low selec
 ``k / selectivity`` tuples. An exact scan over the few matching rows (through a btree/GIN bitmap on the
 filter, or the partition) is both exact and fast there. Per query, the planner:
 
-1. estimates the matching rows: PostgreSQL's estimate (``EXPLAIN``), checked by a count bounded at
-   ``exact_max_rows + 1`` unless the estimate is far above the threshold (JSONB containment estimates are
-   often far off);
+1. counts the matching rows, stopping at ``exact_max_rows + 1`` (PostgreSQL's own estimates are often
+   far off for JSONB containment, and a bounded count through the filter's index costs about as much as
+   asking for one);
 2. ``exact`` when at most ``exact_max_rows`` rows match or no vector index fits; else ``ann``: the index
    with ``iterative_scan = relaxed_order`` and ``max_scan_tuples`` scaled to ``k / selectivity``, results
    re-sorted by exact distance in a MATERIALIZED CTE;
@@ -21,7 +21,9 @@ then concern only that partition (and its own index).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,8 +52,6 @@ class PlannerConfig:
 
     #: at most this many matching rows: scan them exactly
     exact_max_rows: int = 5_000
-    #: skip the bounded count when PostgreSQL estimates more than ``count_skip_factor * exact_max_rows``
-    count_skip_factor: float = 20.0
     #: tuples an iterative scan may visit: ``k / selectivity * scan_safety``, clamped to the range below
     scan_safety: float = 4.0
     min_scan_tuples: int = 20_000
@@ -70,6 +70,9 @@ class PlannerConfig:
 
 
 DEFAULT_CONFIG = PlannerConfig()
+
+#: runs one statement with settings applied (``set_config(..., true)``) and returns its rows
+Runner = Callable[[Any, dict[str, str]], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,10 @@ class SearchTarget:
     project: Callable[[FromClause], Sequence[Any]]
     metric: MetricSpec
     indexes: Sequence[VectorIndex]
-    #: runs a statement in one transaction with these settings applied
-    run: Callable[[Any, dict[str, str]], list[Any]]
+    #: opens one transaction and yields a runner: ``run(statement, settings) -> rows``
+    connect: Callable[[], AbstractContextManager[Runner]]
+    #: identifies the rows across calls (database and table), for the cached table size
+    cache_key: str
     #: the vector of a result row (for MMR)
     vector_of: Callable[[Any], Any] = field(default=lambda row: None)
 
@@ -118,20 +123,32 @@ class SearchRequest:
     overfetch: int | None = None
 
 
-def _estimate(target: SearchTarget, where: Sequence[ColumnElement[bool]]) -> int:
-    rows = target.run(Explain(select(literal(1)).select_from(target.source).where(*where), json=True), {})
+def _estimate(run: Runner, target: SearchTarget, where: Sequence[ColumnElement[bool]]) -> int:
+    rows = run(Explain(select(literal(1)).select_from(target.source).where(*where), json=True), {})
     return int(rows[0][0][0]["Plan"]["Plan Rows"])
 
 
-def _bounded_count(target: SearchTarget, where: Sequence[ColumnElement[bool]], cap: int) -> int:
+_sizes: dict[str, tuple[float, int]] = {}
+
+
+def _table_size(run: Runner, target: SearchTarget) -> int:
+    """PostgreSQL's estimate of the rows in the table (cached for a minute: it only scales scan limits)."""
+    cached = _sizes.get(target.cache_key)
+    if cached is not None and time.monotonic() - cached[0] < 60:
+        return cached[1]
+    size = max(1, _estimate(run, target, []))
+    _sizes[target.cache_key] = (time.monotonic(), size)
+    return size
+
+
+def _bounded_count(run: Runner, target: SearchTarget, where: Sequence[ColumnElement[bool]], cap: int) -> int:
     limited = select(literal(1)).select_from(target.source).where(*where).limit(cap).subquery()
-    return int(target.run(select(func.count()).select_from(limited), {})[0][0])
+    return int(run(select(func.count()).select_from(limited), {})[0][0])
 
 
-def plan_search(
-    request: SearchRequest, strategy: str, config: PlannerConfig = DEFAULT_CONFIG
-) -> tuple[SearchPlan, Any]:
-    """Choose the strategy for one query; return the plan and the statement to run."""
+def plan_search(request: SearchRequest, strategy: str, config: PlannerConfig, run: Runner) -> tuple[SearchPlan, Any]:
+    """Choose the strategy for one query (planning statements go through ``run``); return the plan and
+    the statement to run."""
     target, query, k, where, index, overfetch, options = (
         request.target,
         request.query,
@@ -149,22 +166,19 @@ def plan_search(
     if not where:
         reason = "no filter"
     else:
-        estimated = _estimate(target, where)
-        total = max(1, _estimate(target, []))
         if strategy == "ann":
             reason = "asked for ann"
-        elif estimated > config.count_skip_factor * config.exact_max_rows:
-            reason = f"PostgreSQL estimates {estimated} matching rows"
+            estimated = _estimate(run, target, where)
         else:
-            counted = _bounded_count(target, where, config.exact_max_rows + 1)
+            counted = _bounded_count(run, target, where, config.exact_max_rows + 1)
             if counted <= config.exact_max_rows:
                 plan, stmt = _exact(
                     target, query, k, where, options, f"{counted} rows match (<= {config.exact_max_rows})"
                 )
                 return replace(plan, estimated_rows=estimated, counted_rows=counted), stmt
             reason = f"more than {config.exact_max_rows} rows match"
-        matching = max(estimated, counted or 0, 1)
-        selectivity = min(1.0, matching / total)
+        matching = max(estimated or 0, counted or 0, 1)
+        selectivity = min(1.0, matching / _table_size(run, target))
         options = _filtered_ann_options(options, k, selectivity, config)
     if where and index.quantization is Quantization.NONE:
         # relaxed_order yields rows only nearly sorted: take more than k, re-sort them exactly, keep k.
@@ -221,7 +235,14 @@ def _exact(
     stmt, settings = nearest_statement(
         target.source, target.vector_column, target.project, query, target.metric, k, where, None, None, options
     )
-    settings = {**settings, **EXACT_SETTINGS}
+    # Only an index on the bare column can serve the exact ORDER BY; when there is one, switch index scans
+    # off for this transaction (filters keep their bitmap scans). Saves a statement when there is none.
+    servable = any(
+        i.column == target.vector_column and i.quantization is Quantization.NONE and not i.cast
+        for i in target.indexes
+    )
+    if servable:
+        settings = {**settings, **EXACT_SETTINGS}
     return SearchPlan("exact", reason, None, None, None, settings), stmt
 
 
@@ -240,23 +261,26 @@ def run_search(
             raise InvalidArgumentError(f"fetch_k must be an integer >= k, got {fetch_k!r}")
         request = replace(request, k=wanted)
     target = request.target
-    plan, stmt = plan_search(request, strategy, config)
-    rows = target.run(stmt, plan.settings)
-    if plan.strategy == "ann" and strategy == "auto" and request.where and len(rows) < request.k:
-        plan, stmt = _exact(
-            target, request.query, request.k, request.where, request.options, "the ANN result was short"
-        )
-        rows = target.run(stmt, plan.settings)
+    with target.connect() as run:
+        plan, stmt = plan_search(request, strategy, config, run)
+        rows = run(stmt, plan.settings)
+        if plan.strategy == "ann" and strategy == "auto" and request.where and len(rows) < request.k:
+            plan, stmt = _exact(
+                target, request.query, request.k, request.where, request.options, "the ANN result was short"
+            )
+            rows = run(stmt, plan.settings)
     if diversity is not None and rows:
         vectors = np.stack([np.asarray(target.vector_of(row), dtype=np.float64) for row in rows])
         rows = [rows[i] for i in mmr_order(np.asarray(request.vector, dtype=np.float64), vectors, k, diversity)]
     return rows
 
 
-def explain_search(target: SearchTarget, plan: SearchPlan, stmt: Any, *, analyze: bool) -> SearchPlan:
-    """The plan with its SQL text and PostgreSQL's ``EXPLAIN`` output attached."""
+def explain_search(request: SearchRequest, strategy: str, config: PlannerConfig, *, analyze: bool) -> SearchPlan:
+    """What :func:`run_search` would do, with the SQL text and PostgreSQL's ``EXPLAIN`` output attached."""
     from sqlalchemy.dialects.postgresql.psycopg import dialect
 
-    lines = target.run(Explain(stmt, analyze=analyze), plan.settings)
+    with request.target.connect() as run:
+        plan, stmt = plan_search(request, strategy, config, run)
+        lines = run(Explain(stmt, analyze=analyze), plan.settings)
     sql = str(stmt.compile(dialect=dialect()))  # type: ignore[no-untyped-call]
     return replace(plan, sql=sql, plan="\n".join(str(r[0]) for r in lines))

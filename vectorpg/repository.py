@@ -30,11 +30,11 @@ from .indexes import VectorIndex
 from .planner import (
     DEFAULT_CONFIG,
     PlannerConfig,
+    Runner,
     SearchPlan,
     SearchRequest,
     SearchTarget,
     explain_search,
-    plan_search,
     run_search,
 )
 from .search import (
@@ -339,17 +339,31 @@ class Repository(Generic[ModelT]):
     ) -> SearchPlan:
         """What :meth:`search` would do: the strategy and why, the estimates, the SQL and ``EXPLAIN``."""
         request = self._request(query, k, where, metric, index, overfetch, QueryOptions(**knobs), recall)
-        plan, stmt = plan_search(request, strategy, self.planner)
-        return explain_search(request.target, plan, stmt, analyze=analyze)
+        return explain_search(request, strategy, self.planner, analyze=analyze)
 
-    def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
+    @contextmanager
+    def _runner(self) -> Iterator[Runner]:
+        """One transaction for all the statements of a search. Settings are transaction-local; in the
+        caller's own transaction (a Session-bound repository) they are restored at the end."""
         with self._session() as session:
             remember = isinstance(self._bind, Session)
-            previous = apply_settings(session, settings, remember=remember)
-            rows = list(session.execute(stmt).all())
-            if remember:
-                apply_settings(session, previous, remember=False)
-        return rows
+            restore: dict[str, str] = {}
+
+            def run(stmt: Any, settings: dict[str, str]) -> list[Any]:
+                previous = apply_settings(session, settings, remember=remember)
+                for name, value in previous.items():
+                    restore.setdefault(name, value)
+                return list(session.execute(stmt).all())
+
+            try:
+                yield run
+            finally:
+                if restore:
+                    apply_settings(session, restore, remember=False)
+
+    def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
+        with self._runner() as run:
+            return run(stmt, settings)
 
     def _request(
         self,
@@ -384,7 +398,8 @@ class Repository(Generic[ModelT]):
             entities,
             spec,
             self.vector_indexes,
-            self._run,
+            self._runner,
+            f"{self._engine.url}|{self.table.fullname}",
             vector_of=lambda row: getattr(row[0], self.vector_attribute),
         )
         return SearchRequest(target, query_param, vector, k, _conditions(where), chosen, options, overfetch)

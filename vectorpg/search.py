@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, select, text
+from sqlalchemy import Connection, Select, bindparam, func, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
@@ -91,13 +91,21 @@ class QueryOptions:
         return out
 
 
-def apply_settings(session: Session, settings: dict[str, str], *, remember: bool) -> dict[str, str]:
-    """``set_config(name, value, true)`` for each setting; return the previous values if ``remember``."""
+def apply_settings(executor: Session | Connection, settings: dict[str, str], *, remember: bool) -> dict[str, str]:
+    """``set_config(name, value, true)`` for every setting, in one statement; return the previous values
+    (read in one statement before) if ``remember``."""
+    if not settings:
+        return {}
+    names = list(settings)
     previous: dict[str, str] = {}
-    for name, value in settings.items():
-        if remember:
-            previous[name] = str(session.execute(text("SELECT current_setting(:n)"), {"n": name}).scalar_one())
-        session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+    if remember:
+        current = [func.current_setting(bindparam(f"name_{i}", n)) for i, n in enumerate(names)]
+        previous = dict(zip(names, (str(v) for v in executor.execute(select(*current)).one())))
+    changes = [
+        func.set_config(bindparam(f"name_{i}", n), bindparam(f"value_{i}", settings[n]), true())
+        for i, n in enumerate(names)
+    ]
+    executor.execute(select(*changes))
     return previous
 
 
