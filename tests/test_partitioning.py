@@ -75,7 +75,11 @@ def test_list_partitions_index_everywhere_and_prune(db: vectorpg.Database) -> No
         session.execute(text("ANALYZE chunks"))
         session.execute(text("SET LOCAL enable_seqscan = off"))
         session.execute(text("SET LOCAL enable_bitmapscan = off"))
-        plan = Repository(chunk, session, metric="l2").explain(np.ones(DIM), k=5, where=chunk.tenant == "acme").plan
+        plan = (
+            Repository(chunk, session, metric="l2")
+            .explain(np.ones(DIM), k=5, where=chunk.tenant == "acme", strategy="ann")
+            .plan
+        )
     assert "chunks_acme" in plan and "chunks_other" not in plan and "chunks_o_brien" not in plan
     assert "Index Scan using chunks_acme_embedding_idx" in plan
     hits = repo.search(np.ones(DIM), k=5, where=chunk.tenant == "o'brien")

@@ -357,7 +357,7 @@ class Collection:
             with_vectors=diversity is not None,
         )
         rows = run_search(request, strategy, diversity, fetch_k, self.planner)
-        return [Hit(r.id, r.content, r.metadata, float(r.distance)) for r in rows]
+        return [Hit(r[0], r[1], r[2], float(r[-1])) for r in rows]  # (id, content, metadata, [embedding], distance)
 
     def explain(
         self,
@@ -414,7 +414,7 @@ class Collection:
             indexes,
             self._runner,
             f"{self.db.engine.url}|{part.fullname}",
-            vector_of=lambda row: row.embedding,
+            vector_of=lambda row: row[3],
         )
         options = with_tuning(options, self.db.engine, part.fullname, self._index_name(chosen), recall)
         return SearchRequest(target, query_param, vector, k, conditions, chosen, options, overfetch)

@@ -32,7 +32,7 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from .distance import MetricSpec
+from .distance import MetricSpec, distance
 from .errors import InvalidArgumentError
 from .indexes import Quantization, VectorIndex
 from .search import (
@@ -141,14 +141,31 @@ def _table_size(run: Runner, target: SearchTarget) -> int:
     return size
 
 
-def _bounded_count(run: Runner, target: SearchTarget, where: Sequence[ColumnElement[bool]], cap: int) -> int:
-    limited = select(literal(1)).select_from(target.source).where(*where).limit(cap).subquery()
-    return int(run(select(func.count()).select_from(limited), {})[0][0])
+def _exact_first(
+    target: SearchTarget, query: ColumnElement[Any], k: int, where: Sequence[ColumnElement[bool]], cap: int
+) -> Any:
+    """Exact top-k over at most ``cap`` matching rows, each row also carrying how many matched (``<= cap``).
+
+    One scan of the filter both counts the matches and, when there are few, answers the query.
+    """
+    dist = distance(target.source.c[target.vector_column], query, target.metric.metric)
+    matching = select(target.source, dist.label("distance")).where(*where).limit(cap).subquery("matching")
+    return (
+        select(*target.project(matching), matching.c.distance, func.count().over().label("matched"))
+        .order_by(matching.c.distance)
+        .limit(k)
+    )
 
 
-def plan_search(request: SearchRequest, strategy: str, config: PlannerConfig, run: Runner) -> tuple[SearchPlan, Any]:
-    """Choose the strategy for one query (planning statements go through ``run``); return the plan and
-    the statement to run."""
+def plan_search(
+    request: SearchRequest, strategy: str, config: PlannerConfig, run: Runner
+) -> tuple[SearchPlan, Any, list[Any] | None]:
+    """Choose the strategy for one query (planning statements go through ``run``).
+
+    Returns the plan, the statement, and the result rows when planning already produced them: a filtered
+    ``auto`` search first runs the exact query over at most ``exact_max_rows + 1`` matching rows, which is
+    the answer whenever no more rows match.
+    """
     target, query, k, where, index, overfetch, options = (
         request.target,
         request.query,
@@ -162,7 +179,7 @@ def plan_search(request: SearchRequest, strategy: str, config: PlannerConfig, ru
     estimated = counted = None
     if strategy == "exact" or index is None:
         reason = "asked for exact" if strategy == "exact" else "no vector index fits this metric and column"
-        return _exact(target, query, k, where, options, reason)
+        return (*_exact(target, query, k, where, options, reason), None)
     if not where:
         reason = "no filter"
     else:
@@ -170,12 +187,13 @@ def plan_search(request: SearchRequest, strategy: str, config: PlannerConfig, ru
             reason = "asked for ann"
             estimated = _estimate(run, target, where)
         else:
-            counted = _bounded_count(run, target, where, config.exact_max_rows + 1)
+            first = _exact_first(target, query, k, where, config.exact_max_rows + 1)
+            rows = run(first, {})
+            counted = int(rows[0][-1]) if rows else 0
             if counted <= config.exact_max_rows:
-                plan, stmt = _exact(
-                    target, query, k, where, options, f"{counted} rows match (<= {config.exact_max_rows})"
-                )
-                return replace(plan, estimated_rows=estimated, counted_rows=counted), stmt
+                why = f"{counted} rows match (<= {config.exact_max_rows})"
+                plan = SearchPlan("exact", why, None, None, counted, {})
+                return plan, first, [tuple(row[:-1]) for row in rows]
             reason = f"more than {config.exact_max_rows} rows match"
         matching = max(estimated or 0, counted or 0, 1)
         selectivity = min(1.0, matching / _table_size(run, target))
@@ -213,7 +231,7 @@ def plan_search(request: SearchRequest, strategy: str, config: PlannerConfig, ru
     if strategy == "ann":
         settings = {**settings, **ANN_SETTINGS}
     plan = SearchPlan("ann", reason, index, estimated, counted, settings)
-    return plan, stmt
+    return plan, stmt, None
 
 
 def _filtered_ann_options(options: QueryOptions, k: int, selectivity: float, config: PlannerConfig) -> QueryOptions:
@@ -238,8 +256,7 @@ def _exact(
     # Only an index on the bare column can serve the exact ORDER BY; when there is one, switch index scans
     # off for this transaction (filters keep their bitmap scans). Saves a statement when there is none.
     servable = any(
-        i.column == target.vector_column and i.quantization is Quantization.NONE and not i.cast
-        for i in target.indexes
+        i.column == target.vector_column and i.quantization is Quantization.NONE and not i.cast for i in target.indexes
     )
     if servable:
         settings = {**settings, **EXACT_SETTINGS}
@@ -262,13 +279,14 @@ def run_search(
         request = replace(request, k=wanted)
     target = request.target
     with target.connect() as run:
-        plan, stmt = plan_search(request, strategy, config, run)
-        rows = run(stmt, plan.settings)
+        plan, stmt, rows = plan_search(request, strategy, config, run)
+        if rows is None:
+            rows = [tuple(row) for row in run(stmt, plan.settings)]
         if plan.strategy == "ann" and strategy == "auto" and request.where and len(rows) < request.k:
             plan, stmt = _exact(
                 target, request.query, request.k, request.where, request.options, "the ANN result was short"
             )
-            rows = run(stmt, plan.settings)
+            rows = [tuple(row) for row in run(stmt, plan.settings)]
     if diversity is not None and rows:
         vectors = np.stack([np.asarray(target.vector_of(row), dtype=np.float64) for row in rows])
         rows = [rows[i] for i in mmr_order(np.asarray(request.vector, dtype=np.float64), vectors, k, diversity)]
@@ -280,7 +298,7 @@ def explain_search(request: SearchRequest, strategy: str, config: PlannerConfig,
     from sqlalchemy.dialects.postgresql.psycopg import dialect
 
     with request.target.connect() as run:
-        plan, stmt = plan_search(request, strategy, config, run)
+        plan, stmt, _ = plan_search(request, strategy, config, run)
         lines = run(Explain(stmt, analyze=analyze), plan.settings)
     sql = str(stmt.compile(dialect=dialect()))  # type: ignore[no-untyped-call]
     return replace(plan, sql=sql, plan="\n".join(str(r[0]) for r in lines))
