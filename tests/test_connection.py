@@ -150,3 +150,23 @@ def test_embedded_server_two_processes_at_once_and_data_persists(tmp_path: Path)
 
 def test_with_database_helper(server_url: str) -> None:
     assert "vectorpg_x" in with_database(server_url, "vectorpg_x")
+
+
+def test_no_automatic_prepared_statements(db: vectorpg.Database) -> None:
+    """A cached generic plan would ignore per-query planner settings (and breaks behind poolers)."""
+    with db.psycopg_connection() as conn:
+        assert conn.prepare_threshold is None
+
+
+def test_setup_adds_indexes_missing_from_an_older_schema(database_url: str) -> None:
+    db = vectorpg.connect(database_url)
+    db.setup()
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX vectorpg.documents_metadata_idx")
+    again = vectorpg.connect(database_url)
+    again.setup()
+    with again.engine.connect() as conn:
+        found = conn.exec_driver_sql("SELECT 1 FROM pg_indexes WHERE indexname = 'documents_metadata_idx'").all()
+    assert found == [(1,)]
+    db.close()
+    again.close()

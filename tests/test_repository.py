@@ -257,3 +257,27 @@ def test_model_with_two_vector_columns_needs_a_choice() -> None:
         Repository(Two, None)  # type: ignore[arg-type]  # refused before any SQL
     with pytest.raises(vectorpg.UnsupportedMetricError):
         Repository(Two, None, vector_column="b", metric="hamming")  # type: ignore[arg-type]
+
+
+def test_applications_own_engine(db: vectorpg.Database) -> None:
+    """A plain create_engine() works (vector types registered on first use), and forced strategies stay
+    what they say even after psycopg starts preparing the repeated statement (its default: 5 runs)."""
+    from sqlalchemy import create_engine, text
+
+    base, item = make_model(dimension=8)
+    engine = create_engine(db.engine.url.render_as_string(hide_password=False))
+    base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE INDEX ON items USING hnsw (embedding vector_l2_ops)"))
+    repo = Repository(item, engine, metric="l2")
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(3000, 8)).astype(np.float32)
+    repo.add_many({"id": i, "category": "rare" if i % 300 == 0 else "x", "embedding": v} for i, v in enumerate(data))
+    rare = item.category == "rare"
+    query = np.zeros(8)
+    for _ in range(8):  # the statement text repeats: psycopg prepares it from the 5th run on
+        repo.search(query, k=10, where=rare, index=None, strategy="exact")
+    exact = repo.search(query, k=10, where=rare, strategy="exact")
+    ids = np.arange(0, 3000, 300)
+    assert [r.id for r, _ in exact] == ids[np.argsort(np.linalg.norm(data[ids], axis=1))].tolist()
+    engine.dispose()

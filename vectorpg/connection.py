@@ -67,6 +67,14 @@ def _register_vector_types(dbapi_connection: Any) -> None:
             register(conn, type_info)
 
 
+def ensure_vector_types(dbapi_connection: Any) -> None:
+    """Register the vector types on a psycopg connection once (for engines vectorpg did not create)."""
+    conn = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    if not getattr(conn, "_vectorpg_types", False):
+        _register_vector_types(conn)
+        conn._vectorpg_types = True
+
+
 def _sqlalchemy_url(url: str) -> str:
     try:
         parsed = make_url(url)
@@ -171,6 +179,9 @@ class Database:
                 then(raw)
                 if create_tables:
                     store_metadata.create_all(conn, checkfirst=True)
+                    for table in store_metadata.tables.values():  # indexes added since a schema was created
+                        for index in table.indexes:
+                            index.create(conn, checkfirst=True)
         except (DBAPIError, psycopg.Error) as exc:
             reason = getattr(exc, "orig", exc)
             raise ExtensionError(
@@ -260,6 +271,11 @@ def connect(
         server = embedded_server(data_dir)
         url = server.url
     engine_kwargs.setdefault("pool_pre_ping", True)
+    # No automatic server-side prepared statements: a cached generic plan ignores the per-query planner
+    # settings vectorpg applies, and prepared statements break behind transaction-mode poolers.
+    connect_args = dict(engine_kwargs.pop("connect_args", {}))
+    connect_args.setdefault("prepare_threshold", None)
+    engine_kwargs["connect_args"] = connect_args
     engine = create_engine(_sqlalchemy_url(url), echo=echo, **engine_kwargs)
     event.listen(engine, "connect", lambda dbapi_conn, _record: _register_vector_types(dbapi_conn))
     try:

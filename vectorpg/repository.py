@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapper, Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from . import bulk, validation
+from .connection import ensure_vector_types
 from .distance import MetricSpec, check_metric
 from .errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
 from .hybrid import HybridOptions, HybridScore, hybrid_statement
@@ -118,6 +119,7 @@ class Repository(Generic[ModelT]):
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
         if isinstance(self._bind, Session):
+            ensure_vector_types(self._bind.connection().connection)
             if write:
                 with self._bind.begin_nested():
                     yield self._bind
@@ -126,6 +128,7 @@ class Repository(Generic[ModelT]):
             return
         assert self._factory is not None
         with self._factory() as session, session.begin():
+            ensure_vector_types(session.connection().connection)  # an application's own engine, too
             yield session
 
     @property

@@ -35,9 +35,15 @@ STRATEGIES = ("auto", "exact", "ann")
 
 #: An exact scan: no plain index scans in this transaction (an ANN index can serve ORDER BY ... LIMIT only
 #: through one); btree filters stay usable through bitmap scans.
-EXACT_SETTINGS = {"enable_indexscan": "off"}
+EXACT_SETTINGS = {"enable_indexscan": "off", "plan_cache_mode": "force_custom_plan"}
 #: Make the planner use the vector index even where it would not (``strategy="ann"``).
-ANN_SETTINGS = {"enable_seqscan": "off", "enable_bitmapscan": "off", "enable_sort": "off"}
+ANN_SETTINGS = {
+    "enable_seqscan": "off",
+    "enable_bitmapscan": "off",
+    "enable_sort": "off",
+    "plan_cache_mode": "force_custom_plan",
+}
+#: (both) a cached generic plan of a prepared statement would ignore the planner settings: plan afresh
 
 
 def check_strategy(strategy: str) -> str:
