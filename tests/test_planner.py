@@ -84,7 +84,7 @@ def test_explain_reports_the_choice(skewed: tuple[Repository[Item], np.ndarray, 
     # one statement both counted the matches (capped) and answered exactly, without the HNSW index
     assert "count(*) OVER ()" in tiny.sql and "items_embedding_cosine_idx" not in tiny.plan
     most = repo.explain(data[0], k=10, where=Item.category == "most")
-    assert most.strategy == "ann" and most.counted_rows == 2_001  # the count stops past the threshold
+    assert most.strategy == "ann" and most.estimated_rows is not None and most.estimated_rows > 4_000
     assert most.settings["hnsw.iterative_scan"] == "relaxed_order"
     assert "MATERIALIZED" in most.sql and "items_embedding_cosine_idx" in most.plan
     unfiltered = repo.explain(data[0], k=10)
@@ -160,7 +160,7 @@ def test_store_planner_with_json_filters(db: vectorpg.Database) -> None:
     rare = docs.explain(data[0], k=10, where={"rare": True})
     assert rare.strategy == "exact" and rare.counted_rows == 30
     common = docs.explain(data[0], k=10, where={"rare": False})  # 5,970 rows match: more than the threshold
-    assert common.strategy == "ann" and common.counted_rows == 2001
+    assert common.strategy == "ann" and (common.counted_rows == 2001 or (common.estimated_rows or 0) > 4000)
     assert docs.explain(data[0], k=10, where={"group": 1}).strategy == "exact"  # 2,000 rows
     for where in ({"rare": True}, {"rare": False}, {"group": 1}, None):
         hits = docs.search(data[5], k=10, where=where)

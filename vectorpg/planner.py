@@ -6,9 +6,9 @@ filter leaves fewer than ``k`` rows; an iterative scan goes on, but at low selec
 ``k / selectivity`` tuples. An exact scan over the few matching rows (through a btree/GIN bitmap on the
 filter, or the partition) is both exact and fast there. Per query, the planner:
 
-1. counts the matching rows, stopping at ``exact_max_rows + 1`` (PostgreSQL's own estimates are often
-   far off for JSONB containment, and a bounded count through the filter's index costs about as much as
-   asking for one);
+1. asks PostgreSQL for its estimate of the matching rows; if it is far above ``exact_max_rows``, goes
+   to the index directly. Otherwise one "exact-first" statement computes the exact answer over at most
+   ``exact_max_rows + 1`` matching rows and counts them (estimates of rare values are often far off);
 2. ``exact`` when at most ``exact_max_rows`` rows match or no vector index fits; else ``ann``: the index
    with ``iterative_scan = relaxed_order`` and ``max_scan_tuples`` scaled to ``k / selectivity``, results
    re-sorted by exact distance in a MATERIALIZED CTE;
@@ -54,6 +54,9 @@ class PlannerConfig:
     #: rows, 2 cores): exact beats an iterative HNSW scan up to about 1,700 matching rows (3-4.7 ms vs
     #: 6-11 ms between 400 and 1,600 rows; level at 1,682; 9.3 vs 2.5 ms at 4,761).
     exact_max_rows: int = 2_000
+    #: skip the exact-first probe when PostgreSQL estimates more than this many times ``exact_max_rows``
+    #: matching rows (after ANALYZE its estimates are close for frequent values and low for rare ones)
+    skip_probe_factor: float = 2.0
     #: tuples an iterative scan may visit: ``k / selectivity * scan_safety``, clamped to the range below
     scan_safety: float = 4.0
     min_scan_tuples: int = 20_000
@@ -185,16 +188,18 @@ def plan_search(
     if not where:
         reason = "no filter"
     else:
+        estimated = _estimate(run, target, where)
         if strategy == "ann":
             reason = "asked for ann"
-            estimated = _estimate(run, target, where)
+        elif estimated > config.skip_probe_factor * config.exact_max_rows:
+            reason = f"PostgreSQL estimates {estimated} matching rows"
         else:
             first = _exact_first(target, query, k, where, config.exact_max_rows + 1)
             rows = run(first, {})
             counted = int(rows[0][-1]) if rows else 0
             if counted <= config.exact_max_rows:
                 why = f"{counted} rows match (<= {config.exact_max_rows})"
-                plan = SearchPlan("exact", why, None, None, counted, {})
+                plan = SearchPlan("exact", why, None, estimated, counted, {})
                 return plan, first, [tuple(row[:-1]) for row in rows]
             reason = f"more than {config.exact_max_rows} rows match"
         matching = max(estimated or 0, counted or 0, 1)
