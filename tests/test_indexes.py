@@ -303,3 +303,15 @@ def test_default_knobs_fit_the_index(db: vectorpg.Database) -> None:
     assert settings_for(ivf, QueryOptions(), 10) == {"ivfflat.probes": "8"}
     assert settings_for(ivf, QueryOptions(probes=3), 10) == {"ivfflat.probes": "3"}
     assert settings_for(hnsw.info["vectorpg"], QueryOptions(ef_search=300), 100) == {"hnsw.ef_search": "300"}
+
+
+def test_exact_is_exact_with_an_undeclared_index(db: vectorpg.Database) -> None:
+    """An index created outside the model must not turn strategy='exact' into an index scan."""
+    base, item = model_with(None)
+    base.metadata.create_all(db.engine)
+    repo = Repository(item, db, metric="l2")
+    rng = np.random.default_rng(9)
+    repo.add_many({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 3000, rng)))
+    create_vector_index(db, item, vector_index(item.embedding, HNSW(m=4, ef_construction=8), metric="l2"))
+    plan = repo.explain(np.zeros(DIM), k=10, strategy="exact")
+    assert plan.strategy == "exact" and "hnsw" not in plan.plan.lower() and "items_embedding_l2_idx" not in plan.plan

@@ -260,13 +260,9 @@ def _exact(
     stmt, settings = nearest_statement(
         target.source, target.vector_column, target.project, query, target.metric, k, where, None, None, options
     )
-    # Only an index on the bare column can serve the exact ORDER BY; when there is one, switch index scans
-    # off for this transaction (filters keep their bitmap scans). Saves a statement when there is none.
-    servable = any(
-        i.column == target.vector_column and i.quantization is Quantization.NONE and not i.cast for i in target.indexes
-    )
-    if servable:
-        settings = {**settings, **EXACT_SETTINGS}
+    # An index on the bare column could serve this ORDER BY, and it may exist without being declared on the
+    # model: switch index scans off for this transaction (filters keep their bitmap index scans).
+    settings = {**settings, **EXACT_SETTINGS}
     return SearchPlan("exact", reason, None, None, None, settings), stmt
 
 
