@@ -23,7 +23,7 @@ from sqlalchemy import Column, Engine, Index, MetaData, Table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex
 
-from .connection import engine_of
+from .connection import engine_of, raw_connection
 from .errors import IndexBuildError, InvalidArgumentError
 from .indexes import VectorIndex, list_vector_indexes
 from .models import table_of
@@ -199,7 +199,8 @@ def drop_vector_index(db: Database | Engine, target: Table | type, name: str, *,
     statement = sql.SQL("DROP INDEX {}{}").format(
         sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), _qualified(table, name)
     )
-    _run_raw(engine, statement, autocommit=concurrently)
+    with raw_connection(engine, autocommit=concurrently) as raw:  # CONCURRENTLY: outside a transaction
+        raw.execute(statement)
     return True
 
 
@@ -211,17 +212,5 @@ def reindex_vector_index(db: Database | Engine, target: Table | type, name: str,
     statement = sql.SQL("REINDEX INDEX {}{}").format(
         sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), _qualified(table, name)
     )
-    _run_raw(engine, statement, autocommit=concurrently)
-
-
-def _run_raw(engine: Engine, statement: sql.Composable, *, autocommit: bool) -> None:
-    if autocommit:  # CONCURRENTLY cannot run inside a transaction block
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            raw.execute(statement)
-        return
-    with engine.begin() as conn:  # SQLAlchemy's own transaction, so that leaving the block commits
-        raw = conn.connection.driver_connection
-        assert raw is not None
+    with raw_connection(engine, autocommit=concurrently) as raw:  # CONCURRENTLY: outside a transaction
         raw.execute(statement)

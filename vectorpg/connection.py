@@ -111,8 +111,8 @@ class Database:
     @contextmanager
     def psycopg_connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A raw psycopg connection from the pool (vector types registered), inside a transaction."""
-        with self.engine.begin() as conn:
-            yield conn.connection.driver_connection  # type: ignore[misc]
+        with raw_connection(self.engine) as raw:
+            yield raw
 
     # -- the extension -----------------------------------------------------------------------------
 
@@ -245,6 +245,19 @@ class Database:
     def __repr__(self) -> str:
         where = f"embedded:{self.server.data_dir}" if self.server else self.url
         return f"<vectorpg.Database {where}>"
+
+
+@contextmanager
+def raw_connection(engine: Engine, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    """The psycopg connection under a pooled SQLAlchemy connection: in a transaction that commits when the
+    block ends (SQLAlchemy's own, so that it really commits), or in autocommit mode for statements that
+    cannot run in a transaction block (``CONCURRENTLY``)."""
+    if autocommit:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn.connection.driver_connection  # type: ignore[misc]
+        return
+    with engine.begin() as conn:
+        yield conn.connection.driver_connection  # type: ignore[misc]
 
 
 def engine_of(db: Database | Engine) -> Engine:

@@ -114,11 +114,6 @@ class SentenceTransformerEmbedder:
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
-    @property
-    def max_tokens(self) -> int:
-        """The longest input in tokens; longer texts are truncated by the model."""
-        return int(self._load().max_seq_length)
-
     def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Embed ``texts`` in batches of ``batch_size``; ``progress(n)`` is called as chunks finish."""
         items = check_texts(texts)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from psycopg import sql
 from sqlalchemy import Engine, Table, text
 
-from .connection import engine_of
+from .connection import engine_of, raw_connection
 from .errors import InvalidArgumentError
 from .models import table_of
 from .validation import identifier
@@ -134,13 +134,6 @@ def _bound(
     )
 
 
-def _execute(engine: Engine, statement: sql.Composable) -> None:
-    with engine.begin() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        raw.execute(statement)
-
-
 def create_partition(
     db: Database | Engine,
     parent: Table | type,
@@ -155,10 +148,10 @@ def create_partition(
     """``CREATE TABLE name PARTITION OF parent ...`` with the bound for the parent's strategy."""
     table = table_of(parent)
     bound = _bound(partitioning_of(table), values, default, from_, to, remainder)
-    _execute(
-        engine_of(db),
-        sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(_name(table, name), _name(table, table.name), bound),
-    )
+    with raw_connection(engine_of(db)) as raw:
+        raw.execute(
+            sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(_name(table, name), _name(table, table.name), bound)
+        )
 
 
 def create_hash_partitions(db: Database | Engine, parent: Table | type) -> list[str]:
@@ -187,19 +180,17 @@ def attach_partition(
     """Attach an existing table (same columns) as a partition; PostgreSQL checks its rows fit the bound."""
     table = table_of(parent)
     bound = _bound(partitioning_of(table), values, default, from_, to, remainder)
-    _execute(
-        engine_of(db),
-        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(_name(table, table.name), _name(table, name), bound),
-    )
+    with raw_connection(engine_of(db)) as raw:
+        raw.execute(
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(_name(table, table.name), _name(table, name), bound)
+        )
 
 
 def detach_partition(db: Database | Engine, parent: Table | type, name: str) -> None:
     """Detach a partition; it stays as a plain table with its rows."""
     table = table_of(parent)
-    _execute(
-        engine_of(db),
-        sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(_name(table, table.name), _name(table, name)),
-    )
+    with raw_connection(engine_of(db)) as raw:
+        raw.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(_name(table, table.name), _name(table, name)))
 
 
 @dataclass(frozen=True)

