@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
 from psycopg.types import TypeInfo
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
@@ -23,7 +22,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import ConfigurationError, ExtensionError, ServerError
-from .models import SCHEMA, store_metadata
+from .models import SCHEMA
+from .schema import apply_scripts
 from .server import EmbeddedServer, embedded_server
 
 if TYPE_CHECKING:
@@ -135,19 +135,15 @@ class Database:
         return version
 
     def setup(self) -> None:
-        """Install pgvector and create vectorpg's own schema (idempotent, safe to run concurrently)."""
+        """Install pgvector and vectorpg's own schema and SQL functions: the scripts in ``sql/``, which the
+        Alembic migrations apply too (idempotent, safe to run concurrently)."""
         if self._setup_done:
             return
 
-        def create_schema(raw: psycopg.Connection[Any]) -> None:
-            raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
-
-        self._in_setup_transaction(create_schema, create_tables=True)
+        self._in_setup_transaction(apply_scripts)
         self._setup_done = True
 
-    def _in_setup_transaction(
-        self, then: Callable[[psycopg.Connection[Any]], None], *, create_tables: bool = False
-    ) -> tuple[int, ...]:
+    def _in_setup_transaction(self, then: Callable[[psycopg.Connection[Any]], None]) -> tuple[int, ...]:
         required = ".".join(map(str, MIN_PGVECTOR))
         try:
             with self.engine.begin() as conn:
@@ -177,11 +173,6 @@ class Database:
                         required=required,
                     )
                 then(raw)
-                if create_tables:
-                    store_metadata.create_all(conn, checkfirst=True)
-                    for table in store_metadata.tables.values():  # indexes added since a schema was created
-                        for index in table.indexes:
-                            index.create(conn, checkfirst=True)
         except (DBAPIError, psycopg.Error) as exc:
             reason = getattr(exc, "orig", exc)
             raise ExtensionError(

@@ -1,24 +1,23 @@
 """The collection registry: ``vectorpg.collections`` rows and the partition of each collection.
 
-Opening checks a collection's recorded dimension, metric and embedder; creating inserts the registry row
-and the ``vectorpg.documents`` partition (with a CHECK on the dimension) in one transaction, under an
-advisory lock on the name so that two processes creating the same collection do not collide.
+Opening checks a collection's recorded dimension, metric and embedder. Creating and dropping call the SQL
+functions ``vectorpg.create_collection`` / ``vectorpg.drop_collection`` (``sql/functions.sql``): the registry
+row and the ``vectorpg.documents`` partition (with a CHECK on the dimension) change in one transaction,
+under an advisory lock on the name, whether Python or plain SQL does it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from psycopg import sql
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Text, bindparam, func, select
 
 from . import validation
 from .collection import Collection
 from .distance import MetricSpec, check_metric
 from .embeddings import DEFAULT_MODEL, Embedder, default_embedder
 from .errors import CollectionMismatchError, CollectionNotFoundError, InvalidArgumentError
-from .models import SCHEMA, collections_table, documents_table, partition_name
+from .models import collections_table
 from .types import VectorType, column_type
 
 if TYPE_CHECKING:
@@ -91,39 +90,19 @@ def _record(db: Database, name: str) -> tuple[int, str, str | None] | None:
 
 
 def _create(db: Database, name: str, dimension: int, spec: MetricSpec, embedder_name: str | None) -> None:
+    # vectorpg.create_collection (sql/functions.sql) inserts the registry row and creates the partition,
+    # under an advisory lock on the name; it does nothing if another process created the collection meanwhile.
     with db.session_factory() as session, session.begin():
-        _lock_name(session, name)
-        if _exists(session, name):
-            return  # another process created it meanwhile
         session.execute(
-            collections_table.insert().values(
-                name=name, dimension=dimension, metric=spec.metric.value, embedder=embedder_name
+            select(
+                func.vectorpg.create_collection(
+                    bindparam("name", name),
+                    bindparam("dimension", int(dimension)),
+                    bindparam("metric", spec.metric.value),
+                    bindparam("embedder", embedder_name, type_=Text),
+                )
             )
         )
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
-        # DDL cannot take bind parameters: the name was validated above and goes in as a quoted literal.
-        raw.execute(
-            sql.SQL(
-                "CREATE TABLE {part} PARTITION OF {parent} ("
-                "CONSTRAINT embedding_dimension CHECK (vector_dims(embedding) = {dim})"
-                ") FOR VALUES IN ({name})"
-            ).format(
-                part=sql.Identifier(SCHEMA, partition_name(name)),
-                parent=sql.Identifier(SCHEMA, documents_table.name),
-                dim=sql.Literal(int(dimension)),
-                name=sql.Literal(name),
-            )
-        )
-
-
-def _lock_name(session: Session, name: str) -> None:
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(bindparam("n", "vectorpg:" + name)))))
-
-
-def _exists(session: Session, name: str) -> bool:
-    c = collections_table.c
-    return session.execute(select(c.name).where(c.name == name)).first() is not None
 
 
 def list_collections(db: Database) -> list[str]:
@@ -135,16 +114,9 @@ def list_collections(db: Database) -> list[str]:
 
 
 def drop_collection(db: Database, name: str) -> bool:
-    """Drop a collection's partition and registry row; return whether it existed."""
+    """Drop a collection's partition, tuning rows and registry row; return whether it existed."""
     name = validation.collection_name(name)
     if not db.has_store_schema():
         return False
     with db.session_factory() as session, session.begin():
-        _lock_name(session, name)
-        if not _exists(session, name):
-            return False
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
-        raw.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, partition_name(name))))
-        session.execute(collections_table.delete().where(collections_table.c.name == name))
-    return True
+        return bool(session.scalar(select(func.vectorpg.drop_collection(bindparam("name", name)))))

@@ -1,0 +1,470 @@
+-- vectorpg's SQL functions: the store API without Python, for psql and any language's driver.
+--
+--   vectorpg.create_collection(name, dimension, metric, embedder)   the registry row and the partition
+--   vectorpg.drop_collection(name)                                  both removed; true if it existed
+--   vectorpg.search(collection, query, k, filter)                   k nearest documents matching a filter
+--   vectorpg.hybrid_search(collection, query_text, query, k, filter, rrf_k, config)
+--   vectorpg.filter_sql(filter)                                     the WHERE clause a filter compiles to
+--
+-- The filter language is the Python store API's (vectorpg/filters.py): same keys, operators, semantics
+-- and errors. Nothing a caller passes is ever spliced into SQL: identifiers go through format('%I'),
+-- values travel as the parameters of EXECUTE ... USING (filter values as elements of one jsonb[] array,
+-- referenced as $2[n]), and every key, operator and name is validated first (SQLSTATE 22023 otherwise).
+--
+-- The planner is vectorpg/planner.py's, as far as SQL can express it: exact over the matching rows
+-- when at most 2,000 match (counted, not estimated), the collection's vector index otherwise with an
+-- iterative scan (relaxed order, re-sorted by exact distance), and the exact plan again whenever an
+-- index scan comes back with fewer than k rows while k or more match. Settings are changed with
+-- set_config(..., true) and restored before the function returns.
+--
+-- This file is applied by Database.setup(), by the Alembic migrations (alembic/) and by sql/install.sql;
+-- every statement is idempotent (CREATE OR REPLACE).
+
+-- -- collections --------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION vectorpg.check_collection_name(name text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z][A-Za-z0-9_-]*$' OR length(name) > 48 THEN
+        RAISE EXCEPTION 'invalid collection name %: use a letter followed by letters, digits, ''_'' or ''-'', at most 48 characters',
+            coalesce(quote_literal(name), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    RETURN name;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.create_collection(
+    name text, dimension int, metric text DEFAULT 'cosine', embedder text DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql AS $$
+-- Create a collection: its row in vectorpg.collections and its partition of vectorpg.documents, with a
+-- CHECK on the dimension. Returns false (and changes nothing) if it exists with the same dimension and
+-- metric; raises if it exists with others. Serialised per name by an advisory lock.
+DECLARE
+    found_dimension int;
+    found_metric text;
+BEGIN
+    PERFORM vectorpg.check_collection_name(name);
+    IF dimension IS NULL OR dimension < 1 OR dimension > 16000 THEN
+        RAISE EXCEPTION 'dimension must be an integer from 1 to 16000, got %', coalesce(dimension::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF metric IS NULL OR metric NOT IN ('cosine', 'l2', 'inner_product', 'l1') THEN
+        RAISE EXCEPTION 'unknown metric %: use cosine, l2, inner_product or l1', coalesce(quote_literal(metric), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('vectorpg:' || name));
+    SELECT c.dimension, c.metric INTO found_dimension, found_metric FROM vectorpg.collections c WHERE c.name = $1;
+    IF FOUND THEN
+        IF found_dimension <> dimension OR found_metric <> metric THEN
+            RAISE EXCEPTION 'collection % exists with dimension % and metric %, not % and %',
+                quote_literal(name), found_dimension, found_metric, dimension, metric USING ERRCODE = '42P07';
+        END IF;
+        RETURN false;
+    END IF;
+    INSERT INTO vectorpg.collections (name, dimension, metric, embedder) VALUES ($1, $2, $3, $4);
+    EXECUTE format(
+        'CREATE TABLE %I.%I PARTITION OF vectorpg.documents '
+        '(CONSTRAINT embedding_dimension CHECK (vector_dims(embedding) = %s)) FOR VALUES IN (%L)',
+        'vectorpg', 'documents_' || name, dimension, name);
+    RETURN true;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.drop_collection(name text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+-- Drop a collection's partition (its documents and indexes) and its registry row.
+BEGIN
+    PERFORM vectorpg.check_collection_name(name);
+    PERFORM pg_advisory_xact_lock(hashtext('vectorpg:' || name));
+    EXECUTE format('DROP TABLE IF EXISTS %I.%I', 'vectorpg', 'documents_' || name);
+    DELETE FROM vectorpg.index_tuning WHERE table_name = format('%I.%I', 'vectorpg', 'documents_' || name);
+    DELETE FROM vectorpg.collections c WHERE c.name = $1;
+    RETURN FOUND;
+END $$;
+
+-- -- the filter language ---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION vectorpg.filter_error(message text, path text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RAISE EXCEPTION 'invalid filter at %: %', coalesce(nullif(path, ''), 'top level'), message
+        USING ERRCODE = '22023', HINT = 'see the filter language in docs/sql.md';
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.filter_scalar(value jsonb, path text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF jsonb_typeof(value) IN ('object', 'array') THEN
+        PERFORM vectorpg.filter_error(
+            format('unsupported value %s of type %s: use a string, number, boolean or null',
+                   left(value::text, 80), jsonb_typeof(value)), path);
+    ELSIF jsonb_typeof(value) = 'string' AND length(value #>> '{}') > 65536 THEN
+        PERFORM vectorpg.filter_error('string longer than 65536 characters', path);
+    ELSIF jsonb_typeof(value) = 'number' AND abs(value::numeric) >= 1e300 THEN
+        PERFORM vectorpg.filter_error('number too large', path);
+    END IF;
+    RETURN value;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.filter_compile(
+    spec jsonb, depth int, path text, INOUT params jsonb[], OUT clause text
+)
+LANGUAGE plpgsql IMMUTABLE AS $$
+-- One level of a filter: appends its values to params and returns SQL text that refers to them only as
+-- $2[n] and to the row only as "metadata".
+DECLARE
+    key text;
+    arg jsonb;
+    here text;
+    op text;
+    cond jsonb;
+    item jsonb;
+    parts text[];
+    doc jsonb;
+    sub text;
+    subs text[];
+    clauses text[] := '{}';
+    ops text[];
+    i int;
+    value_at text;
+    typed text;
+    cmp text;
+BEGIN
+    IF depth > 32 THEN
+        PERFORM vectorpg.filter_error('filter nested deeper than 32 levels', path);
+    END IF;
+    IF spec IS NULL OR jsonb_typeof(spec) <> 'object' THEN
+        PERFORM vectorpg.filter_error(format('a filter is an object, got %s', coalesce(jsonb_typeof(spec), 'NULL')), path);
+    END IF;
+    FOR key, arg IN SELECT e.key, e.value FROM jsonb_each(spec) e LOOP
+        here := CASE WHEN path = '' THEN key ELSE path || '.' || key END;
+        IF key IN ('$and', '$or') THEN
+            IF jsonb_typeof(arg) <> 'array' OR jsonb_array_length(arg) = 0 THEN
+                PERFORM vectorpg.filter_error(key || ' needs a non-empty list of filters', here);
+            END IF;
+            subs := '{}';
+            i := 0;
+            FOR item IN SELECT a FROM jsonb_array_elements(arg) a LOOP
+                SELECT f.params, f.clause INTO params, sub
+                FROM vectorpg.filter_compile(item, depth + 1, format('%s[%s]', here, i), params) f;
+                subs := subs || sub;
+                i := i + 1;
+            END LOOP;
+            clauses := clauses || ('(' || array_to_string(subs, CASE key WHEN '$and' THEN ' AND ' ELSE ' OR ' END) || ')');
+        ELSIF key = '$not' THEN
+            SELECT f.params, f.clause INTO params, sub FROM vectorpg.filter_compile(arg, depth + 1, here, params) f;
+            clauses := clauses || ('(NOT ' || sub || ')');
+        ELSIF key LIKE '$%' THEN
+            PERFORM vectorpg.filter_error(
+                format('unknown logical operator %s; use $and, $or or $not at this level', quote_literal(key)), here);
+        ELSE
+            IF key !~ '^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62}){0,15}$' THEN
+                PERFORM vectorpg.filter_error(
+                    format('invalid metadata key %s: use identifiers (letters, digits, ''_'') joined by ''.'', '
+                           'or one of the operators $and, $or, $not', quote_literal(left(key, 80))), path);
+            END IF;
+            parts := string_to_array(key, '.');
+            IF jsonb_typeof(arg) = 'object' THEN
+                cond := arg;
+                IF cond = '{}'::jsonb THEN
+                    PERFORM vectorpg.filter_error('empty operator dict', here);
+                END IF;
+            ELSE
+                cond := jsonb_build_object('$eq', arg);
+            END IF;
+            ops := '{}';
+            FOR op, arg IN SELECT e.key, e.value FROM jsonb_each(cond) e LOOP
+                IF op IN ('$eq', '$ne') THEN
+                    doc := vectorpg.filter_scalar(arg, here || '.' || op);
+                    FOR i IN REVERSE array_length(parts, 1)..1 LOOP
+                        doc := jsonb_build_object(parts[i], doc);
+                    END LOOP;
+                    params := params || doc;
+                    ops := ops || format(CASE op WHEN '$eq' THEN '(metadata @> $2[%s])' ELSE '(NOT metadata @> $2[%s])' END,
+                                         cardinality(params));
+                ELSIF op IN ('$in', '$nin') THEN
+                    IF jsonb_typeof(arg) <> 'array' OR jsonb_array_length(arg) = 0 THEN
+                        PERFORM vectorpg.filter_error(op || ' needs a non-empty list', here || '.' || op);
+                    END IF;
+                    IF jsonb_array_length(arg) > 10000 THEN
+                        PERFORM vectorpg.filter_error(op || ' list longer than 10000', here || '.' || op);
+                    END IF;
+                    subs := '{}';
+                    FOR item IN SELECT a FROM jsonb_array_elements(arg) a LOOP
+                        doc := vectorpg.filter_scalar(item, here || '.' || op);
+                        FOR i IN REVERSE array_length(parts, 1)..1 LOOP
+                            doc := jsonb_build_object(parts[i], doc);
+                        END LOOP;
+                        params := params || doc;
+                        subs := subs || format('metadata @> $2[%s]', cardinality(params));
+                    END LOOP;
+                    sub := '(' || array_to_string(subs, ' OR ') || ')';
+                    ops := ops || CASE op WHEN '$in' THEN sub ELSE '(NOT ' || sub || ')' END;
+                ELSIF op = '$exists' THEN
+                    IF jsonb_typeof(arg) <> 'boolean' THEN
+                        PERFORM vectorpg.filter_error('$exists needs true or false', here || '.' || op);
+                    END IF;
+                    params := params || to_jsonb(key);
+                    ops := ops || format(
+                        CASE WHEN arg = 'true'::jsonb THEN '((metadata #> string_to_array($2[%s] #>> ''{}'', ''.'')) IS NOT NULL)'
+                             ELSE '((metadata #> string_to_array($2[%s] #>> ''{}'', ''.'')) IS NULL)' END,
+                        cardinality(params));
+                ELSIF op IN ('$lt', '$lte', '$gt', '$gte') THEN
+                    PERFORM vectorpg.filter_scalar(arg, here || '.' || op);
+                    IF jsonb_typeof(arg) NOT IN ('number', 'string') THEN
+                        PERFORM vectorpg.filter_error(format('%s needs a number or a string, got %s', op, arg::text),
+                                                      here || '.' || op);
+                    END IF;
+                    params := params || to_jsonb(key);
+                    value_at := format('(metadata #> string_to_array($2[%s] #>> ''{}'', ''.''))', cardinality(params));
+                    params := params || arg;
+                    cmp := CASE op WHEN '$lt' THEN '<' WHEN '$lte' THEN '<=' WHEN '$gt' THEN '>' ELSE '>=' END;
+                    IF jsonb_typeof(arg) = 'number' THEN
+                        typed := format('CASE WHEN jsonb_typeof(%1$s) = ''number'' THEN (%1$s)::numeric END %2$s ($2[%3$s])::numeric',
+                                        value_at, cmp, cardinality(params));
+                    ELSE
+                        typed := format('CASE WHEN jsonb_typeof(%1$s) = ''string'' THEN (%1$s #>> ''{}'') END COLLATE "C" %2$s ($2[%3$s] #>> ''{}'') COLLATE "C"',
+                                        value_at, cmp, cardinality(params));
+                    END IF;
+                    ops := ops || ('coalesce(' || typed || ', false)');
+                ELSE
+                    PERFORM vectorpg.filter_error(
+                        format('unknown operator %s; field operators are $eq, $exists, $gt, $gte, $in, $lt, $lte, $ne, $nin',
+                               quote_literal(op)), here || '.' || op);
+                END IF;
+            END LOOP;
+            clauses := clauses || CASE WHEN cardinality(ops) = 1 THEN ops[1] ELSE '(' || array_to_string(ops, ' AND ') || ')' END;
+        END IF;
+    END LOOP;
+    clause := CASE cardinality(clauses) WHEN 0 THEN 'true' WHEN 1 THEN clauses[1]
+                   ELSE '(' || array_to_string(clauses, ' AND ') || ')' END;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.filter_sql(filter jsonb, OUT clause text, OUT params jsonb[])
+LANGUAGE plpgsql IMMUTABLE AS $$
+-- The WHERE clause of a filter (over a column named metadata) and its parameters, for inspection:
+--   SELECT * FROM vectorpg.filter_sql('{"lang": "en", "year": {"$gte": 2020}}');
+BEGIN
+    params := '{}';
+    IF filter IS NULL OR filter = '{}'::jsonb THEN
+        clause := 'true';
+        RETURN;
+    END IF;
+    SELECT f.params, f.clause INTO params, clause FROM vectorpg.filter_compile(filter, 0, '', params) f;
+END $$;
+
+-- -- search ----------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION vectorpg.set_local(settings text[]) RETURNS text[]
+LANGUAGE plpgsql AS $$
+-- Apply name/value pairs with set_config(..., true) (NULL values are skipped); return the previous values.
+DECLARE
+    previous text[] := '{}';
+    i int;
+BEGIN
+    FOR i IN 1..coalesce(array_length(settings, 1), 0) BY 2 LOOP
+        previous := previous || ARRAY[settings[i], current_setting(settings[i], true)];
+        IF settings[i + 1] IS NOT NULL THEN
+            PERFORM set_config(settings[i], settings[i + 1], true);
+        END IF;
+    END LOOP;
+    RETURN previous;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.search(
+    collection text, query vector, k int, filter jsonb DEFAULT '{}'
+) RETURNS TABLE (id text, content text, metadata jsonb, distance double precision)
+LANGUAGE plpgsql AS $$
+-- The k documents of a collection nearest to query that match filter, nearest first.
+#variable_conflict use_column
+DECLARE
+    dim int;
+    metric_name text;
+    m text;
+    part text;
+    op text;
+    where_sql text;
+    params jsonb[];
+    idx record;
+    kind text;
+    order_expr text;
+    fetch_n int;
+    matched bigint;
+    estimated numeric;
+    table_rows numeric;
+    plan json;
+    tuned int;
+    settings text[];
+    previous text[];
+    ids text[];
+    contents text[];
+    metas jsonb[];
+    dists float8[];
+    exact_max_rows constant int := 2000;  -- PlannerConfig.exact_max_rows
+BEGIN
+    PERFORM vectorpg.check_collection_name(collection);
+    IF k IS NULL OR k < 1 OR k > 100000 THEN
+        RAISE EXCEPTION 'k must be an integer from 1 to 100000, got %', coalesce(k::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT c.dimension, c.metric INTO dim, metric_name FROM vectorpg.collections c WHERE c.name = collection;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'collection % does not exist', quote_literal(collection) USING ERRCODE = '42P01',
+            HINT = 'list them with: SELECT name FROM vectorpg.collections';
+    END IF;
+    IF query IS NULL OR vector_dims(query) <> dim THEN
+        RAISE EXCEPTION 'the query has % dimensions, collection % has %',
+            coalesce(vector_dims(query)::text, 'no'), quote_literal(collection), dim USING ERRCODE = '22023';
+    END IF;
+    IF metric_name = 'cosine' AND vector_norm(query) = 0 THEN
+        RAISE EXCEPTION 'a zero query vector has no cosine distance' USING ERRCODE = '22023';
+    END IF;
+    op := CASE metric_name WHEN 'cosine' THEN '<=>' WHEN 'l2' THEN '<->' WHEN 'inner_product' THEN '<#>' ELSE '<+>' END;
+    m := CASE metric_name WHEN 'inner_product' THEN 'ip' ELSE metric_name END;
+    part := format('%I.%I', 'vectorpg', 'documents_' || collection);
+    SELECT f.clause, f.params INTO where_sql, params FROM vectorpg.filter_sql(filter) f;
+
+    -- the collection's vector index (Collection.create_index): plain (vector(n) cast), else halfvec, else binary
+    SELECT i.relname AS name, am.amname AS method, split_part(opc.opcname, '_', 1) AS kind, i.reloptions AS options
+    INTO idx
+    FROM pg_index ix
+    JOIN pg_class i ON i.oid = ix.indexrelid
+    JOIN pg_am am ON am.oid = i.relam
+    JOIN pg_opclass opc ON opc.oid = ix.indclass[0]
+    WHERE ix.indrelid = part::regclass AND ix.indisvalid AND ix.indpred IS NULL AND ix.indexprs IS NOT NULL
+      AND am.amname IN ('hnsw', 'ivfflat')
+      AND opc.opcname IN ('vector_' || m || '_ops', 'halfvec_' || m || '_ops', 'bit_hamming_ops')
+    ORDER BY CASE split_part(opc.opcname, '_', 1) WHEN 'vector' THEN 0 WHEN 'halfvec' THEN 1 ELSE 2 END, i.relname
+    LIMIT 1;
+    kind := CASE WHEN FOUND THEN idx.kind END;
+
+    IF kind IS NOT NULL AND where_sql <> 'true' THEN
+        -- few matching rows: the exact answer over them is fast and exact. Count them (capped) unless
+        -- PostgreSQL estimates far more (estimates of rare values are often low, never trusted alone).
+        EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE %s', part, where_sql) INTO STRICT plan
+            USING NULL::vector, params;
+        estimated := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric;
+        IF estimated <= 2 * exact_max_rows THEN
+            EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT %s) m', part, where_sql, exact_max_rows + 1)
+                INTO matched USING NULL::vector, params;
+            IF matched <= exact_max_rows THEN
+                kind := NULL;
+            END IF;
+        END IF;
+    END IF;
+
+    IF kind IS NOT NULL THEN
+        SELECT t.value INTO tuned FROM vectorpg.index_tuning t
+        WHERE t.table_name = part AND t.index_name = idx.name AND t.target >= 0.95 ORDER BY t.target LIMIT 1;
+        IF kind = 'vector' THEN
+            order_expr := format('(d.embedding)::vector(%s) %s $1', dim, op);
+            fetch_n := CASE WHEN where_sql = 'true' THEN k ELSE k * 4 END;  -- relaxed order: take more, re-sort
+        ELSIF kind = 'halfvec' THEN
+            order_expr := format('(d.embedding)::halfvec(%1$s) %2$s ($1)::halfvec(%1$s)', dim, op);
+            fetch_n := k * 2;
+        ELSE
+            order_expr := format('(binary_quantize(d.embedding))::bit(%s) <~> binary_quantize($1)', dim);
+            fetch_n := k * 20;
+        END IF;
+        IF idx.method = 'hnsw' THEN
+            settings := ARRAY['hnsw.ef_search', greatest(
+                coalesce(tuned, current_setting('hnsw.ef_search', true)::int, 40), least(fetch_n, 1000))::text];
+        ELSE
+            settings := ARRAY['ivfflat.probes', coalesce(tuned, greatest(1, floor(sqrt(coalesce(
+                (SELECT split_part(o, '=', 2)::int FROM unnest(idx.options) o WHERE o LIKE 'lists=%'), 100))))::int)::text];
+        END IF;
+        IF where_sql <> 'true' THEN
+            EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s', part) INTO STRICT plan;
+            table_rows := greatest(1, (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric);
+            estimated := greatest(coalesce(matched, 0), coalesce(estimated, 0), 1);
+            settings := settings || ARRAY[
+                'hnsw.iterative_scan', 'relaxed_order', 'ivfflat.iterative_scan', 'relaxed_order',
+                'hnsw.max_scan_tuples', greatest(20000, least(2000000, ceil(k * table_rows / estimated * 4)))::text];
+        END IF;
+        previous := vectorpg.set_local(settings);
+        EXECUTE format(
+            'WITH nearest AS MATERIALIZED (SELECT d.id, d.content, d.metadata, d.embedding FROM %1$s d WHERE %2$s '
+            'ORDER BY %3$s LIMIT $4), '
+            'ranked AS (SELECT n.id, n.content, n.metadata, (n.embedding %4$s $1)::float8 AS distance FROM nearest n '
+            'ORDER BY 4, 1 LIMIT $3) '
+            'SELECT array_agg(r.id ORDER BY r.distance, r.id), array_agg(r.content ORDER BY r.distance, r.id), '
+            'array_agg(r.metadata ORDER BY r.distance, r.id), array_agg(r.distance ORDER BY r.distance, r.id) FROM ranked r',
+            part, where_sql, order_expr, op) INTO ids, contents, metas, dists USING query, params, k, fetch_n;
+        PERFORM vectorpg.set_local(previous);
+        IF coalesce(cardinality(ids), 0) >= k OR where_sql = 'true' THEN
+            RETURN QUERY SELECT * FROM unnest(ids, contents, metas, dists);
+            RETURN;
+        END IF;
+        -- the index scan came back short: if k rows match, the exact plan below finds them
+    END IF;
+
+    -- exact: no index scans (an ANN index must not answer), filters keep their bitmap scans
+    previous := vectorpg.set_local(ARRAY['enable_indexscan', 'off']);
+    RETURN QUERY EXECUTE format(
+        'SELECT d.id, d.content, d.metadata, (d.embedding %1$s $1)::float8 AS distance FROM %2$s d WHERE %3$s '
+        'ORDER BY 4, 1 LIMIT $3', op, part, where_sql) USING query, params, k;
+    PERFORM vectorpg.set_local(previous);
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.hybrid_search(
+    collection text, query_text text, query vector, k int, filter jsonb DEFAULT '{}', rrf_k int DEFAULT 60,
+    config regconfig DEFAULT 'english'
+) RETURNS TABLE (
+    id text, content text, metadata jsonb, score double precision,
+    vector_rank bigint, vector_distance double precision, text_rank bigint, text_score real
+)
+LANGUAGE plpgsql AS $$
+-- Full-text + vector search fused by reciprocal rank: score = 1/(rrf_k + vector rank) + 1/(rrf_k + text
+-- rank), a leg that did not find a document adding 0. Each leg takes max(4k, 40) candidates over the
+-- filtered rows. The text leg reads to_tsvector(config, content), which Collection.create_text_index
+-- indexes; query NULL runs the text leg alone.
+#variable_conflict use_column
+DECLARE
+    dim int;
+    metric_name text;
+    op text;
+    part text;
+    where_sql text;
+    params jsonb[];
+BEGIN
+    PERFORM vectorpg.check_collection_name(collection);
+    IF k IS NULL OR k < 1 OR k > 100000 THEN
+        RAISE EXCEPTION 'k must be an integer from 1 to 100000, got %', coalesce(k::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF rrf_k IS NULL OR rrf_k < 0 OR rrf_k > 10000 THEN
+        RAISE EXCEPTION 'rrf_k must be an integer from 0 to 10000, got %', coalesce(rrf_k::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF query_text IS NULL OR btrim(query_text) = '' THEN
+        RAISE EXCEPTION 'hybrid search needs a non-empty query text' USING ERRCODE = '22023';
+    END IF;
+    SELECT c.dimension, c.metric INTO dim, metric_name FROM vectorpg.collections c WHERE c.name = collection;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'collection % does not exist', quote_literal(collection) USING ERRCODE = '42P01',
+            HINT = 'list them with: SELECT name FROM vectorpg.collections';
+    END IF;
+    IF query IS NOT NULL AND vector_dims(query) <> dim THEN
+        RAISE EXCEPTION 'the query has % dimensions, collection % has %', vector_dims(query), quote_literal(collection), dim
+            USING ERRCODE = '22023';
+    END IF;
+    IF query IS NOT NULL AND metric_name = 'cosine' AND vector_norm(query) = 0 THEN
+        RAISE EXCEPTION 'a zero query vector has no cosine distance' USING ERRCODE = '22023';
+    END IF;
+    op := CASE metric_name WHEN 'cosine' THEN '<=>' WHEN 'l2' THEN '<->' WHEN 'inner_product' THEN '<#>' ELSE '<+>' END;
+    part := format('%I.%I', 'vectorpg', 'documents_' || collection);
+    SELECT f.clause, f.params INTO where_sql, params FROM vectorpg.filter_sql(filter) f;
+    RETURN QUERY EXECUTE format(
+        'WITH vector_leg AS (SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance) AS rank FROM ('
+        '    SELECT d.id, (d.embedding %1$s $1)::float8 AS distance FROM %2$s d WHERE $1 IS NOT NULL AND %3$s '
+        '    ORDER BY 2 LIMIT $4) v), '
+        'text_leg AS (SELECT t.id, t.score, row_number() OVER (ORDER BY t.score DESC) AS rank FROM ('
+        '    SELECT d.id, ts_rank_cd(to_tsvector($6, coalesce(d.content, '''')), websearch_to_tsquery($6, $5)) AS score '
+        '    FROM %2$s d WHERE %3$s AND to_tsvector($6, coalesce(d.content, '''')) @@ websearch_to_tsquery($6, $5) '
+        '    ORDER BY 2 DESC LIMIT $4) t), '
+        'fused AS (SELECT coalesce(v.id, t.id) AS id, '
+        '    coalesce(1.0::float8 / ($7 + v.rank), 0) + coalesce(1.0::float8 / ($7 + t.rank), 0) AS score, '
+        '    v.rank AS vector_rank, v.distance AS vector_distance, t.rank AS text_rank, t.score AS text_score '
+        '    FROM vector_leg v FULL OUTER JOIN text_leg t ON v.id = t.id '
+        '    ORDER BY 2 DESC, 1 LIMIT $3) '
+        'SELECT f.id, d.content, d.metadata, f.score, f.vector_rank, f.vector_distance, f.text_rank, f.text_score '
+        'FROM fused f JOIN %2$s d ON d.id = f.id ORDER BY f.score DESC, f.id',
+        op, part, where_sql) USING query, params, k, greatest(4 * k, 40), query_text, config, rrf_k;
+END $$;
