@@ -187,7 +187,7 @@ class Event(Base):
     tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
     embedding = vector_column({dim})
     __table_args__ = (
-        vector_index("embedding", HNSW(), metric="cosine", dimension={dim}),
+        vector_index("embedding", HNSW(ef_construction={event_ef}), metric="cosine", dimension={dim}),
         {{"postgresql_partition_by": "LIST (tenant)"}},
     )
 """
@@ -229,8 +229,11 @@ class App:
         self.url = url
         self.models()
 
-    def models(self, *, m: int = 16, dim: int = 8, lists: int = 10, where: str = "body <> ''") -> None:
-        (self.root / "models.py").write_text(MODELS.format(m=m, dim=dim, lists=lists, where=where))
+    def models(
+        self, *, m: int = 16, dim: int = 8, lists: int = 10, where: str = "body <> ''", event_ef: int = 64
+    ) -> None:
+        text = MODELS.format(m=m, dim=dim, lists=lists, where=where, event_ef=event_ef)
+        (self.root / "models.py").write_text(text)
 
     def revision(self, message: str) -> str:
         command.revision(self.config, message=message, autogenerate=True)
@@ -305,17 +308,21 @@ def test_autogenerate_round_trip(app: App) -> None:
         ({"m": 32}, "items_embedding_cosine_idx"),
         ({"lists": 20}, "items_ivf"),
         ({"where": "length(body) > 3"}, "items_embedding_l2_halfvec_idx"),
+        ({"event_ef": 100}, "events_embedding_cosine_idx"),  # the partitioned parent's index
     ],
 )
 def test_one_change_is_one_drop_and_create(app: App, change: dict[str, Any], index: str) -> None:
     app.revision("init")
     command.upgrade(app.config, "head")
+    app.sql("CREATE TABLE events_acme PARTITION OF events FOR VALUES IN ('acme')")
     app.models(**change)
     migration = app.revision("change")
     section = upgrade_section(migration)
     assert len(section) == 2
     assert section[0].startswith(f"op.drop_vector_index('{index}'")
     assert section[1].startswith(f"op.create_vector_index('{index}'")
+    command.upgrade(app.config, "head")
+    command.check(app.config)
 
 
 @pytest.mark.parametrize("where", ["body<>''", "(body <> '')", "body <> ''::text", "BODY <> ''"])
@@ -357,17 +364,42 @@ def test_metric_method_and_expression_changes(database_url: str, declared: Any) 
     assert [type(op).__name__ for op in found] == ["DropVectorIndexOp", "CreateVectorIndexOp"]
 
 
-def test_dimension_change_is_proposed_as_re_embedding(app: App) -> None:
+def test_dimension_change_is_proposed_as_re_embedding_and_runs_once_filled_in(app: App) -> None:
     app.revision("init")
     command.upgrade(app.config, "head")
+    app.sql("CREATE TABLE events_acme PARTITION OF events FOR VALUES IN ('acme')")
+    app.sql(
+        "INSERT INTO items (body, embedding) SELECT 'item ' || i, '[1,2,3,4,5,6,7,8]' FROM generate_series(1, 50) i"
+    )
+    app.sql(
+        "INSERT INTO events (id, tenant, embedding) SELECT i, 'acme', '[1,2,3,4,5,6,7,8]' FROM generate_series(1, 20) i"
+    )
     app.models(dim=12)
-    section = upgrade_section(app.revision("dim12"))
-    assert section == [
+    migration = app.revision("dim12")
+    assert upgrade_section(migration) == [
         "op.change_vector_dimension('events', 'embedding', 12, embed=..., source=[...])",
         "op.change_vector_dimension('items', 'embedding', 12, embed=..., source=[...])",
     ]
     with pytest.raises(vectorpg.InvalidArgumentError, match="fill in embed="):
         command.upgrade(app.config, "head")
+    assert app.sql("SELECT count(*) FROM items WHERE vector_dims(embedding) = 8") == [(50,)]  # nothing changed
+
+    # the developer fills in the new model: here, the length of the text in every dimension
+    (path,) = app.versions.glob("*_dim12.py")
+    filled = migration.replace(
+        "'events', 'embedding', 12, embed=..., source=[...]",
+        "'events', 'embedding', 12, embed=lambda rows: [[float(len(t))] * 12 for (t,) in rows], source=['tenant']",
+    ).replace(
+        "'items', 'embedding', 12, embed=..., source=[...]",
+        "'items', 'embedding', 12, embed=lambda rows: [[float(len(b))] * 12 for (b,) in rows], source=['body']",
+    )
+    path.write_text(filled)
+    command.upgrade(app.config, "head")
+    assert app.sql("SELECT count(*) FROM items WHERE vector_dims(embedding) = 12") == [(50,)]
+    assert app.sql("SELECT DISTINCT embedding::text FROM events_acme") == [("[" + ",".join(["4"] * 12) + "]",)]
+    indexdef = app.sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'items_embedding_l2_halfvec_idx'")[0][0]
+    assert "halfvec(12)" in indexdef
+    command.check(app.config)  # the database now matches the 12-dimension models
 
 
 # -- operations in migrations --------------------------------------------------------------------------

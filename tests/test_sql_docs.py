@@ -81,3 +81,15 @@ def test_scripts_are_idempotent(bare_database_url: str, script: str) -> None:
     for _ in range(2):
         result = psql(bare_database_url, sql_dir() / script)
         assert result.returncode == 0 and "ERROR" not in result.stderr, result.stderr
+
+
+def test_readme_sql_runs(bare_database_url: str, tmp_path: Path) -> None:
+    readme = (DOC.parent.parent / "README.md").read_text()
+    blocks = [m.group(2) for m in _BLOCK.finditer(readme) if m.group(1) == "sql"]
+    assert blocks
+    assert psql(bare_database_url, sql_dir() / "install.sql").returncode == 0
+    script = tmp_path / "readme.sql"
+    script.write_text("\\set ON_ERROR_STOP on\n" + "\n".join(blocks))
+    result = psql(bare_database_url, script)
+    assert result.returncode == 0 and "ERROR" not in result.stderr, result.stderr
+    assert " pg " in result.stdout  # the search found the document
