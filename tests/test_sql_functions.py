@@ -334,3 +334,32 @@ def test_psql_gets_the_python_results(store: Any, tmp_path: Path) -> None:
     printed = [line for line in result.stdout.splitlines() if line]
     expected = [",".join(h.id for h in db.collection(name, embedder=None).search(q, 10, where=w)) for w, name in cases]
     assert printed == expected
+
+
+def test_a_collection_created_meanwhile_with_other_settings(
+    store: Any, conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process creates the name between our lookup and our create: a clear mismatch error."""
+    _, db, _ = store
+    conn.execute("SELECT vectorpg.create_collection('raced', 3, 'l2')")
+    conn.commit()
+    import vectorpg.registry as registry
+
+    lookup = registry._record
+    seen: list[str] = []
+
+    def not_there_yet(database: Any, name: str) -> Any:
+        seen.append(name)
+        return None if len(seen) == 1 else lookup(database, name)  # the first lookup ran before the other create
+
+    monkeypatch.setattr(registry, "_record", not_there_yet)
+    with pytest.raises(vectorpg.CollectionMismatchError, match="dimension"):
+        db.collection("raced", dimension=4, embedder=None)
+    assert len(seen) == 2
+
+
+def test_the_sql_planner_uses_the_python_planners_threshold() -> None:
+    from vectorpg.planner import DEFAULT_CONFIG
+    from vectorpg.schema import read_script
+
+    assert f"exact_max_rows constant int := {DEFAULT_CONFIG.exact_max_rows};" in read_script("functions.sql")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import psycopg
 from sqlalchemy import Text, bindparam, func, select
+from sqlalchemy.exc import DBAPIError
 
 from . import validation
 from .collection import Collection
@@ -58,7 +60,14 @@ def open_collection(
             dimension = resolved.dimension
         elif resolved is not None and resolved.dimension != dimension:
             raise CollectionMismatchError(name, "dimension", resolved.dimension, dimension)
-        _create(db, name, dimension, spec, resolved.name if resolved else None)
+        try:
+            _create(db, name, dimension, spec, resolved.name if resolved else None)
+        except DBAPIError as exc:  # another process created it meanwhile, with other settings
+            if not isinstance(exc.orig, psycopg.errors.DuplicateTable) or (found := _record(db, name)) is None:
+                raise
+            if found[0] != dimension:
+                raise CollectionMismatchError(name, "dimension", found[0], dimension) from exc
+            raise CollectionMismatchError(name, "metric", found[1], spec.metric.value) from exc
         return Collection(db, name, dimension=dimension, metric=spec.metric.value, embedder=resolved)
 
     rec_dimension, rec_metric, rec_embedder = record
