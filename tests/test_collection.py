@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 import vectorpg
-from vectorpg.collection import content_hash
+from vectorpg.cache import content_hash
 
 from .conftest import HashEmbedder
 

@@ -19,6 +19,7 @@ import vectorpg
 from vectorpg.schema import render_schema, sql_dir
 
 ROOT = Path(__file__).resolve().parent.parent
+HEAD = "0002"
 
 
 def config(url: str) -> Config:
@@ -50,7 +51,7 @@ def leftovers(url: str) -> dict[str, list[str]]:
 
 
 def test_schema_sql_is_generated_from_the_models() -> None:
-    assert (sql_dir() / "schema.sql").read_text() == render_schema(), "run: python -m vectorpg.schema"
+    assert (sql_dir() / "schema.sql").read_text() == render_schema(), "run: vectorpg schema"
 
 
 def test_upgrade_check_downgrade_on_a_fresh_database(bare_database_url: str) -> None:
@@ -58,7 +59,7 @@ def test_upgrade_check_downgrade_on_a_fresh_database(bare_database_url: str) -> 
     command.upgrade(cfg, "head")
     command.check(cfg)  # raises when the database and vectorpg/models.py differ
     found = leftovers(bare_database_url)
-    assert found["schemas"] == ["vectorpg"] and found["extensions"] == ["vector"] and found["versions"] == ["0001"]
+    assert found["schemas"] == ["vectorpg"] and found["extensions"] == ["vector"] and found["versions"] == [HEAD]
     assert sorted(found["functions"]) == ["filter_sql", "hybrid_search", "search"]
 
     # the migrated schema is the store's: collections with partitions, indexes and data, and still no drift
@@ -102,7 +103,7 @@ def test_setup_and_migrations_apply_the_same_scripts(database_url: str) -> None:
     cfg = config(database_url)
     command.upgrade(cfg, "head")  # idempotent scripts: nothing fails, nothing doubles
     command.check(cfg)
-    assert leftovers(database_url)["versions"] == ["0001"]
+    assert leftovers(database_url)["versions"] == [HEAD]
     assert functions == 10
 
 
@@ -123,7 +124,7 @@ def test_command_line_with_vectorpg_url(bare_database_url: str) -> None:
         result = _alembic(args, env)
         assert result.returncode == 0, result.stderr
         if args == ["current"]:
-            assert "0001 (head)" in result.stdout
+            assert f"{HEAD} (head)" in result.stdout
     assert leftovers(bare_database_url)["schemas"] == []
 
 
@@ -151,5 +152,26 @@ def test_offline_sql_runs_in_psql(bare_database_url: str, tmp_path: Path) -> Non
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
-    assert leftovers(bare_database_url)["versions"] == ["0001"]
+    assert leftovers(bare_database_url)["versions"] == [HEAD]
     command.check(config(bare_database_url))
+
+
+def test_a_database_at_0001_upgrades_to_head(bare_database_url: str) -> None:
+    """The scripts add what an older schema lacks: down to 0001 (which drops them), up again."""
+    cfg = config(bare_database_url)
+    command.upgrade(cfg, "head")
+    command.downgrade(cfg, "0001")
+
+    def columns() -> list[str]:
+        with psycopg.connect(bare_database_url) as conn:
+            rows = conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'vectorpg.documents'::regclass AND attnum > 0 "
+                "AND NOT attisdropped ORDER BY attnum"
+            ).fetchall()
+            return [r[0] for r in rows]
+
+    assert "embedding_next" not in columns()
+    assert leftovers(bare_database_url)["versions"] == ["0001"]
+    command.upgrade(cfg, "head")
+    assert "embedding_next" in columns()
+    command.check(cfg)

@@ -6,11 +6,13 @@ Every command uses the embedded PostgreSQL unless ``--url`` (or ``$VECTORPG_URL`
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from .errors import VectorPgError
+from .errors import InvalidArgumentError, VectorPgError
 
 
 def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -67,6 +69,111 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    db = _connect(args)
+    docs = db.collection(args.collection)
+    print(f"ingesting into {args.collection!r} ({docs.embedder_name}, {docs.dimension} dimensions)")
+    report = docs.ingest(
+        args.paths,
+        glob=args.glob,
+        sync=args.sync,
+        max_tokens=args.max_tokens,
+        overlap=args.overlap,
+        progress=not args.no_progress,
+    )
+    print(report)
+    db.close()
+    return 0
+
+
+def _where(pairs: Sequence[str], raw: str | None) -> dict[str, Any]:
+    """``--where key=value`` pairs (values read as JSON when they parse: numbers, true, null) and ``--filter``."""
+    try:
+        where: dict[str, Any] = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"--filter is not JSON: {exc}") from None
+    if not isinstance(where, dict):
+        raise InvalidArgumentError('--filter is a JSON object, for example \'{"year": {"$gte": 2020}}\'')
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgumentError(f"--where takes key=value, got {pair!r}")
+        try:
+            where[key] = json.loads(value)
+        except json.JSONDecodeError:
+            where[key] = value
+    return where
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    db = _connect(args)
+    docs = db.collection(args.collection, create=False)
+    where = _where(args.where, args.filter)
+    if args.hybrid:
+        hits: list[Any] = docs.hybrid_search(args.text, args.k, where=where or None)
+        rows = [(h.id, h.score.score, h.content, h.metadata) for h in hits]
+        label = "score"
+    else:
+        hits = docs.search(args.text, args.k, where=where or None)
+        rows = [(h.id, h.distance, h.content, h.metadata) for h in hits]
+        label = "distance"
+    if args.json:
+        print(json.dumps([{"id": i, label: v, "content": c, "metadata": m} for i, v, c, m in rows], indent=2))
+    else:
+        for rank, (ident, value, content, meta) in enumerate(rows, 1):
+            where_from = meta.get("source", ident) if isinstance(meta, dict) else ident
+            heading = f" > {meta['heading']}" if isinstance(meta, dict) and meta.get("heading") else ""
+            snippet = " ".join((content or "").split())[:160]
+            print(f"{rank:>2}. {label} {value:.4f}  {where_from}{heading}\n    {snippet}")
+        if not rows:
+            print("no results")
+    db.close()
+    return 0
+
+
+def _cmd_collections(args: argparse.Namespace) -> int:
+    db = _connect(args)
+    names = db.collections()
+    if not names:
+        print("no collections")
+    for name in names:
+        docs = db.collection(name, embedder=None, create=False)
+        indexes = ", ".join(
+            f"{i.name} ({i.spec.method.method}, {i.size_bytes / 2**20:.1f} MiB)" for i in docs.indexes()
+        )
+        print(
+            f"{name}: {docs.count():,} rows, model {docs.embedder_name or '(vectors only)'}, "
+            f"{docs.dimension} dimensions, {docs.metric.metric.value}; indexes: {indexes or 'none (exact search)'}"
+        )
+    db.close()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    def ready(url: str) -> None:
+        print(f"PostgreSQL + pgvector with vectorpg's schema is listening: {url}", flush=True)
+        print(f"  psql {url}\n  export VECTORPG_URL={url}\nCtrl-C stops it.", flush=True)
+
+    status = serve(args.data_dir, host=args.host, port=args.port, on_ready=ready)
+    print(f"stopped (status {status})")
+    return 0 if status == 0 else 1
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import sql_dir, write_schema
+
+    target = sql_dir() / "schema.sql"
+    if args.check:
+        current = write_schema(check=True)
+        print(f"{target} is {'current' if current else 'out of date: run vectorpg schema'}")
+        return 0 if current else 1
+    write_schema()
+    print(f"wrote {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vectorpg",
@@ -112,6 +219,69 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "tune":
             cmd.add_argument("--target", type=float, default=0.95, help="recall@k to reach (default: 0.95)")
         cmd.set_defaults(func=func)
+
+    ingest = sub.add_parser(
+        "ingest",
+        parents=[common],
+        help="chunk, embed and store files and folders (Markdown, reStructuredText, HTML, text)",
+        description="Read files and folders, split them into chunks by headings, paragraphs and sentences, "
+        "embed the chunks with the collection's model (the packaged all-MiniLM-L6-v2 for a new collection) "
+        "and store them with their source. Unchanged files write and embed nothing; a changed file's old "
+        "chunks are replaced. Unreadable and binary files are reported and skipped.",
+    )
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files and folders")
+    ingest.add_argument("--collection", required=True, help="collection name (created if missing)")
+    ingest.add_argument("--glob", default="**/*", help="files to take from folders (default: **/*)")
+    ingest.add_argument("--sync", action="store_true", help="also remove the chunks of files that are gone")
+    ingest.add_argument("--max-tokens", type=int, default=None, help="chunk size in model tokens (default: 200)")
+    ingest.add_argument("--overlap", type=int, default=32, help="tokens repeated between chunks (default: 32)")
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=_cmd_ingest)
+
+    search = sub.add_parser(
+        "search",
+        parents=[common],
+        help="search a collection by text",
+        description="Embed the text with the collection's model and print the nearest documents. --where "
+        "key=value filters on metadata (values are read as JSON when they parse: 2024, true, null); "
+        '--filter takes a whole JSON filter, for example \'{"year": {"$gte": 2020}}\'.',
+    )
+    search.add_argument("text", help="what to search for")
+    search.add_argument("--collection", required=True, help="collection name")
+    search.add_argument("-k", type=int, default=5, help="number of results (default: 5)")
+    search.add_argument("--where", action="append", default=[], metavar="KEY=VALUE", help="metadata filter")
+    search.add_argument("--filter", default=None, metavar="JSON", help="a JSON filter (combined with --where)")
+    search.add_argument("--hybrid", action="store_true", help="full text + vector, fused by rank (RRF)")
+    search.add_argument("--json", action="store_true", help="print JSON")
+    search.set_defaults(func=_cmd_search)
+
+    listing = sub.add_parser(
+        "collections",
+        parents=[common],
+        help="list collections: rows, model, dimension, indexes and their sizes",
+        description="List the collections with their row counts, models, dimensions, metrics and vector indexes.",
+    )
+    listing.set_defaults(func=_cmd_collections)
+
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the embedded PostgreSQL on a TCP port in the foreground",
+        description="Run the embedded PostgreSQL (its --data-dir) on HOST:PORT over TCP until Ctrl-C, with "
+        "pgvector and vectorpg's schema and SQL functions installed, so that psql and other languages' "
+        "drivers can connect. It trusts local connections: keep it on 127.0.0.1.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5432, help="port (default: 5432)")
+    serve.set_defaults(func=_cmd_serve)
+
+    schema = sub.add_parser(
+        "schema",
+        help="write sql/schema.sql from vectorpg's models (for vectorpg developers)",
+        description="Write sql/schema.sql from vectorpg/models.py, or with --check tell whether it is current.",
+    )
+    schema.add_argument("--check", action="store_true", help="only check")
+    schema.set_defaults(func=_cmd_schema)
     return parser
 
 

@@ -13,20 +13,23 @@ dimension, and a row in ``vectorpg.collections`` recording its dimension, metric
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Column, Engine, MetaData, Table, bindparam, delete, func, select, update
+from sqlalchemy import Column, Engine, MetaData, Table, bindparam, delete, func, not_, select, update
+from sqlalchemy.orm import Session
 
 from . import bulk, validation
 from .build import BuildProgress, create_vector_index, drop_vector_index
+from .cache import content_hash, embed_cached, renumber
+from .chunking import Chunker
 from .distance import Metric, MetricSpec, check_metric
 from .embeddings import Embedder, check_texts
 from .errors import (
@@ -58,6 +61,8 @@ from .types import VECTOR, VectorType
 
 if TYPE_CHECKING:
     from .connection import Database
+    from .ingest import IngestReport
+    from .rag import RetrievedChunk
 
 MAX_ID_LENGTH = 1024
 
@@ -82,6 +87,19 @@ class HybridHit:
     score: HybridScore
 
 
+@dataclass
+class _WritePlan:
+    """A validated, embedded batch, ready to write: full rows, and ids whose metadata alone changed."""
+
+    ids: list[str]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    metadata_only: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    unchanged: int = 0
+    #: texts the model embedded now, and texts whose vector came from the embedding cache
+    embedded: int = 0
+    cached: int = 0
+
+
 @dataclass(frozen=True)
 class Document:
     """A stored document."""
@@ -92,11 +110,6 @@ class Document:
     embedding: np.ndarray = field(repr=False)
     created_at: datetime | None = None
     updated_at: datetime | None = None
-
-
-def content_hash(text: str) -> str:
-    """sha256 of the UTF-8 text, hex: the key that decides whether text must be embedded again."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _check_ids(ids: Sequence[object]) -> list[str]:
@@ -170,23 +183,18 @@ class Collection:
     def _where(self, where: Mapping[str, Any] | None) -> Any:
         return compile_filter(where, documents_table.c.metadata)
 
-    def _embed(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+    def _require_embedder(self) -> Embedder:
         if self.embedder is None:
             recorded = f" (it was created with {self.embedder_name})" if self.embedder_name else ""
             raise InvalidArgumentError(
                 f"collection {self.name!r} has no embedder{recorded}: pass vectors=..., "
                 "or open it with db.collection(name, embedder=...)"
             )
-        if progress is not None and _accepts_progress(self.embedder):
-            return self.embedder.embed(texts, progress=progress)  # type: ignore[call-arg]
-        out = self.embedder.embed(texts)
-        if progress is not None:
-            progress(len(texts))
-        return out
+        return self.embedder
 
     def _query_vector(self, query: Any) -> Any:
         if isinstance(query, str):
-            query = self._embed(check_texts([query]))[0]
+            query = self._require_embedder().embed(check_texts([query]))[0]
         return validation.query_vector(
             query, vector_type=VectorType.VECTOR, dimension=self.dimension, metric=self.metric
         )
@@ -206,10 +214,26 @@ class Collection:
 
         ``items`` are texts (embedded with the collection's embedder) or vectors. To store texts with
         precomputed vectors pass both ``items`` (texts) and ``vectors``. ``ids`` default to new UUIDs.
-        A text whose id exists with the same content is not embedded again; if only its metadata
+        A text whose id exists with the same content is not embedded again, and a text the model
+        embedded before (in any collection) comes from the embedding cache; if only its metadata
         changed, only the metadata is written. The whole batch is validated before anything is
         written, and written in one transaction. ``progress(n)`` is called as texts are embedded.
         """
+        plan = self._plan(items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
+        with self.db.session_factory() as session, session.begin():
+            self._write(session, plan)
+        return plan.ids
+
+    def _plan(
+        self,
+        items: Sequence[Any] | None,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None,
+        ids: Sequence[str] | None,
+        vectors: Any,
+        progress: Callable[[int], None] | None,
+    ) -> _WritePlan:
+        """Validate a batch and embed what must be embedded: everything ``add`` does before writing."""
         if items is None and vectors is None:
             raise InvalidArgumentError("nothing to add: pass texts, vectors, or both")
         texts: list[str] | None = None
@@ -226,63 +250,68 @@ class Collection:
         metas = _check_metadata(metadata if metadata is not None else [None] * count)
         if len(metas) != count:
             raise InvalidInputError(f"{count} documents but {len(metas)} metadata entries")
+        plan = _WritePlan(id_list)
         if count == 0:
-            return []
+            return plan
         hashes = [content_hash(t) for t in texts] if texts is not None else [None] * count
 
         # Which rows really change? Unchanged text keeps its embedding.
         write = list(range(count))
-        metadata_only: list[int] = []
         if texts is not None and vectors is None and ids is not None:
             stored = self._stored_state(id_list)
-            write, metadata_only = [], []
+            write = []
             for i in range(count):
                 old = stored.get(id_list[i])
                 if old is None or old[0] != hashes[i]:
                     write.append(i)
                 elif old[1] != metas[i]:
-                    metadata_only.append(i)
+                    plan.metadata_only.append((id_list[i], metas[i]))
+            plan.unchanged = count - len(write) - len(plan.metadata_only)
 
         if vectors is not None:
             matrix = validation.dense_vectors(vectors, dimension=self.dimension, metric=self.metric)
         elif write:
             assert texts is not None
-            embedded = self._embed([texts[i] for i in write], progress)
             try:
-                checked = validation.dense_vectors(embedded, dimension=self.dimension, metric=self.metric)
-            except InvalidVectorError as exc:  # the embedder produced a bad vector: name the input row
+                embedded = embed_cached(
+                    self.db,
+                    self._require_embedder(),
+                    [texts[i] for i in write],
+                    dimension=self.dimension,
+                    metric=self.metric,
+                    progress=progress,
+                )
+            except InvalidVectorError as exc:  # name the row of this batch
                 if exc.row is not None:
-                    exc.row = write[exc.row]
-                    exc.args = (f"the embedder returned a bad vector for row {exc.row}: {exc.args[0]}",)
+                    renumber(exc, write[exc.row])
                 raise
+            plan.embedded, plan.cached = embedded.computed, embedded.cached
             matrix = np.zeros((count, self.dimension), dtype=np.float32)
-            matrix[write] = checked
-        else:
-            matrix = np.zeros((0, self.dimension), dtype=np.float32)
-
-        columns = ["collection", "id", "content", "metadata", "embedding", "content_hash"]
-        rows = [
+            matrix[write] = embedded.vectors
+        plan.rows = [
             (self.name, id_list[i], texts[i] if texts is not None else None, metas[i], matrix[i], hashes[i])
             for i in write
         ]
-        with self.db.session_factory() as session, session.begin():
-            bulk.write_rows(
-                session,
-                documents_table,
-                columns,
-                rows,
-                on_conflict="update",
-                conflict_columns=["collection", "id"],
-                update_extra={"updated_at": func.now()},
+        return plan
+
+    def _write(self, session: Session, plan: _WritePlan) -> None:
+        """Write a planned batch in the caller's transaction."""
+        bulk.write_rows(
+            session,
+            documents_table,
+            ["collection", "id", "content", "metadata", "embedding", "content_hash"],
+            plan.rows,
+            on_conflict="update",
+            conflict_columns=["collection", "id"],
+            update_extra={"updated_at": func.now()},
+        )
+        if plan.metadata_only:
+            session.execute(
+                update(documents_table)
+                .where(documents_table.c.collection == bindparam("c"), documents_table.c.id == bindparam("i"))
+                .values(metadata=bindparam("m"), updated_at=func.now()),
+                [{"c": self.name, "i": i, "m": m} for i, m in plan.metadata_only],
             )
-            if metadata_only:
-                session.execute(
-                    update(documents_table)
-                    .where(documents_table.c.collection == bindparam("c"), documents_table.c.id == bindparam("i"))
-                    .values(metadata=bindparam("m"), updated_at=func.now()),
-                    [{"c": self.name, "i": id_list[i], "m": metas[i]} for i in metadata_only],
-                )
-        return id_list
 
     def _stored_state(self, ids: list[str]) -> dict[str, tuple[str | None, dict[str, Any]]]:
         t = documents_table
@@ -468,6 +497,83 @@ class Collection:
             text_index(name, self._partition.c.content, config).create(conn, checkfirst=True)
         return name
 
+    # -- documents, chunks and prompts --------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        *,
+        glob: str = "**/*",
+        sync: bool = False,
+        max_tokens: int | None = None,
+        overlap: int = 32,
+        metadata: Mapping[str, Any] | None = None,
+        batch_size: int = 256,
+        progress: bool = True,
+    ) -> IngestReport:
+        """Chunk, embed and store files and folders (Markdown, reStructuredText, HTML, text); see
+        :mod:`vectorpg.ingest`. Unchanged files write and embed nothing; a changed file's old chunks are
+        replaced in the same transaction; ``sync=True`` also removes the chunks of files that are gone.
+        ``max_tokens`` (default: 200 or the model's limit) and ``overlap`` size the chunks."""
+        from .ingest import default_chunker, ingest
+
+        chunker = default_chunker(self)
+        if max_tokens is not None or overlap != chunker.overlap:
+            chunker = Chunker(max_tokens or chunker.max_tokens, overlap, chunker.count)
+        return ingest(
+            self, paths, glob=glob, sync=sync, chunker=chunker, metadata=metadata, batch_size=batch_size,
+            progress=progress,
+        )  # fmt: skip
+
+    def ingest_text(
+        self, text: str, source: str, *, fmt: str = "text", metadata: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Chunk and store one document that is not a file (a web page's text, a message...) under
+        ``source`` (a URI or any stable name); its previous chunks are replaced. Returns the chunk ids."""
+        from .ingest import default_chunker
+
+        if not isinstance(source, str) or not source:
+            raise InvalidArgumentError("source is a non-empty string (a path, URI or stable name)")
+        chunks = default_chunker(self).split(text, source, fmt)
+        extra = dict(metadata or {})
+        plan = self._plan(
+            [c.text for c in chunks],
+            ids=[c.id for c in chunks],
+            metadata=[{**extra, **c.metadata()} for c in chunks],
+            vectors=None,
+            progress=None,
+        )
+        t = documents_table
+        with self.db.session_factory() as session, session.begin():
+            self._write(session, plan)
+            stale = [self._scope(), t.c.metadata.contains({"source": source})]
+            session.execute(delete(t).where(*stale, not_(bulk.key_in(t.c.id, plan.ids))))
+        return plan.ids
+
+    def retrieve(
+        self,
+        question: str,
+        k: int = 5,
+        *,
+        where: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        diversity: float | None = 0.3,
+        fetch_k: int | None = None,
+    ) -> list[RetrievedChunk]:
+        """The chunks to put in a prompt for ``question``: diversified (MMR), in rank order, within
+        ``max_tokens`` of the embedder's tokenizer, each with its source; see :mod:`vectorpg.rag`."""
+        from .rag import retrieve
+
+        return retrieve(self, question, k, where=where, max_tokens=max_tokens, diversity=diversity, fetch_k=fetch_k)
+
+    def reembed(self, embedder: Embedder, *, batch_size: int = 256, progress: bool = True) -> Collection:
+        """Move this collection to ``embedder`` (any dimension): backfill in resumable batches while
+        searches use the old vectors, swap, rebuild the indexes; see :mod:`vectorpg.reembed`. Returns the
+        collection opened with the new embedder."""
+        from .reembed import reembed
+
+        return reembed(self, embedder, batch_size=batch_size, progress=progress)
+
     # -- indexes -----------------------------------------------------------------------------------
 
     @property
@@ -547,12 +653,3 @@ class Collection:
 
     def _nearest_ids(self, vector: Any, k: int, **options: Any) -> list[Any]:
         return [hit.id for hit in self.search(vector, k, **options)]
-
-
-def _accepts_progress(embedder: Embedder) -> bool:
-    import inspect
-
-    try:
-        return "progress" in inspect.signature(embedder.embed).parameters
-    except (TypeError, ValueError):
-        return False

@@ -137,6 +137,16 @@ class SentenceTransformerEmbedder:
                 progress(len(chunk))
         return out
 
+    @property
+    def max_tokens(self) -> int:
+        """Longest input the model reads, in its tokens (without the two special tokens); longer is cut."""
+        return max(1, int(self._load().max_seq_length) - 2)
+
+    def count_tokens(self, text: str) -> int:
+        """Number of the model's tokens in ``text`` (what chunking measures chunks in)."""
+        tokenizer = self._load().tokenizer
+        return len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
     def __repr__(self) -> str:
         return f"SentenceTransformerEmbedder({self._name!r})"
 

@@ -150,3 +150,12 @@ class IndexBuildError(VectorPgError):
         super().__init__(message)
         self.name = name
         self.invalid = invalid
+
+
+class UnreadableFileError(VectorPgError, ValueError):
+    """A file cannot be ingested: binary, not UTF-8, empty, or not readable. Ingest reports and skips it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -64,6 +64,8 @@ collections_table = Table(
     Column("dimension", Integer, nullable=False),
     Column("metric", Text, nullable=False),
     Column("embedder", Text, nullable=True, comment="name of the model that embeds the collection's text"),
+    Column("next_embedder", Text, nullable=True, comment="model a reembed() in progress moves the collection to"),
+    Column("next_dimension", Integer, nullable=True, comment="its dimension"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("dimension > 0", name="collections_dimension_positive"),
     comment="vectorpg collections: one partition of vectorpg.documents each",
@@ -79,6 +81,7 @@ documents_table = Table(
     # No dimension here: collections differ. Each partition checks its own dimension.
     Column("embedding", VECTOR(), nullable=False),
     Column("content_hash", Text, nullable=True, comment="sha256 of content; unchanged text is not re-embedded"),
+    Column("embedding_next", VECTOR(), nullable=True, comment="the new model's vector while reembed() runs"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("collection", "id", name="documents_pkey"),
@@ -102,6 +105,17 @@ tuning_table = Table(
     Column("queries", Integer, nullable=False),
     Column("tuned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     comment="search settings tuned by vectorpg.tune(): every process applies them",
+)
+
+
+embedding_cache_table = Table(
+    "embedding_cache",
+    store_metadata,
+    Column("model", Text, primary_key=True),
+    Column("content_hash", Text, primary_key=True, comment="sha256 of the embedded text"),
+    Column("embedding", VECTOR(), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    comment="every text a model embedded, by content hash: never embedded twice by the same model",
 )
 
 

@@ -1,19 +1,19 @@
 """vectorpg's own schema as SQL: the scripts in ``sql/`` that setup(), the Alembic migrations and psql apply.
 
 ``sql/schema.sql`` (tables and indexes of ``vectorpg``) is generated from :data:`vectorpg.models.store_metadata`
-by ``python -m vectorpg.schema``, so the schema is written once, in the models; a test fails when the file
+by ``vectorpg schema``, so the schema is written once, in the models; a test fails when the file
 and the models disagree. ``sql/functions.sql`` (the SQL functions) is written by hand. Both files are
 idempotent, and both are applied in that order by :func:`apply_scripts`.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql as psycopg_sql
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.schema import CreateIndex, CreateTable, SetColumnComment, SetTableComment
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, SetColumnComment, SetTableComment
 
 from .models import SCHEMA, store_metadata
 
@@ -45,17 +45,44 @@ def render_schema() -> str:
     statements = [f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}";']
     for table in store_metadata.sorted_tables:
         statements.append(sql(CreateTable(table, if_not_exists=True)))
+        statements.append(_add_missing_columns(table))
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             statements.append(sql(CreateIndex(index, if_not_exists=True)))
         if table.comment:
             statements.append(sql(SetTableComment(table)))
         statements.extend(sql(SetColumnComment(column)) for column in table.columns if column.comment)
     header = (
-        "-- vectorpg's tables and indexes. GENERATED from vectorpg/models.py by `python -m vectorpg.schema`:\n"
-        "-- do not edit; change the models and regenerate (tests/test_schema.py fails while they differ).\n"
-        "-- Idempotent. Apply with sql/install.sql, Database.setup() or `alembic upgrade head`.\n"
+        "-- vectorpg's tables and indexes. GENERATED from vectorpg/models.py by `vectorpg schema`: do not\n"
+        "-- edit; change the models and regenerate (tests/test_migrations.py fails while they differ).\n"
+        "-- Idempotent, and it upgrades: columns added since a table was created are added (DO blocks).\n"
+        "-- Apply with sql/install.sql, Database.setup() or `alembic upgrade head`.\n"
     )
-    return header + "\n" + "\n\n".join(statements) + "\n"
+    return header + "\n" + "\n\n".join(filter(None, statements)) + "\n"
+
+
+def _add_missing_columns(table: Any) -> str:
+    """A DO block that adds the columns an older version of ``table`` lacks (new columns are nullable or
+    have a default), so that the script upgrades a database as well as it installs one."""
+    checks = []
+    for column in table.columns:
+        if column.primary_key or not (column.nullable or column.server_default is not None):
+            continue  # only columns a later version can add to a table that has rows
+        ddl = str(CreateColumn(column).compile(dialect=postgresql.dialect())).strip()  # type: ignore[no-untyped-call]
+        check = psycopg_sql.SQL(
+            "    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {table}::regclass\n"
+            "                   AND attname = {column} AND NOT attisdropped) THEN\n"
+            "        ALTER TABLE {name} ADD COLUMN {ddl};\n"
+            "    END IF;"
+        ).format(
+            table=psycopg_sql.Literal(table.fullname),
+            column=psycopg_sql.Literal(column.name),
+            name=psycopg_sql.Identifier(table.schema, table.name),
+            ddl=psycopg_sql.SQL(ddl),  # type: ignore[arg-type]  # compiled from the model
+        )
+        checks.append(check.as_string(None))
+    if not checks:
+        return ""
+    return "DO $$\nBEGIN\n" + "\n".join(checks) + "\nEND $$;"
 
 
 def apply_scripts(raw: Any) -> None:
@@ -64,22 +91,11 @@ def apply_scripts(raw: Any) -> None:
         raw.execute(read_script(name))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vectorpg.schema [--check]``: write ``sql/schema.sql`` (or check that it is current)."""
-    args = sys.argv[1:] if argv is None else argv
+def write_schema(*, check: bool = False) -> bool:
+    """Write ``sql/schema.sql`` from the models, or with ``check`` only tell whether it is current."""
     target = sql_dir() / "schema.sql"
     text = render_schema()
-    if "--check" in args:
-        current = target.read_text(encoding="utf-8") if target.exists() else ""
-        if current != text:
-            print(f"{target} is out of date: run python -m vectorpg.schema", file=sys.stderr)
-            return 1
-        print(f"{target} is current")
-        return 0
+    if check:
+        return target.exists() and target.read_text(encoding="utf-8") == text
     target.write_text(text, encoding="utf-8")
-    print(f"wrote {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return True

