@@ -1,12 +1,17 @@
-"""The CLI's recall and tune commands, run as subprocesses against a temporary embedded server."""
+"""The CLI's commands, run as subprocesses against temporary embedded servers."""
 
 from __future__ import annotations
 
+import json
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import psycopg
+import pytest
 
 import vectorpg
 from vectorpg import HNSW
@@ -33,3 +38,88 @@ def test_recall_and_tune_commands(tmp_path: Path) -> None:
     missing = run_cli("recall", "--collection", "nope", "--data-dir", data_dir)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     db.close()
+
+
+def _folder(root: Path) -> Path:
+    root.mkdir()
+    (root / "refunds.md").write_text(
+        "# Refunds\n\nRefunds are paid to the original card within 14 days.\n\n"
+        "## Exceptions\n\nGift cards cannot be refunded.\n"
+    )
+    (root / "shipping.md").write_text("# Shipping\n\nParcels leave the warehouse every weekday at noon.\n")
+    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    return root
+
+
+@pytest.mark.embedder
+def test_ingest_search_and_collections_commands(tmp_path: Path) -> None:
+    """Every command in its own process against a temporary data directory (the server starts and stops)."""
+    folder = _folder(tmp_path / "docs")
+    data = ["--data-dir", str(tmp_path / "pg")]
+    first = run_cli("ingest", str(folder), "--collection", "kb", "--no-progress", *data)
+    assert first.returncode == 0, first.stderr
+    assert "files: 2 read, 1 skipped" in first.stdout and "image.png: binary file" in first.stdout
+    assert "3 new" in first.stdout
+    again = run_cli("ingest", str(folder), "--collection", "kb", "--no-progress", *data)
+    assert "0 new, 0 updated, 3 unchanged, 0 removed" in again.stdout and "embedded: 0 texts" in again.stdout
+    (folder / "shipping.md").unlink()
+    synced = run_cli("ingest", str(folder), "--collection", "kb", "--sync", "--no-progress", *data)
+    assert "1 removed" in synced.stdout, synced.stdout
+
+    found = run_cli("search", "can I get my money back for a gift card", "--collection", "kb", "-k", "1", *data)
+    assert found.returncode == 0, found.stderr
+    assert "refunds.md > Refunds > Exceptions" in found.stdout and "Gift cards cannot be refunded." in found.stdout
+    as_json = run_cli("search", "refund", "--collection", "kb", "--json", "--where", "chunk=0", *data)
+    hits = json.loads(as_json.stdout)
+    assert [h["metadata"]["chunk"] for h in hits] == [0]
+    hybrid = run_cli("search", "gift cards", "--collection", "kb", "--hybrid", "-k", "2", *data)
+    assert hybrid.returncode == 0 and "score" in hybrid.stdout
+    bad = run_cli("search", "x", "--collection", "kb", "--filter", '{"a": {"$regex": "."}}', *data)
+    assert bad.returncode == 2 and "unknown operator" in bad.stderr
+
+    listed = run_cli("collections", *data)
+    assert listed.returncode == 0, listed.stderr
+    assert "kb: 2 rows, model all-MiniLM-L6-v2, 384 dimensions, cosine" in listed.stdout
+
+
+def test_serve_command(tmp_path: Path) -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vectorpg.cli", "serve", "--data-dir", str(tmp_path / "pg"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "listening" in line, line + process.stderr.read() if process.poll() is not None else line
+        url = line.split(": ", 1)[1].strip()
+        assert url == f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        with psycopg.connect(url) as conn:  # over TCP, like any other language's driver
+            conn.execute("SELECT vectorpg.create_collection('served', 2)")
+            conn.execute("INSERT INTO vectorpg.documents (collection, id, embedding) VALUES ('served', 'a', '[1,0]')")
+            assert conn.execute("SELECT id FROM vectorpg.search('served', '[1,0.1]', 1)").fetchone() == ("a",)
+        second = run_cli("serve", "--data-dir", str(tmp_path / "pg"), "--port", str(_free_port()))
+        assert second.returncode == 2 and "already runs" in second.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and "stopped (status 0)" in out
+
+
+def test_schema_command_checks_the_generated_file() -> None:
+    checked = run_cli("schema", "--check")
+    assert checked.returncode == 0 and "is current" in checked.stdout
+
+
+def test_help_explains_every_command() -> None:
+    for command in ("ingest", "search", "collections", "serve", "quickstart", "recall", "tune", "schema"):
+        shown = run_cli(command, "--help")
+        assert shown.returncode == 0 and len(shown.stdout.split()) > 30, command
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

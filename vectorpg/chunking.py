@@ -13,7 +13,8 @@
    into chunks of at most ``max_tokens``; a paragraph too long for one chunk is split into sentences,
    and a sentence too long into runs of words.
 3. **Overlap.** A chunk after the first of its section starts with the last whole sentences of the
-   previous chunk, up to ``overlap`` tokens, so that a thought cut at a boundary is seen whole once.
+   previous chunk, up to ``overlap`` tokens (default: 32, or a quarter of ``max_tokens`` if less), so
+   that a thought cut at a boundary is seen whole once.
 
 Sizes are counted with ``count_tokens`` (the embedder's tokenizer); without one, four characters count
 as a token. Offsets are character offsets into the text given (chunk text is ``text[start:end]``), and
@@ -160,9 +161,13 @@ def _trimmed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
 class Chunker:
     """Chunking settings; :meth:`split` cuts one document. See the module for the method."""
 
-    def __init__(self, max_tokens: int = 200, overlap: int = 32, count_tokens: TokenCounter | None = None) -> None:
+    def __init__(
+        self, max_tokens: int = 200, overlap: int | None = None, count_tokens: TokenCounter | None = None
+    ) -> None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 8:
             raise InvalidArgumentError(f"max_tokens must be an integer >= 8, got {max_tokens!r}")
+        if overlap is None:
+            overlap = min(32, max_tokens // 4)
         if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= max_tokens // 2:
             raise InvalidArgumentError(f"overlap must be an integer from 0 to max_tokens / 2, got {overlap!r}")
         self.max_tokens = max_tokens
@@ -262,7 +267,7 @@ def chunk_text(
     *,
     source: str = "",
     max_tokens: int = 200,
-    overlap: int = 32,
+    overlap: int | None = None,
     count_tokens: TokenCounter | None = None,
     fmt: str = "text",
 ) -> list[Chunk]:

@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--glob", default="**/*", help="files to take from folders (default: **/*)")
     ingest.add_argument("--sync", action="store_true", help="also remove the chunks of files that are gone")
     ingest.add_argument("--max-tokens", type=int, default=None, help="chunk size in model tokens (default: 200)")
-    ingest.add_argument("--overlap", type=int, default=32, help="tokens repeated between chunks (default: 32)")
+    ingest.add_argument("--overlap", type=int, default=None, help="tokens repeated between chunks (default: 32)")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
     ingest.set_defaults(func=_cmd_ingest)
 
@@ -278,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser(
         "schema",
         help="write sql/schema.sql from vectorpg's models (for vectorpg developers)",
-        description="Write sql/schema.sql from vectorpg/models.py, or with --check tell whether it is current.",
+        description="vectorpg's tables are declared once, in vectorpg/models.py; sql/schema.sql, which "
+        "Database.setup(), the Alembic migrations and psql apply, is generated from them. Run this after "
+        "changing the models. With --check, exit with status 1 when the file is out of date (for CI).",
     )
     schema.add_argument("--check", action="store_true", help="only check")
     schema.set_defaults(func=_cmd_schema)

@@ -506,7 +506,7 @@ class Collection:
         glob: str = "**/*",
         sync: bool = False,
         max_tokens: int | None = None,
-        overlap: int = 32,
+        overlap: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         batch_size: int = 256,
         progress: bool = True,
@@ -514,11 +514,12 @@ class Collection:
         """Chunk, embed and store files and folders (Markdown, reStructuredText, HTML, text); see
         :mod:`vectorpg.ingest`. Unchanged files write and embed nothing; a changed file's old chunks are
         replaced in the same transaction; ``sync=True`` also removes the chunks of files that are gone.
-        ``max_tokens`` (default: 200 or the model's limit) and ``overlap`` size the chunks."""
+        ``max_tokens`` (default: 200 or the model's limit) and ``overlap`` (default: 32 or a quarter of
+        ``max_tokens``) size the chunks, in the embedder's tokens."""
         from .ingest import default_chunker, ingest
 
         chunker = default_chunker(self)
-        if max_tokens is not None or overlap != chunker.overlap:
+        if max_tokens is not None or overlap is not None:
             chunker = Chunker(max_tokens or chunker.max_tokens, overlap, chunker.count)
         return ingest(
             self, paths, glob=glob, sync=sync, chunker=chunker, metadata=metadata, batch_size=batch_size,

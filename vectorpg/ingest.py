@@ -122,8 +122,12 @@ def collect_files(
         if path.is_dir():
             folders.append(path.resolve())
             for found in sorted(path.glob(glob)):
-                if found.is_file() and not any(part.startswith(".") for part in found.relative_to(path).parts):
+                if any(part.startswith(".") for part in found.relative_to(path).parts):
+                    continue  # hidden files and folders (.git, .venv...)
+                if found.is_file():
                     files[found.resolve()] = None
+                elif found.is_symlink():  # a broken link: reported as unreadable
+                    files[found.absolute()] = None
         elif path.is_file():
             files[path.resolve()] = None
         elif not path.exists():
@@ -223,11 +227,11 @@ def ingest(
 
 def default_chunker(collection: Collection) -> Chunker:
     """Chunks of at most 200 tokens of the collection's embedder (fewer if its model reads fewer), with
-    an overlap of 32; four characters per token when the embedder has no tokenizer."""
+    the default overlap; four characters per token when the embedder has no tokenizer."""
     embedder = collection.embedder
     limit = getattr(embedder, "max_tokens", None) if embedder is not None else None
     counter = getattr(embedder, "count_tokens", None) if embedder is not None else None
-    return Chunker(min(200, int(limit)) if limit else 200, 32, counter)
+    return Chunker(min(200, int(limit)) if limit else 200, None, counter)
 
 
 def _read_all(files: Sequence[Path], report: IngestReport) -> Iterator[Any]:
