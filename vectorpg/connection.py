@@ -14,7 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import pgvector
 import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types import TypeInfo
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
@@ -25,6 +28,7 @@ from .errors import ConfigurationError, ExtensionError, ServerError
 from .models import SCHEMA
 from .schema import apply_scripts
 from .server import EmbeddedServer, embedded_server
+from .types import EncodedVector
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -57,6 +61,7 @@ def _register_vector_types(dbapi_connection: Any) -> None:
     if info is None:  # extension not installed yet: Database.install_extension() resets the pool
         return
     register_vector_info(conn, info)
+    _register_encoded(conn, info.oid, pgvector.Vector)
     for name, register in (
         ("halfvec", register_halfvec_info),
         ("sparsevec", register_sparsevec_info),
@@ -65,6 +70,25 @@ def _register_vector_types(dbapi_connection: Any) -> None:
         type_info = TypeInfo.fetch(conn, name)
         if type_info is not None:
             register(conn, type_info)
+            if name == "halfvec":
+                _register_encoded(conn, type_info.oid, pgvector.HalfVector)
+
+
+def _register_encoded(conn: Any, oid: int, value_class: type[Any]) -> None:
+    """The binary dumper binary COPY uses for ``oid``: pre-encoded :class:`EncodedVector` values go out as
+    they are (no per-row conversion); anything else is encoded by pgvector."""
+
+    class EncodedDumper(Dumper):
+        format = Format.BINARY
+
+        def dump(self, obj: Any) -> Any:
+            if isinstance(obj, EncodedVector):
+                return obj
+            value = obj if isinstance(obj, value_class) else value_class(obj)
+            return value.to_binary()
+
+    EncodedDumper.oid = oid
+    conn.adapters.register_dumper(EncodedVector, EncodedDumper)
 
 
 def ensure_vector_types(dbapi_connection: Any) -> None:

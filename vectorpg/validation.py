@@ -123,7 +123,9 @@ def dense_vectors(
     Raises :class:`InvalidVectorError` (or :class:`DimensionMismatchError`) naming the first bad row.
     """
     if isinstance(values, np.ndarray) and values.ndim == 2 and values.dtype.kind in "fiu":
-        matrix = values.astype(np.float64, copy=False)
+        matrix = values
+    elif _uniform_arrays(values):  # a list of equal-length numeric arrays: one stack, no per-row work
+        matrix = np.stack(values)
     else:
         if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
             raise InvalidArgumentError(f"expected a sequence of vectors, got {type(values).__name__}")
@@ -142,14 +144,29 @@ def dense_vectors(
     # One vectorised pass finds whether any row is bad; only then look for which one.
     finite = np.isfinite(matrix).all(axis=1)
     limit = _FLOAT_LIMIT.get(vector_type, np.inf)
-    in_range = (np.abs(np.where(np.isfinite(matrix), matrix, 0)) <= limit).all(axis=1)
+    in_range: np.ndarray
+    if matrix.dtype.kind == "f" and np.finfo(matrix.dtype).max <= limit:
+        in_range = np.ones(len(matrix), bool)  # every finite value of this dtype fits
+    else:
+        wide = matrix.astype(np.float64, copy=False)
+        in_range = (np.abs(np.where(np.isfinite(wide), wide, 0)) <= limit).all(axis=1)
     nonzero = matrix.any(axis=1) if metric is not None and metric.rejects_zero else np.ones(len(matrix), bool)
     size_ok = matrix.shape[1] > 0 and (dimension is None or matrix.shape[1] == dimension)
     if not size_ok or not (finite.all() and in_range.all() and nonzero.all()):
         bad_rows = np.flatnonzero(~(finite & in_range & nonzero)) if size_ok else [0]
         first_bad = int(bad_rows[0]) if len(bad_rows) else 0
-        _check_dense_row(matrix[first_bad], first_bad, dimension, metric, vector_type)
+        _check_dense_row(matrix[first_bad].astype(np.float64), first_bad, dimension, metric, vector_type)
     return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+def _uniform_arrays(values: Any) -> bool:
+    if not isinstance(values, (list, tuple)) or not values:
+        return False
+    first = values[0]
+    if type(first) is not np.ndarray or first.ndim != 1 or first.size == 0:
+        return False
+    size, kind = first.size, "fiu"
+    return all(type(v) is np.ndarray and v.ndim == 1 and v.size == size and v.dtype.kind in kind for v in values)
 
 
 def sparse_vectors(

@@ -1,0 +1,133 @@
+"""The benchmark suite in one run: ``python -m benchmarks run [--quick] [--only NAME,...]`` (or ``vectorpg bench``).
+
+Starts its own embedded PostgreSQL (data in ``benchmarks/.cache/pg``), runs every comparison in a fresh
+database, and writes ``benchmarks/RESULTS.md`` (tables, goals met or missed with the measured ratios, the
+machine, PostgreSQL, pgvector and library versions) with PNG plots in ``benchmarks/results/``. ``--quick``
+uses small synthetic data (a smoke run of a few minutes); the full run uses Fashion-MNIST, the Python docs
+and 10k / 100k / 1M clustered vectors. The LangChain peer is installed into its own virtualenv on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common, datasets
+from benchmarks.common import Context, Section
+
+ROOT = Path(__file__).resolve().parent
+SUITE = ("ingest", "query", "filtered", "ann", "growth", "concurrency")
+
+
+def _datasets(quick: bool) -> tuple[list[datasets.Dataset], list[str]]:
+    """The real datasets available here (plus synthetic), and notes on the missing ones."""
+    notes = []
+    if quick:
+        return [datasets.clustered(5_000, queries=100)], notes
+    found = []
+    for name, load in (("python-docs-minilm-384", datasets.python_docs), ("fashion-mnist-784", datasets.fashion_mnist)):
+        data = load()
+        if data is None:
+            notes.append(f"{name} is not available here ({datasets.MISSING[name]}); its rows are missing")
+        else:
+            found.append(data)
+    return found or [datasets.clustered(50_000)], notes
+
+
+def run(quick: bool, only: list[str]) -> dict[str, Any]:
+    from vectorpg.server import embedded_server
+
+    started = time.perf_counter()
+    server = embedded_server(ROOT / ".cache" / "pg")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    ctx = Context(quick=quick, server_url=url)
+    real, notes = _datasets(quick)
+    sections: list[Section] = []
+    wanted = [name for name in SUITE if not only or name in only]
+    for name in wanted:
+        print(f"== {name}", flush=True)
+        tick = time.perf_counter()
+        module = __import__(f"benchmarks.{_MODULES[name]}", fromlist=["run"])
+        section = module.run(ctx, real)
+        print(f"   {time.perf_counter() - tick:.0f} s", flush=True)
+        sections.append(section)
+    summary = {
+        "command": "python -m benchmarks run"
+        + (" --quick" if quick else "")
+        + (f" --only {','.join(only)}" if only else ""),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": time.perf_counter() - started,
+        "machine": common.machine(),
+        "versions": common.versions(url),
+        "notes": notes,
+        "sections": [{"title": s.title, "data": s.data, "goals": [g.__dict__ for g in s.goals]} for s in sections],
+    }
+    write(summary, sections, quick)
+    return summary
+
+
+_MODULES = {
+    "ingest": "compare_ingest",
+    "query": "compare_query",
+    "filtered": "compare_filtered",
+    "ann": "ann_curve",
+    "growth": "growth",
+    "concurrency": "concurrency",
+}
+
+
+def write(summary: dict[str, Any], sections: list[Section], quick: bool) -> None:
+    common.RESULTS.mkdir(exist_ok=True)
+    target = ROOT / ("RESULTS-quick.md" if quick else "RESULTS.md")
+    m = summary["machine"]
+    lines = [
+        "# vectorpg benchmark results",
+        "",
+        f"`{summary['command']}` on {summary['date']}, {summary['seconds'] / 60:.0f} min. Machine: {m['cpu']}, "
+        f"{m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in summary["versions"].items()) + ".",
+        "",
+        "Every ratio is vectorpg ÷ the other, measured on the same server in the same run. Recall is always "
+        "against exact search over the same rows.",
+        "",
+    ]
+    lines += [f"> {note}" for note in summary["notes"]]
+    lines += ["", "## Goals", "", common.table(
+        ["goal", "target", "measured", "met", "why missed"],
+        [[g.name, g.target, g.measured, "met" if g.met else "**missed**", g.why] for s in sections for g in s.goals],
+    )]  # fmt: skip
+    for section in sections:
+        lines += ["", f"## {section.title}", "", section.markdown, ""]
+        lines += [f"![{section.title}](results/{plot})" for plot in section.plots]
+    target.write_text("\n".join(lines) + "\n")
+    (common.RESULTS / ("suite-quick.json" if quick else "suite.json")).write_text(
+        json.dumps(summary, indent=2, default=str)
+    )
+    print(f"wrote {target}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    runner = sub.add_parser("run", help="run the suite and write benchmarks/RESULTS.md")
+    runner.add_argument("--quick", action="store_true", help="small synthetic data: a smoke run of a few minutes")
+    runner.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SUITE)}")
+    args = parser.parse_args(argv)
+    only = [name for name in args.only.split(",") if name]
+    unknown = set(only) - set(SUITE)
+    if unknown:
+        parser.error(f"unknown comparisons: {', '.join(sorted(unknown))}")
+    run(args.quick, only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
