@@ -149,7 +149,7 @@ def dense_vectors(
         in_range = np.ones(len(matrix), bool)  # every finite value of this dtype fits
     else:
         wide = matrix.astype(np.float64, copy=False)
-        in_range = (np.abs(np.where(np.isfinite(wide), wide, 0)) <= limit).all(axis=1)
+        in_range = np.asarray((np.abs(np.where(np.isfinite(wide), wide, 0)) <= limit).all(axis=1))
     nonzero = matrix.any(axis=1) if metric is not None and metric.rejects_zero else np.ones(len(matrix), bool)
     size_ok = matrix.shape[1] > 0 and (dimension is None or matrix.shape[1] == dimension)
     if not size_ok or not (finite.all() and in_range.all() and nonzero.all()):
