@@ -217,7 +217,7 @@ def test_query_vector_is_sent_in_binary(db: vectorpg.Database) -> None:
         repo.search([1, 2, 3], k=1)
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
-    statement, parameters, raw = seen[-1]
+    statement, parameters, raw = next(s for s in seen if "ORDER BY" in s[0])
     values = list(parameters.values())
     vector = next(v for v in values if isinstance(v, pgvector.Vector))
     assert "[1" not in statement  # the vector is a parameter, not SQL text

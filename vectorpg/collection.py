@@ -53,7 +53,7 @@ from .planner import (
 )
 from .search import (
     QueryOptions,
-    apply_settings,
+    autocommit_runner,
     choose_index,
 )
 from .tuning import DEFAULT_RECALL, TuningResult, recall, tune, with_tuning
@@ -405,11 +405,11 @@ class Collection:
 
     @contextmanager
     def _runner(self) -> Iterator[Runner]:
-        """One transaction (on a Core connection) for all the statements of a search."""
-        with self.db.engine.begin() as conn:
+        """One connection for all the statements of a search (a transaction only if settings need one)."""
+        with autocommit_runner(self.db.engine) as (conn, prepare):
 
             def run(stmt: Any, settings: dict[str, str]) -> list[Any]:
-                apply_settings(conn, settings, remember=False)
+                prepare(settings)
                 return list(conn.execute(stmt).all())
 
             yield run

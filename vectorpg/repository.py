@@ -41,6 +41,7 @@ from .planner import (
 from .search import (
     QueryOptions,
     apply_settings,
+    autocommit_runner,
     choose_index,
 )
 from .tuning import with_tuning
@@ -348,6 +349,17 @@ class Repository(Generic[ModelT]):
     def _runner(self) -> Iterator[Runner]:
         """One transaction for all the statements of a search. Settings are transaction-local; in the
         caller's own transaction (a Session-bound repository) they are restored at the end."""
+        if not isinstance(self._bind, Session):
+            with autocommit_runner(self._bind) as (conn, prepare):
+                ensure_vector_types(conn.connection)  # an application's own engine, too
+                with Session(bind=conn, expire_on_commit=False) as session:
+
+                    def run_mapped(stmt: Any, settings: dict[str, str]) -> list[Any]:
+                        prepare(settings)
+                        return list(session.execute(stmt).all())
+
+                    yield run_mapped
+            return
         with self._session() as session:
             remember = isinstance(self._bind, Session)
             restore: dict[str, str] = {}

@@ -13,12 +13,13 @@ Those candidates (``k * overfetch`` of them) are then re-ranked exactly on the f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Select, bindparam, func, select, true
+from sqlalchemy import Connection, Engine, Select, bindparam, func, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
@@ -113,6 +114,29 @@ def apply_settings(executor: Session | Connection, settings: dict[str, str], *, 
     ]
     executor.execute(select(*changes))
     return previous
+
+
+@contextmanager
+def autocommit_runner(engine: Engine) -> Iterator[tuple[Connection, Callable[[dict[str, str]], None]]]:
+    """A connection for the statements of one search, in autocommit mode, and ``prepare(settings)`` to call
+    before each statement: a search whose statements need no settings costs no BEGIN / COMMIT round
+    trips; the first settings open a transaction (``set_config(..., true)`` lasts until its end), which is
+    rolled back when the search is done."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        began = False
+
+        def prepare(settings: dict[str, str]) -> None:
+            nonlocal began
+            if settings and not began:
+                conn.exec_driver_sql("BEGIN")
+                began = True
+            apply_settings(conn, settings, remember=False)
+
+        try:
+            yield conn, prepare
+        finally:
+            if began:
+                conn.exec_driver_sql("ROLLBACK")
 
 
 def choose_index(indexes: Sequence[VectorIndex], column: str, metric: MetricSpec) -> VectorIndex | None:
