@@ -122,7 +122,11 @@ def exact_neighbours(base: np.ndarray, queries: np.ndarray, k: int, metric: str 
         else:
             assert unit is not None
             scores = -(q / np.linalg.norm(q, axis=1, keepdims=True)) @ unit.T
-        part = np.argpartition(scores, k, axis=1)[:, :k]
+        part = (
+            np.argpartition(scores, k, axis=1)[:, :k]
+            if k < scores.shape[1]
+            else np.tile(np.arange(scores.shape[1]), (len(q), 1))
+        )
         order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)
         out[start : start + 256] = np.take_along_axis(part, order, axis=1)
     return out

@@ -161,6 +161,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0 if status == 0 else 1
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__main__.py").exists():
+        raise InvalidArgumentError(
+            "the benchmark suite ships with vectorpg's source (benchmarks/): run this from a checkout"
+        )
+    command = [sys.executable, "-m", "benchmarks", "run", *(["--quick"] if args.quick else [])]
+    if args.only:
+        command += ["--only", args.only]
+    return subprocess.call(command, cwd=root)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .schema import sql_dir, write_schema
 
@@ -274,6 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=5432, help="port (default: 5432)")
     serve.set_defaults(func=_cmd_serve)
+
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmark suite against the peers (python -m benchmarks run)",
+        description="Run the benchmark suite: ingest, query overhead, filtered search, ANN quality and speed, "
+        "concurrency and growth with the number of vectors, against raw psycopg, pgvector-python's ORM, "
+        "LangChain and Faiss, on a fresh embedded PostgreSQL. Writes benchmarks/RESULTS.md and plots (with "
+        "--quick: benchmarks/RESULTS-quick.md, a smoke run of a few minutes).",
+    )
+    bench.add_argument("--quick", action="store_true", help="small synthetic data, a few minutes")
+    bench.add_argument(
+        "--only", default="", help="comma-separated subset: ingest,query,filtered,ann,concurrency,growth"
+    )
+    bench.set_defaults(func=_cmd_bench)
 
     schema = sub.add_parser(
         "schema",
