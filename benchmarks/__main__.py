@@ -22,6 +22,8 @@ from benchmarks.common import Context, Section
 
 ROOT = Path(__file__).resolve().parent
 SUITE = ("ingest", "query", "filtered", "ann", "concurrency", "growth")
+#: the number each comparison has in RESULTS.md
+SUITE_BY_NUMBER = {"1": "ingest", "2": "query", "3": "filtered", "4": "ann", "5": "growth", "6": "concurrency"}
 
 
 def _datasets(quick: bool) -> tuple[list[datasets.Dataset], list[str]]:
@@ -51,19 +53,38 @@ def run(quick: bool, only: list[str]) -> dict[str, Any]:
     if quick:  # the smoke run keeps its plots apart from the committed full results
         common.RESULTS = common.RESULTS / "quick"
     real, notes = _datasets(quick)
-    sections: list[Section] = []
+    # with --only, the other comparisons keep the results of the previous run (suite.json), re-rendered
+    kept = _previous(only) if only and not quick else {}
+    done: dict[str, Section] = {}
     summary: dict[str, Any] = {}
-    wanted = [name for name in SUITE if not only or name in only]
-    for name in wanted:
+    for name in SUITE:
+        if only and name not in only:
+            continue
         print(f"== {name}", flush=True)
         tick = time.perf_counter()
-        module = __import__(f"benchmarks.{_MODULES[name]}", fromlist=["run"])
-        section = module.run(ctx, real)
+        done[name] = _module(name).run(ctx, real)
         print(f"   {time.perf_counter() - tick:.0f} s", flush=True)
-        sections.append(section)
+        sections = [done.get(n) or kept[n] for n in SUITE if n in done or n in kept]
         summary = _summary(ctx, quick, only, started, notes, sections)
         write(summary, sections, quick)  # after every comparison: a long run leaves what it measured
     return summary
+
+
+def _module(name: str) -> Any:
+    return __import__(f"benchmarks.{_MODULES[name]}", fromlist=["run", "render"])
+
+
+def _previous(only: list[str]) -> dict[str, Section]:
+    """The sections of the last full run that ``--only`` does not re-run, rendered again from their data."""
+    path = common.RESULTS / "suite.json"
+    if not path.exists():
+        return {}
+    kept = {}
+    for entry in json.loads(path.read_text())["sections"]:
+        name = SUITE_BY_NUMBER.get(entry["title"].split(".")[0])
+        if name and name not in only:
+            kept[name] = _module(name).render(entry["data"])
+    return kept
 
 
 def _summary(
@@ -93,6 +114,7 @@ _MODULES = {
 
 
 def write(summary: dict[str, Any], sections: list[Section], quick: bool) -> None:
+    sections = sorted(sections, key=lambda section: int(section.title.split(".")[0]))
     common.RESULTS.mkdir(exist_ok=True)
     target = ROOT / ("RESULTS-quick.md" if quick else "RESULTS.md")
     m = summary["machine"]
@@ -105,7 +127,12 @@ def write(summary: dict[str, Any], sections: list[Section], quick: bool) -> None
         "Versions: " + ", ".join(f"{k} {v}" for k, v in summary["versions"].items()) + ".",
         "",
         "Every ratio is vectorpg ÷ the other, measured on the same server in the same run. Recall is always "
-        "against exact search over the same rows.",
+        "against exact search over the same rows."
+        + (
+            " Sections named by `--only` were measured again; the others come from the previous full run."
+            if "--only" in summary["command"]
+            else ""
+        ),
         "",
     ]
     lines += [f"> {note}" for note in summary["notes"]]
@@ -128,7 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     runner = sub.add_parser("run", help="run the suite and write benchmarks/RESULTS.md")
     runner.add_argument("--quick", action="store_true", help="small synthetic data: a smoke run of a few minutes")
     runner.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SUITE)}")
+    sub.add_parser("render", help="write RESULTS.md and the plots again from results/suite.json (no measuring)")
     args = parser.parse_args(argv)
+    if args.command == "render":
+        summary = json.loads((common.RESULTS / "suite.json").read_text())
+        sections = list(_previous([]).values())
+        summary["sections"] = [
+            {"title": s.title, "data": s.data, "goals": [g.__dict__ for g in s.goals]} for s in sections
+        ]
+        write(summary, sections, quick=False)
+        return 0
     only = [name for name in args.only.split(",") if name]
     unknown = set(only) - set(SUITE)
     if unknown:

@@ -23,7 +23,7 @@ import numpy as np
 
 import vectorpg
 from benchmarks import peers
-from benchmarks.common import Context, Goal, Section, connect_raw, exact_neighbours, figure, latencies, save, table
+from benchmarks.common import Context, Goal, Section, connect_raw, exact_neighbours, latencies, save, table
 from benchmarks.datasets import Dataset
 from vectorpg import HNSW
 
@@ -137,11 +137,17 @@ def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
 
 
 def run(ctx: Context, datasets: list[Dataset]) -> Section:
-    measured = [run_dataset(ctx, d) for d in datasets if d.labels is not None]
+    return render({"runs": [run_dataset(ctx, d) for d in datasets if d.labels is not None]})
+
+
+def render(data: dict[str, Any]) -> Section:
+    """The section of RESULTS.md (tables, goals, plots) from the measurements."""
+    measured = data["runs"]
     rows, goals = [], []
-    fig, axes = figure(6 * max(1, len(measured)), 4.5, ncols=max(1, len(measured)))
-    axes = np.atleast_1d(axes)
-    for ax, m in zip(axes, measured):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, max(1, len(measured)), figsize=(6 * max(1, len(measured)), 8), squeeze=False)
+    for column, m in enumerate(measured):
         worst_recall, short = 1.0, 0
         for f in m["filters"]:
             for name, r in f["methods"].items():
@@ -167,15 +173,24 @@ def run(ctx: Context, datasets: list[Dataset]) -> Section:
                 "",
             )
         )
-        selectivities = [f["selectivity"] for f in m["filters"]]
+        # filters of the same size (Fashion-MNIST's classes are all 10%) are averaged into one point
+        by_size: dict[float, list[dict[str, Any]]] = {}
+        for f in m["filters"]:
+            by_size.setdefault(f["selectivity"], []).append(f)
+        sizes = sorted(by_size)
         for name in m["filters"][0]["methods"]:
-            ax.plot(selectivities, [f["methods"][name]["recall"] for f in m["filters"]], marker="o", label=name)
-        ax.set_xscale("log")
-        ax.set_xlabel("share of rows the filter keeps (log scale)")
-        ax.set_ylabel("recall@10")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{m['dataset']}: filtered recall")
-        ax.legend(fontsize=7)
+            for row, (key, label) in enumerate((("recall", "recall@10"), ("p50", "p50 latency (ms, log scale)"))):
+                scale = 1000 if key == "p50" else 1
+                values = [np.mean([f["methods"][name][key] for f in by_size[x]]) / scale for x in sizes]
+                axes[row][column].plot(sizes, values, marker="o", label=name)
+                axes[row][column].set_ylabel(label)
+        axes[0][column].set_ylim(-0.02, 1.02)
+        axes[1][column].set_yscale("log")
+        for row in (0, 1):
+            axes[row][column].set_xscale("log")
+            axes[row][column].set_xlabel("share of rows the filter keeps (log scale)")
+            axes[row][column].legend(fontsize=7)
+        axes[0][column].set_title(f"{m['dataset']}: filtered recall and latency")
     markdown = (
         "k=10, HNSW m=16 ef_construction=64 at default settings except where named; rows: results returned "
         "on average (10 unless fewer match).\n\n"

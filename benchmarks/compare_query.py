@@ -108,7 +108,12 @@ def run_dataset(ctx: Context, data: Dataset, queries: int) -> dict[str, Any]:
 
 def run(ctx: Context, datasets: list[Dataset]) -> Section:
     queries = 300 if ctx.quick else 1500
-    measured = [run_dataset(ctx, d, queries) for d in datasets]
+    return render({"runs": [run_dataset(ctx, d, queries) for d in datasets]})
+
+
+def render(data: dict[str, Any]) -> Section:
+    """The section of RESULTS.md (tables, goals, plots) from the measurements."""
+    measured = data["runs"]
     rows, goals = [], []
     for m in measured:
         s = m["latency_us"]
@@ -135,8 +140,8 @@ def run(ctx: Context, datasets: list[Dataset]) -> Section:
         "the default ef_search. Ratio: p50 ÷ raw psycopg's p50.\n\n"
         + table(["dataset", "method", "queries", "p50 µs", "p95 µs", "p50 ÷ raw"], rows)
     )
-    fig, ax = figure(9, 4)
-    labels = [f"{r[0]}\n{r[1]}" for r in rows]
+    fig, ax = figure(12, 4.5)
+    labels = [f"{r[0]}\n{r[1].replace(' ', chr(10), 1)}" for r in rows]
     ax.bar(range(len(rows)), [r[3] for r in rows], color=["#c44e52" if "vectorpg" in r[1] else "#4c72b0" for r in rows])
     ax.errorbar(
         range(len(rows)),

@@ -71,7 +71,14 @@ def run_dataset(ctx: Context, data: Dataset) -> dict[str, Any]:
 
 
 def run(ctx: Context, datasets: list[Dataset]) -> Section:
-    measured = [run_dataset(ctx, d) for d in datasets]
+    return render({"runs": [run_dataset(ctx, d) for d in datasets]})
+
+
+def render(data: dict[str, Any]) -> Section:
+    """The section of RESULTS.md (tables, goals, plots) from the measurements."""
+    measured = data["runs"]
+    for m in measured:  # JSON turned the client counts into strings
+        m["clients"] = {int(k): v for k, v in m["clients"].items()}
     rows, goals = [], []
     for m in measured:
         for clients, r in m["clients"].items():

@@ -37,7 +37,7 @@ CREATE OR REPLACE FUNCTION vectorpg.create_collection(
 ) RETURNS boolean
 LANGUAGE plpgsql AS $$
 -- Create a collection: its row in vectorpg.collections and its partition of vectorpg.documents, with a
--- CHECK on the dimension. Returns false (and changes nothing) if it exists with the same dimension and
+-- CHECK on the dimension (and, under cosine, one that refuses zero vectors). Returns false (and changes nothing) if it exists with the same dimension and
 -- metric; raises if it exists with others. Serialised per name by an advisory lock.
 DECLARE
     found_dimension int;
@@ -66,6 +66,10 @@ BEGIN
         'CREATE TABLE %I.%I PARTITION OF vectorpg.documents '
         '(CONSTRAINT embedding_dimension CHECK (vector_dims(embedding) = %s)) FOR VALUES IN (%L)',
         'vectorpg', 'documents_' || name, dimension, name);
+    IF metric = 'cosine' THEN  -- a zero vector has no direction: no cosine distance, whoever writes it
+        EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT embedding_nonzero CHECK (vector_norm(embedding) > 0)',
+                       'vectorpg', 'documents_' || name);
+    END IF;
     RETURN true;
 END $$;
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from .errors import DuplicateIdError
-from .types import HALFVEC, VECTOR, EncodedVector, encode_binary
+from .types import HALFVEC, VECTOR, EncodedVector, encode_block
 
 #: Batches with at least this many rows go through binary COPY.
 COPY_THRESHOLD = 64
@@ -51,39 +51,99 @@ def check_unique_keys(keys: Sequence[Any], what: str = "id") -> None:
         )
 
 
-def _bound_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Any]:
+def _bound_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> tuple[list[Any], dict[int, tuple[np.ndarray, bool]]]:
+    """Rows with every value through its column type's bind processor, except dense vector columns of
+    validated float arrays: those come back apart as one matrix per column (column position -> (matrix,
+    halfvec?)), with ``None`` in their place in the rows, to be encoded for the wire in one NumPy pass."""
     dialect = session.get_bind().dialect
     processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
-    # Dense vector columns of validated float arrays: encoded for the wire in one NumPy pass.
-    encoded: dict[int, list[EncodedVector]] = {}
+    blocks: dict[int, tuple[np.ndarray, bool]] = {}
     for i, name in enumerate(columns):
         column_type = table.c[name].type
         if isinstance(column_type, (VECTOR, HALFVEC)):
             values = [row[i] for row in rows]
             if all(isinstance(v, np.ndarray) and v.ndim == 1 for v in values) and len({len(v) for v in values}) == 1:
-                encoded[i] = encode_binary(np.stack(values), half=isinstance(column_type, HALFVEC))
+                blocks[i] = (np.stack(values), isinstance(column_type, HALFVEC))
                 processors[i] = None
-    if not any(processors) and not encoded:
-        return list(rows)
+    if not any(processors) and not blocks:
+        return list(rows), blocks
     return [
         tuple(
-            encoded[i][n] if i in encoded else proc(value) if proc is not None and value is not None else value
+            None if i in blocks else proc(value) if proc is not None and value is not None else value
             for i, (proc, value) in enumerate(zip(processors, row))
         )
-        for n, row in enumerate(rows)
-    ]
+        for row in rows
+    ], blocks
 
 
-def _copy(session: Session, target: sql.Composable, oids: list[int], columns: Sequence[str], rows: list[Any]) -> None:
+def _copy(
+    session: Session,
+    target: sql.Composable,
+    oids: list[int],
+    columns: Sequence[str],
+    rows: list[Any],
+    blocks: dict[int, tuple[np.ndarray, bool]],
+) -> None:
     raw = session.connection().connection.driver_connection
     assert raw is not None
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         target, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )
+    payload = _binary_payload(oids, rows, blocks)
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        if payload is not None:
+            copy.write(payload)
+            return
         copy.set_types(oids)
-        for row in rows:
+        encoded = {i: encode_block(matrix, half=half) for i, (matrix, half) in blocks.items()}
+        for n, row in enumerate(rows):
+            if encoded:
+                row = tuple(EncodedVector(encoded[i][n].tobytes()) if i in encoded else v for i, v in enumerate(row))
             copy.write_row(row)
+
+
+#: fixed-width types the vectorised encoder writes: oid -> NumPy big-endian dtype
+_FIXED = {20: ">i8", 23: ">i4", 21: ">i2", 701: ">f8", 700: ">f4", 16: "u1"}
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+
+
+def _binary_payload(oids: list[int], rows: list[Any], blocks: dict[int, tuple[np.ndarray, bool]]) -> bytes | None:
+    """The whole binary COPY stream, written column by column into one NumPy buffer, when every column is a
+    dense vector matrix or a fixed-width number or boolean without NULLs; ``None`` otherwise (psycopg then
+    formats row by row)."""
+    n = len(rows)
+    fields: list[tuple[int, Any]] = []  # (width in bytes, what to write)
+    for position, oid in enumerate(oids):
+        if position in blocks:
+            matrix, half = blocks[position]
+            fields.append((4 + matrix.shape[1] * (2 if half else 4), blocks[position]))
+            continue
+        values = [row[position] for row in rows]
+        if oid not in _FIXED or not all(type(v) in (int, float, bool) or isinstance(v, np.generic) for v in values):
+            return None
+        try:
+            array = np.asarray(values, dtype=_FIXED[oid])
+        except (OverflowError, ValueError, TypeError):
+            return None
+        if oid != 16 and array.dtype.kind in "iu" and not np.array_equal(array, np.asarray(values)):
+            return None  # out of range for the column's integer width: let PostgreSQL say so
+        fields.append((array.itemsize, array))
+    out = np.empty((n, 2 + sum(4 + width for width, _ in fields)), dtype=np.uint8)
+    out[:, 0:2] = np.frombuffer(np.array([len(oids)], dtype=">i2").tobytes(), dtype=np.uint8)
+    at = 2
+    for width, value in fields:
+        out[:, at : at + 4] = np.frombuffer(np.array([width], dtype=">i4").tobytes(), dtype=np.uint8)
+        at += 4
+        if isinstance(value, tuple):  # a vector: dimension, 0, then the values, big-endian, in one pass
+            matrix, half = value
+            out[:, at : at + 4] = np.frombuffer(np.array([matrix.shape[1], 0], dtype=">u2").tobytes(), dtype=np.uint8)
+            out[:, at + 4 : at + width].view(">f2" if half else ">f4")[...] = matrix
+        else:
+            out[:, at : at + width] = value.view(np.uint8).reshape(n, width)
+        at += width
+    return _SIGNATURE + out.tobytes() + b"\xff\xff"
 
 
 def _column_oids(session: Session, table: Table, columns: Sequence[str]) -> list[int]:
@@ -132,11 +192,11 @@ def write_rows(
             session.execute(stmt, [dict(zip(columns, row)) for row in rows])
             return
 
-        bound = _bound_rows(session, table, columns, rows)
+        bound, blocks = _bound_rows(session, table, columns, rows)
         oids = _column_oids(session, table, columns)
         target_name = sql.Identifier(*([table.schema] if table.schema else []), table.name)
         if on_conflict == "error":
-            _copy(session, target_name, oids, columns, bound)
+            _copy(session, target_name, oids, columns, bound, blocks)
             return
         stage_name = f"vectorpg_stage_{uuid.uuid4().hex[:16]}"
         raw = session.connection().connection.driver_connection
@@ -148,7 +208,7 @@ def write_rows(
                 target_name,
             )
         )
-        _copy(session, sql.Identifier(stage_name), oids, columns, bound)
+        _copy(session, sql.Identifier(stage_name), oids, columns, bound, blocks)
         stage = Table(stage_name, MetaData(), *(Column(c, table.c[c].type) for c in columns))
         stmt = pg_insert(table).from_select(list(columns), select(*(stage.c[c] for c in columns)))
         if on_conflict == "update":

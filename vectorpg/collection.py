@@ -37,6 +37,7 @@ from .errors import (
     InvalidInputError,
     InvalidVectorError,
 )
+from .failures import translating
 from .filters import compile_filter
 from .hybrid import HybridOptions, HybridScore, hybrid_statement, text_index
 from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
@@ -137,6 +138,10 @@ def _check_metadata(items: Sequence[object]) -> list[dict[str, Any]]:
             raise InvalidInputError(f"metadata is not JSON (finite numbers, str keys): {exc}", row=row) from None
         if "\\u0000" in encoded:
             raise InvalidInputError("metadata contains a NUL character, which PostgreSQL cannot store", row=row)
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError("metadata contains a string that is not valid Unicode", row=row) from None
         out.append(json.loads(encoded))
     return out
 
@@ -201,6 +206,7 @@ class Collection:
 
     # -- writes ------------------------------------------------------------------------------------
 
+    @translating("adding documents")
     def add(
         self,
         items: Sequence[Any] | None = None,
@@ -319,6 +325,7 @@ class Collection:
         with self.db.session_factory() as session:
             return {row.id: (row.content_hash, row.metadata) for row in session.execute(stmt)}
 
+    @translating("deleting documents")
     def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None) -> int:
         """Delete documents by id and/or by filter; return how many went. ``where={}`` deletes all."""
         if ids is None and where is None:
@@ -331,12 +338,14 @@ class Collection:
 
     # -- reads -------------------------------------------------------------------------------------
 
+    @translating("counting documents")
     def count(self, where: Mapping[str, Any] | None = None) -> int:
         """Number of documents (matching ``where``)."""
         stmt = select(func.count()).select_from(documents_table).where(self._scope(), self._where(where))
         with self.db.session_factory() as session:
             return int(session.scalar(stmt) or 0)
 
+    @translating("reading documents")
     def get(self, ids: Sequence[str]) -> list[Document]:
         """The documents with these ids, in the order asked (missing ids are left out)."""
         wanted = _check_ids(list(ids))
@@ -349,6 +358,7 @@ class Collection:
             }
         return [found[i] for i in wanted if i in found]
 
+    @translating("searching")
     def search(
         self,
         query: Any,
@@ -388,6 +398,7 @@ class Collection:
         rows = run_search(request, strategy, diversity, fetch_k, self.planner)
         return [Hit(r[0], r[1], r[2], float(r[-1])) for r in rows]  # (id, content, metadata, [embedding], distance)
 
+    @translating("explaining a search")
     def explain(
         self,
         query: Any,
@@ -448,6 +459,7 @@ class Collection:
         options = with_tuning(options, self.db.engine, part.fullname, self._index_name(chosen), recall)
         return SearchRequest(target, query_param, vector, k, conditions, chosen, options, overfetch)
 
+    @translating("searching (hybrid)")
     def hybrid_search(
         self,
         text: str,
@@ -490,6 +502,7 @@ class Collection:
         )
         return [HybridHit(r.id, r.content, r.metadata, HybridScore.from_row(r)) for r in self._run(stmt, {})]
 
+    @translating("creating a text index")
     def create_text_index(self, config: str = "english") -> str:
         """A GIN index on ``to_tsvector(config, content)`` of this collection, for :meth:`hybrid_search`."""
         name = f"{partition_name(self.name)}_{config}_tsv_idx"
@@ -499,6 +512,7 @@ class Collection:
 
     # -- documents, chunks and prompts --------------------------------------------------------------
 
+    @translating("ingesting files")
     def ingest(
         self,
         paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
@@ -526,6 +540,7 @@ class Collection:
             progress=progress,
         )  # fmt: skip
 
+    @translating("ingesting a document")
     def ingest_text(
         self, text: str, source: str, *, fmt: str = "text", metadata: Mapping[str, Any] | None = None
     ) -> list[str]:
@@ -567,6 +582,7 @@ class Collection:
 
         return retrieve(self, question, k, where=where, max_tokens=max_tokens, diversity=diversity, fetch_k=fetch_k)
 
+    @translating("re-embedding")
     def reembed(self, embedder: Embedder, *, batch_size: int = 256, progress: bool = True) -> Collection:
         """Move this collection to ``embedder`` (any dimension): backfill in resumable batches while
         searches use the old vectors, swap, rebuild the indexes; see :mod:`vectorpg.reembed`. Returns the
@@ -590,6 +606,7 @@ class Collection:
             )
         return self._partition_table
 
+    @translating("building a vector index")
     def create_index(
         self,
         method: HNSW | IVFFlat | None = None,
@@ -616,6 +633,7 @@ class Collection:
         self._index_cache = None
         return name
 
+    @translating("dropping a vector index")
     def drop_index(self, name: str) -> bool:
         """Drop one of this collection's vector indexes; return whether it existed."""
         dropped = drop_vector_index(self.db, self._partition, name)

@@ -159,3 +159,28 @@ class UnreadableFileError(VectorPgError, ValueError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class DatabaseError(VectorPgError):
+    """PostgreSQL refused or could not finish an operation; ``sqlstate`` is its error code, and the
+    original error is chained (``__cause__``). Nothing of the failed operation was written."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class PermissionDeniedError(DatabaseError, PermissionError):
+    """The database role may not do this (SQLSTATE 42501)."""
+
+
+class DiskFullError(DatabaseError, OSError):
+    """The server ran out of disk space (SQLSTATE 53100)."""
+
+
+class StatementTimeoutError(DatabaseError, TimeoutError):
+    """A statement ran longer than ``statement_timeout`` (SQLSTATE 57014)."""
+
+
+class ConnectionLostError(DatabaseError, ConnectionError):
+    """The connection to PostgreSQL broke during an operation (SQLSTATE class 08, 57P01-57P03)."""

@@ -76,11 +76,21 @@ def _scalar(value: object, path: str) -> Scalar:
             raise FilterError("strings may not contain NUL characters", path=path)
         if len(value) > MAX_STRING:
             raise FilterError(f"string longer than {MAX_STRING} characters", path=path)
+        if not _encodable(value):
+            raise FilterError("the string is not valid Unicode (a lone surrogate)", path=path)
         return value
     raise FilterError(
         f"unsupported value {value!r} of type {type(value).__name__}: use a string, number, boolean or null",
         path=path,
     )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _nest(parts: list[str], value: Scalar) -> dict[str, Any]:

@@ -117,20 +117,48 @@ def _bound(
     if default:
         if partitioning.strategy == "hash":
             raise InvalidArgumentError("hash partitioning has no DEFAULT partition")
-        return sql.SQL("DEFAULT")
+        return bound_clause(default=True)
     if partitioning.strategy == "list":
         if not values:
             raise InvalidArgumentError("a LIST partition needs values=[...] (or default=True)")
-        return sql.SQL("FOR VALUES IN ({})").format(sql.SQL(", ").join(_literal(v) for v in values))
+        return bound_clause(values=values)
     if partitioning.strategy == "range":
         if from_ is None or to is None:
             raise InvalidArgumentError("a RANGE partition needs from_=... and to=...")
-        return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(_literal(from_), _literal(to))
+        return bound_clause(from_=from_, to=to)
     assert partitioning.modulus is not None
-    if isinstance(remainder, bool) or not isinstance(remainder, int) or not 0 <= remainder < partitioning.modulus:
+    if isinstance(remainder, bool) or not isinstance(remainder, int):
         raise InvalidArgumentError(f"remainder must be from 0 to {partitioning.modulus - 1}, got {remainder!r}")
-    return sql.SQL("FOR VALUES WITH (MODULUS {}, REMAINDER {})").format(
-        sql.Literal(partitioning.modulus), sql.Literal(remainder)
+    return bound_clause(modulus=partitioning.modulus, remainder=remainder)
+
+
+def bound_clause(
+    *,
+    values: Sequence[object] | None = None,
+    default: bool = False,
+    from_: object = None,
+    to: object = None,
+    modulus: int | None = None,
+    remainder: int | None = None,
+) -> sql.Composable:
+    """A partition bound: ``DEFAULT``, ``FOR VALUES IN (...)``, ``FROM (...) TO (...)`` or ``WITH (MODULUS,
+    REMAINDER)``, every value a quoted literal."""
+    if default:
+        return sql.SQL("DEFAULT")
+    if values is not None:
+        if not values:
+            raise InvalidArgumentError("a LIST partition needs at least one value")
+        return sql.SQL("FOR VALUES IN ({})").format(sql.SQL(", ").join(_literal(v) for v in values))
+    if from_ is not None and to is not None:
+        return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(_literal(from_), _literal(to))
+    if modulus is not None and remainder is not None:
+        if not 0 <= remainder < modulus:
+            raise InvalidArgumentError(f"remainder must be from 0 to {modulus - 1}, got {remainder}")
+        return sql.SQL("FOR VALUES WITH (MODULUS {}, REMAINDER {})").format(
+            sql.Literal(int(modulus)), sql.Literal(int(remainder))
+        )
+    raise InvalidArgumentError(
+        "give values=[...] (LIST), from_= and to= (RANGE), modulus= and remainder= (HASH) or default=True"
     )
 
 

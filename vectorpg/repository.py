@@ -26,6 +26,7 @@ from . import bulk, validation
 from .connection import ensure_vector_types
 from .distance import MetricSpec, check_metric
 from .errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
+from .failures import translating
 from .hybrid import HybridOptions, HybridScore, hybrid_statement
 from .indexes import VectorIndex
 from .planner import (
@@ -113,6 +114,7 @@ class Repository(Generic[ModelT]):
         if isinstance(bind, Database):
             bind = bind.engine
         self._bind = bind
+        self._names: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self._factory = sessionmaker(bind, expire_on_commit=False) if isinstance(bind, Engine) else None
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -144,13 +146,17 @@ class Repository(Generic[ModelT]):
             state = inspect(item).dict
             return {self._attr_to_column[k]: v for k, v in state.items() if k in self._attr_to_column}
         if isinstance(item, Mapping):
-            out: dict[str, Any] = {}
-            for key, value in item.items():
-                name = self._attr_to_column.get(key, key if key in self._column_to_attr else None)
-                if name is None:
-                    raise InvalidInputError(f"{self.model.__name__} has no column {key!r}", row=row)
-                out[name] = value
-            return out
+            keys = tuple(item)
+            names = self._names.get(keys)  # rows of a batch share their keys: map them once
+            if names is None:
+                mapped = []
+                for key in keys:
+                    name = self._attr_to_column.get(key, key if key in self._column_to_attr else None)
+                    if name is None:
+                        raise InvalidInputError(f"{self.model.__name__} has no column {key!r}", row=row)
+                    mapped.append(name)
+                names = self._names[keys] = tuple(mapped)
+            return dict(zip(names, item.values()))
         raise InvalidInputError(f"expected a {self.model.__name__} or a mapping, got {type(item).__name__}", row=row)
 
     def _prepare(self, items: Iterable[object]) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -218,6 +224,7 @@ class Repository(Generic[ModelT]):
         """Insert one row; an existing primary key raises :class:`~vectorpg.errors.DuplicateIdError`."""
         self.add_many([item])
 
+    @translating("adding rows")
     def add_many(self, items: Iterable[ModelT | Mapping[str, Any]]) -> int:
         """Insert rows (model instances or mappings) all-or-nothing; return how many were written."""
         columns, rows = self._prepare(items)
@@ -225,6 +232,7 @@ class Repository(Generic[ModelT]):
             bulk.write_rows(session, self.table, columns, rows, on_conflict="error")
         return len(rows)
 
+    @translating("upserting rows")
     def upsert(self, items: Iterable[ModelT | Mapping[str, Any]]) -> int:
         """Insert rows, replacing those whose primary key exists (``ON CONFLICT DO UPDATE``)."""
         columns, rows = self._prepare(items)
@@ -236,6 +244,7 @@ class Repository(Generic[ModelT]):
             bulk.write_rows(session, self.table, columns, rows, on_conflict="update", conflict_columns=pk_names)
         return len(rows)
 
+    @translating("deleting rows")
     def delete(self, ids: Iterable[Any]) -> int:
         """Delete the rows with these primary keys (tuples for a composite key); return how many went."""
         keys = list(ids)
@@ -257,6 +266,7 @@ class Repository(Generic[ModelT]):
         with self._session() as session:
             return session.get(self.model, id)
 
+    @translating("reading rows")
     def get_many(self, ids: Iterable[Any]) -> list[ModelT]:
         """The rows with these primary keys that exist (in no particular order)."""
         keys = list(ids)
@@ -265,6 +275,7 @@ class Repository(Generic[ModelT]):
         with self._session() as session:
             return list(session.scalars(select(self.model).where(self._key_in(keys))))
 
+    @translating("counting rows")
     def count(self, where: ColumnElement[bool] | Sequence[ColumnElement[bool]] | None = None) -> int:
         """Number of rows (matching ``where``)."""
         stmt = select(func.count()).select_from(self.table)
@@ -277,6 +288,7 @@ class Repository(Generic[ModelT]):
         """The vector indexes declared on the model (``vector_index(...)`` in ``__table_args__``)."""
         return [i.info["vectorpg"] for i in self.table.indexes if isinstance(i.info.get("vectorpg"), VectorIndex)]
 
+    @translating("searching")
     def search(
         self,
         query: Any,
@@ -327,6 +339,7 @@ class Repository(Generic[ModelT]):
         rows = run_search(request, strategy, diversity, fetch_k, self.planner)
         return [(row, float(d)) for row, d in rows]
 
+    @translating("explaining a search")
     def explain(
         self,
         query: Any,
@@ -419,6 +432,7 @@ class Repository(Generic[ModelT]):
         )
         return SearchRequest(target, query_param, vector, k, _conditions(where), chosen, options, overfetch)
 
+    @translating("searching (hybrid)")
     def hybrid_search(
         self,
         text: str,

@@ -145,17 +145,17 @@ class EncodedVector(bytes):
     """A vector already in pgvector's binary wire format (``vector`` or ``halfvec``): COPY sends it as is."""
 
 
-def encode_binary(matrix: np.ndarray, *, half: bool = False) -> list[EncodedVector]:
-    """Rows of a float matrix in pgvector's binary format, encoded in one NumPy pass: a big-endian int16
-    dimension, an int16 0, then big-endian float32 (``vector``) or float16 (``halfvec``) values."""
+def encode_block(matrix: np.ndarray, *, half: bool = False) -> np.ndarray:
+    """Rows of a float matrix in pgvector's binary format, encoded in one NumPy pass, as a ``(n, 4 + width)``
+    byte matrix: a big-endian int16 dimension, an int16 0, then big-endian float32 (``vector``) or float16
+    (``halfvec``) values."""
     rows = np.ascontiguousarray(matrix, dtype=">f2" if half else ">f4")
     n, dim = rows.shape
-    header = np.array([dim, 0], dtype=">u2").tobytes()
     width = rows.itemsize * dim
-    buffer = np.empty((n, 4 + width), dtype=np.uint8)
-    buffer[:, :4] = np.frombuffer(header, dtype=np.uint8)
-    buffer[:, 4:] = rows.view(np.uint8).reshape(n, width)
-    return [EncodedVector(row.tobytes()) for row in buffer]
+    block = np.empty((n, 4 + width), dtype=np.uint8)
+    block[:, :4] = np.frombuffer(np.array([dim, 0], dtype=">u2").tobytes(), dtype=np.uint8)
+    block[:, 4:] = rows.view(np.uint8).reshape(n, width)
+    return block
 
 
 _SQLALCHEMY_TYPES: dict[VectorType, Callable[[int | None], TypeEngine[Any]]] = {

@@ -33,6 +33,7 @@ from ..connection import MIN_PGVECTOR, parse_version
 from ..distance import metric_spec
 from ..errors import ExtensionError, InvalidArgumentError
 from ..indexes import HNSW, IVFFlat, Method, Quantization, VectorIndex
+from ..partitioning import bound_clause
 from ..types import VectorType, column_type
 from ..validation import identifier
 
@@ -358,39 +359,6 @@ def with_dimension(spec: VectorIndex, dimension: int) -> VectorIndex:
 # -- partitions ------------------------------------------------------------------------------------
 
 
-def _bound_sql(
-    values: Sequence[object] | None,
-    default: bool,
-    from_: object,
-    to: object,
-    modulus: int | None,
-    remainder: int | None,
-) -> sql.Composable:
-    if default:
-        return sql.SQL("DEFAULT")
-    if values is not None:
-        if not values:
-            raise InvalidArgumentError("a LIST partition needs at least one value")
-        return sql.SQL("FOR VALUES IN ({})").format(sql.SQL(", ").join(_literal(v) for v in values))
-    if from_ is not None and to is not None:
-        return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(_literal(from_), _literal(to))
-    if modulus is not None and remainder is not None:
-        if not 0 <= remainder < modulus:
-            raise InvalidArgumentError(f"remainder must be from 0 to {modulus - 1}, got {remainder}")
-        return sql.SQL("FOR VALUES WITH (MODULUS {}, REMAINDER {})").format(
-            sql.Literal(int(modulus)), sql.Literal(int(remainder))
-        )
-    raise InvalidArgumentError(
-        "give values=[...] (LIST), from_= and to= (RANGE), modulus= and remainder= (HASH) or default=True"
-    )
-
-
-def _literal(value: object) -> sql.Literal:
-    from ..partitioning import _literal as checked
-
-    return checked(value)
-
-
 class _PartitionOp(MigrateOperation):
     #: the statement needs the bound (create, attach); drop and detach keep it only for their reverse
     needs_bound = True
@@ -421,13 +389,13 @@ class _PartitionOp(MigrateOperation):
         }
         self.has_bound = any(v not in (None, False) for v in self.bound.values())
         if self.has_bound or self.needs_bound:
-            _bound_sql(**self.bound)  # validates now, not when the migration runs
+            bound_clause(**self.bound)  # validates now, not when the migration runs
 
     def _ident(self, name: str) -> sql.Identifier:
         return sql.Identifier(*([self.schema] if self.schema else []), name)
 
     def statement(self, template: str) -> str:
-        bound = _bound_sql(**self.bound) if self.needs_bound else sql.SQL("")
+        bound = bound_clause(**self.bound) if self.needs_bound else sql.SQL("")
         composed = sql.SQL(template).format(parent=self._ident(self.parent), name=self._ident(self.name), bound=bound)
         return composed.as_string(None)
 

@@ -1,0 +1,149 @@
+"""A pure-Python evaluation of vectorpg's JSON filter language, written from its documented semantics
+(vectorpg/filters.py), independent of the SQL it compiles to: the oracle of the fuzz tests.
+
+Metadata here holds scalars and nested objects (no arrays), so containment is plain equality of the
+value at the path, with JSON's types: numbers compare numerically (1 == 1.0), ``true`` is not 1.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62}){0,15}\Z")
+FIELD_OPS = {"$eq", "$ne", "$in", "$nin", "$lt", "$lte", "$gt", "$gte", "$exists"}
+MISSING = object()
+
+
+class Invalid(Exception):
+    """The filter is not valid: vectorpg must refuse it (FilterError) before running any SQL."""
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        if isinstance(value, str) and ("\x00" in value or len(value) > 65_536 or not _utf8(value)):
+            raise Invalid
+        return value
+    if isinstance(value, int):
+        if abs(value) >= 10**300:
+            raise Invalid
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise Invalid
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _at(metadata: dict[str, Any], key: str) -> Any:
+    value: Any = metadata
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "object"
+
+
+def _equal(stored: Any, wanted: Any) -> bool:
+    if stored is MISSING:
+        return False
+    if _kind(stored) != _kind(wanted):
+        return False
+    return bool(stored == wanted)
+
+
+def _compare(stored: Any, op: str, bound: Any) -> bool:
+    if _kind(stored) != _kind(bound) or _kind(bound) not in ("number", "string"):
+        return False
+    if isinstance(bound, str):
+        a, b = stored.encode("utf-8"), bound.encode("utf-8")  # code point order = UTF-8 byte order
+    else:
+        a, b = stored, bound
+    return {"$lt": a < b, "$lte": a <= b, "$gt": a > b, "$gte": a >= b}[op]
+
+
+def check(spec: Any, depth: int = 0) -> None:
+    """Raise :class:`Invalid` if vectorpg must refuse ``spec``."""
+    if depth > 32 or not isinstance(spec, dict):
+        raise Invalid
+    for key, arg in spec.items():
+        if key in ("$and", "$or"):
+            if not isinstance(arg, (list, tuple)) or not arg:
+                raise Invalid
+            for sub in arg:
+                check(sub, depth + 1)
+        elif key == "$not":
+            check(arg, depth + 1)
+        elif not isinstance(key, str) or key.startswith("$") or not KEY.match(key):
+            raise Invalid
+        elif isinstance(arg, dict):
+            if not arg:
+                raise Invalid
+            for op, value in arg.items():
+                if op not in FIELD_OPS:
+                    raise Invalid
+                if op in ("$in", "$nin"):
+                    if not isinstance(value, (list, tuple)) or not value or len(value) > 10_000:
+                        raise Invalid
+                    for v in value:
+                        _scalar(v)
+                elif op == "$exists":
+                    if not isinstance(value, bool):
+                        raise Invalid
+                elif op in ("$lt", "$lte", "$gt", "$gte"):
+                    if _scalar(value) is None or isinstance(value, bool):
+                        raise Invalid
+                else:
+                    _scalar(value)
+        else:
+            _scalar(arg)
+
+
+def matches(spec: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    """Whether ``metadata`` satisfies the (valid) filter ``spec``."""
+    for key, arg in spec.items():
+        if key == "$and":
+            ok = all(matches(s, metadata) for s in arg)
+        elif key == "$or":
+            ok = any(matches(s, metadata) for s in arg)
+        elif key == "$not":
+            ok = not matches(arg, metadata)
+        else:
+            stored = _at(metadata, key)
+            conditions = arg if isinstance(arg, dict) else {"$eq": arg}
+            ok = True
+            for op, value in conditions.items():
+                if op == "$eq":
+                    ok &= _equal(stored, value)
+                elif op == "$ne":
+                    ok &= not _equal(stored, value)
+                elif op == "$in":
+                    ok &= any(_equal(stored, v) for v in value)
+                elif op == "$nin":
+                    ok &= not any(_equal(stored, v) for v in value)
+                elif op == "$exists":
+                    ok &= (stored is not MISSING) == value
+                else:
+                    ok &= _compare(stored, op, value)
+        if not ok:
+            return False
+    return True
