@@ -59,7 +59,7 @@ def test_disk_full_during_copy(db: vectorpg.Database) -> None:
             "USING ERRCODE = 'disk_full'; END IF; RETURN NEW; END $$"
         )
         raw.execute(
-            "CREATE TRIGGER full BEFORE INSERT ON vectorpg.documents_kb "
+            "CREATE TRIGGER disk_full BEFORE INSERT ON vectorpg.documents_kb "
             "FOR EACH ROW EXECUTE FUNCTION vectorpg.fill_disk()"
         )
     with pytest.raises(vectorpg.DiskFullError, match="disk is full") as caught:

@@ -195,12 +195,17 @@ def write_rows(
         bound, blocks = _bound_rows(session, table, columns, rows)
         oids = _column_oids(session, table, columns)
         target_name = sql.Identifier(*([table.schema] if table.schema else []), table.name)
-        if on_conflict == "error":
+        raw = session.connection().connection.driver_connection
+        assert raw is not None
+        # PostgreSQL refuses COPY FROM into a table with row-level security: such rows go through a staging
+        # table (no RLS) and an INSERT ... SELECT, to which the policies apply.
+        secured = raw.execute(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = %s::regclass", [target_name.as_string(raw)]
+        ).fetchone()
+        if on_conflict == "error" and not (secured and secured[0]):
             _copy(session, target_name, oids, columns, bound, blocks)
             return
         stage_name = f"vectorpg_stage_{uuid.uuid4().hex[:16]}"
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
         raw.execute(
             sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                 sql.Identifier(stage_name),
@@ -216,7 +221,7 @@ def write_rows(
                 index_elements=list(conflict_columns),
                 set_={**{c: stmt.excluded[c] for c in update_columns}, **(update_extra or {})},
             )
-        else:
+        elif on_conflict == "nothing":
             stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_columns))
         session.execute(stmt)
         raw.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(stage_name)))
