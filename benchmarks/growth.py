@@ -42,11 +42,16 @@ def _server_rss(url: str) -> float:
     """Resident memory of the PostgreSQL server's processes, in MiB."""
     import psutil
 
-    with connect_raw(url) as conn:
+    with connect_raw(url) as conn:  # while this backend lives, its parent is the postmaster
         pid = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
-    postmaster = psutil.Process(pid).parent()
-    processes = [postmaster, *postmaster.children(recursive=True)]
-    return sum(p.memory_info().rss for p in processes if p.is_running()) / 2**20
+        postmaster = psutil.Process(pid).parent()
+    total = 0
+    for process in [postmaster, *postmaster.children(recursive=True)]:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:  # a backend that ended meanwhile
+            continue
+    return total / 2**20
 
 
 def _measure(docs: Any, data: Dataset, truth: np.ndarray, queries: int) -> tuple[float, float]:

@@ -382,6 +382,8 @@ BEGIN
             settings := settings || ARRAY[
                 'hnsw.iterative_scan', 'relaxed_order', 'ivfflat.iterative_scan', 'relaxed_order',
                 'hnsw.max_scan_tuples', greatest(20000, least(2000000, ceil(k * table_rows / estimated * 4)))::text];
+        ELSE  -- dead rows not yet vacuumed use up candidates: let the scan go on past them
+            settings := settings || ARRAY['hnsw.iterative_scan', 'relaxed_order', 'ivfflat.iterative_scan', 'relaxed_order'];
         END IF;
         previous := vectorpg.set_local(settings);
         EXECUTE format(
@@ -393,7 +395,7 @@ BEGIN
             'array_agg(r.metadata ORDER BY r.distance, r.id), array_agg(r.distance ORDER BY r.distance, r.id) FROM ranked r',
             part, where_sql, order_expr, op) INTO ids, contents, metas, dists USING query, params, k, fetch_n;
         PERFORM vectorpg.set_local(previous);
-        IF coalesce(cardinality(ids), 0) >= k OR where_sql = 'true' THEN
+        IF coalesce(cardinality(ids), 0) >= k THEN
             RETURN QUERY SELECT * FROM unnest(ids, contents, metas, dists);
             RETURN;
         END IF;

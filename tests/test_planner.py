@@ -168,3 +168,25 @@ def test_store_planner_with_json_filters(db: vectorpg.Database) -> None:
         exact = docs.search(data[5], k=10, where=where, strategy="exact")
         assert len({h.id for h in hits} & {h.id for h in exact}) >= 9
     assert all("rare" not in s for s in statements)  # filter values travel as parameters
+
+
+def test_dead_rows_do_not_shorten_an_unfiltered_search(db: vectorpg.Database, database_url: str) -> None:
+    """Deleted rows not yet vacuumed use up an HNSW scan's candidates; the search still returns k rows."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    docs = db.collection("dead", dimension=8, embedder=None)
+    rows = np.random.default_rng(0).normal(size=(3000, 8))
+    docs.add(vectors=rows, ids=[str(i) for i in range(3000)])
+    with db.psycopg_connection() as raw:
+        raw.execute("ALTER TABLE vectorpg.documents_dead SET (autovacuum_enabled = false)")
+    docs.create_index()
+    q = rows[0]
+    nearest = [h.id for h in docs.search(q, 300, strategy="exact")]
+    docs.delete(nearest)  # the index's first candidates are now all dead
+    expected = [h.id for h in docs.search(q, 10, strategy="exact")]
+    assert [h.id for h in docs.search(q, 10)] == expected
+    with psycopg.connect(database_url) as conn:
+        register_vector(conn)
+        found = [r[0] for r in conn.execute("SELECT id FROM vectorpg.search('dead', %s, 10)", [q.astype(np.float32)])]
+    assert found == expected

@@ -12,7 +12,9 @@ filter, or the partition) is both exact and fast there. Per query, the planner:
 2. ``exact`` when at most ``exact_max_rows`` rows match or no vector index fits; else ``ann``: the index
    with ``iterative_scan = relaxed_order`` and ``max_scan_tuples`` scaled to ``k / selectivity``, results
    re-sorted by exact distance in a MATERIALIZED CTE;
-3. if the ANN result is short while a filter was given, runs the exact plan instead.
+3. if the ANN result is short (a selective filter, or dead rows not yet vacuumed using up the index's
+   candidates), continues the index scan iteratively when no filter was given, and runs the exact plan
+   if that is still short.
 
 Filters that fix a partition key are pruned by PostgreSQL itself: the estimate, the count and the scan
 then concern only that partition (and its own index).
@@ -285,7 +287,15 @@ def run_search(
         plan, stmt, rows = plan_search(request, strategy, config, run)
         if rows is None:
             rows = [tuple(row) for row in run(stmt, plan.settings)]
-        if plan.strategy == "ann" and strategy == "auto" and request.where and len(rows) < request.k:
+        short = plan.strategy == "ann" and strategy == "auto" and len(rows) < request.k
+        if short and not request.where and request.options.iterative_scan is None:
+            # Dead rows (deleted or updated, not yet vacuumed) use up an index scan's candidates: go on
+            # scanning the index past them (relaxed order, so re-sorted here).
+            retry = replace(request, options=replace(request.options, iterative_scan="relaxed_order"))
+            plan, stmt, _ = plan_search(retry, strategy, config, run)
+            rows = sorted((tuple(row) for row in run(stmt, plan.settings)), key=lambda row: row[-1])
+            short = len(rows) < request.k
+        if short:
             plan, stmt = _exact(
                 target, request.query, request.k, request.where, request.options, "the ANN result was short"
             )
