@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Column, Engine, MetaData, Table, bindparam, delete, func, not_, select, update
+from sqlalchemy import Column, Engine, MetaData, Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from . import bulk, validation
@@ -546,25 +546,13 @@ class Collection:
     ) -> list[str]:
         """Chunk and store one document that is not a file (a web page's text, a message...) under
         ``source`` (a URI or any stable name); its previous chunks are replaced. Returns the chunk ids."""
-        from .ingest import default_chunker
+        from .ingest import ChunkGroup, IngestReport, default_chunker, write_chunks
 
         if not isinstance(source, str) or not source:
             raise InvalidArgumentError("source is a non-empty string (a path, URI or stable name)")
         chunks = default_chunker(self).split(text, source, fmt)
-        extra = dict(metadata or {})
-        plan = self._plan(
-            [c.text for c in chunks],
-            ids=[c.id for c in chunks],
-            metadata=[{**extra, **c.metadata()} for c in chunks],
-            vectors=None,
-            progress=None,
-        )
-        t = documents_table
-        with self.db.session_factory() as session, session.begin():
-            self._write(session, plan)
-            stale = [self._scope(), t.c.metadata.contains({"source": source})]
-            session.execute(delete(t).where(*stale, not_(bulk.key_in(t.c.id, plan.ids))))
-        return plan.ids
+        write_chunks(self, ChunkGroup([source], chunks), dict(metadata or {}), IngestReport())
+        return [c.id for c in chunks]
 
     def retrieve(
         self,

@@ -174,7 +174,9 @@ class IngestReport:
 
 
 @dataclass
-class _Pending:
+class ChunkGroup:
+    """The chunks of some documents, written together (and their sources' stale chunks removed)."""
+
     sources: list[str] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
 
@@ -201,7 +203,7 @@ def ingest(
     from tqdm import tqdm
 
     bar = tqdm(total=len(files), desc=f"ingest into {collection.name}", unit="file", disable=not progress)
-    pending = _Pending()
+    pending = ChunkGroup()
     present: set[str] = set()
     try:
         for document in _read_all(files, report):
@@ -212,10 +214,10 @@ def ingest(
             report.read_seconds += time.perf_counter() - tick
             bar.update(1)
             if len(pending.chunks) >= batch_size:
-                _flush(collection, pending, extra, report)
-                pending = _Pending()
+                write_chunks(collection, pending, extra, report)
+                pending = ChunkGroup()
                 bar.set_postfix(chunks=report.chunks, embedded=report.embedded)
-        _flush(collection, pending, extra, report)
+        write_chunks(collection, pending, extra, report)
         bar.update(len(files) - bar.n)
         if sync:
             _remove_missing(collection, files, folders, present, report)
@@ -248,7 +250,7 @@ def _read_all(files: Sequence[Path], report: IngestReport) -> Iterator[Any]:
         yield document
 
 
-def _flush(collection: Collection, pending: _Pending, extra: dict[str, Any], report: IngestReport) -> None:
+def write_chunks(collection: Collection, pending: ChunkGroup, extra: dict[str, Any], report: IngestReport) -> None:
     """Write the chunks of a group of files, and drop their stale chunks, in one transaction."""
     if not pending.sources:
         return
