@@ -14,7 +14,7 @@ filter, or the partition) is both exact and fast there. Per query, the planner:
    re-sorted by exact distance in a MATERIALIZED CTE;
 3. if the ANN result is short (a selective filter, or dead rows not yet vacuumed using up the index's
    candidates), continues the index scan iteratively when no filter was given, and runs the exact plan
-   if that is still short.
+   if that is still short. Without a filter, knobs the caller set (``ef_search``...) are applied as given.
 
 Filters that fix a partition key are pruned by PostgreSQL itself: the estimate, the count and the scan
 then concern only that partition (and its own index).
@@ -288,13 +288,17 @@ def run_search(
         if rows is None:
             rows = [tuple(row) for row in run(stmt, plan.settings)]
         short = plan.strategy == "ann" and strategy == "auto" and len(rows) < request.k
-        if short and not request.where and request.options.iterative_scan is None:
-            # Dead rows (deleted or updated, not yet vacuumed) use up an index scan's candidates: go on
-            # scanning the index past them (relaxed order, so re-sorted here).
-            retry = replace(request, options=replace(request.options, iterative_scan="relaxed_order"))
-            plan, stmt, _ = plan_search(retry, strategy, config, run)
-            rows = sorted((tuple(row) for row in run(stmt, plan.settings)), key=lambda row: row[-1])
-            short = len(rows) < request.k
+        options = request.options
+        if short and not request.where:
+            if options.ef_search is not None or options.probes is not None or options.iterative_scan is not None:
+                short = False  # the caller's own knobs, applied as given
+            else:
+                # Dead rows (deleted or updated, not yet vacuumed) use up an index scan's candidates: go on
+                # scanning the index past them (relaxed order, so re-sorted here).
+                retry = replace(request, options=replace(options, iterative_scan="relaxed_order"))
+                plan, stmt, _ = plan_search(retry, strategy, config, run)
+                rows = sorted((tuple(row) for row in run(stmt, plan.settings)), key=lambda row: row[-1])
+                short = len(rows) < request.k
         if short:
             plan, stmt = _exact(
                 target, request.query, request.k, request.where, request.options, "the ANN result was short"
