@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 import vectorpg
@@ -69,13 +70,24 @@ def test_disk_full_during_copy(db: vectorpg.Database) -> None:
 
 
 def test_statement_timeout(db: vectorpg.Database, database_url: str) -> None:
-    docs = db.collection("kb", dimension=64, embedder=None)
-    docs.add(vectors=np.random.default_rng(0).normal(size=(20_000, 64)), ids=[str(i) for i in range(20_000)])
-    hurried = vectorpg.connect(database_url, connect_args={"options": "-c statement_timeout=1"})
+    """An exact search over 150,000 rows takes longer than a 5 ms statement_timeout, set on every new
+    connection once vectorpg has set it up (so that connecting itself is not what times out)."""
+    docs = db.collection("kb", dimension=96, embedder=None)
+    rows = np.random.default_rng(0).normal(size=(150_000, 96)).astype(np.float32)
+    docs.add(vectors=rows, ids=[str(i) for i in range(len(rows))])
+    hurried = vectorpg.connect(database_url)
+
+    def hurry(dbapi: Any, record: Any) -> None:
+        dbapi.execute("SET statement_timeout = 5")
+        dbapi.commit()  # a SET inside a transaction that is rolled back would not last
+
+    event.listen(hurried.engine, "connect", hurry)
+    hurried.engine.dispose()  # the connection made while connecting had no timeout
     try:
         with pytest.raises(vectorpg.StatementTimeoutError, match="statement_timeout") as caught:
-            Collection(hurried, "kb", dimension=64).search(np.ones(64), 10, strategy="exact")
+            Collection(hurried, "kb", dimension=96).search(np.ones(96), 10, strategy="exact")
         assert "create_index()" in str(caught.value) and isinstance(caught.value, TimeoutError)
+        assert caught.value.sqlstate == "57014" and caught.value.__cause__ is not None
     finally:
         hurried.close()
 
