@@ -4,7 +4,8 @@ the SQL functions. Oracles:
 (a) user data never appears in the SQL text, only in bound parameters;
 (b) the rows returned equal a pure-Python evaluation of the filter (tests/filter_oracle.py) over the same
     rows, and a filter the oracle refuses is refused by vectorpg before any SQL runs;
-(c) a canary table survives and no statement is slow (no ``pg_sleep``).
+(c) a canary table survives, and no statement the server receives carries a payload (``pg_sleep`` among
+    them): durations are measured by the stress script, not asserted here.
 
 CI runs a bounded number of examples; ``python -m tests.stress.fuzz_filters`` runs 100,000 or more.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -151,16 +151,12 @@ def fuzz_db(module_database_url: str) -> Iterator[tuple[vectorpg.Database, Any, 
     with db.psycopg_connection() as raw:
         raw.execute("CREATE TABLE canary (x int)")
         raw.execute("INSERT INTO canary VALUES (1), (2), (3)")
-    stats: dict[str, Any] = {"statements": 0, "slowest": 0.0}
+    stats: dict[str, Any] = {"statements": 0, "texts": []}
 
     @event.listens_for(db.engine, "before_cursor_execute")
     def _start(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         stats["statements"] += 1
-        conn.info["vectorpg_fuzz_start"] = time.perf_counter()
-
-    @event.listens_for(db.engine, "after_cursor_execute")
-    def _end(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        stats["slowest"] = max(stats["slowest"], time.perf_counter() - conn.info["vectorpg_fuzz_start"])
+        stats["texts"].append(statement)
 
     yield db, docs, stats
     db.close()
@@ -196,8 +192,9 @@ def test_python_api_against_the_oracle(fuzz_db: Any, spec: Any) -> None:
     # (b) the rows equal the oracle's
     got = {h.id for h in docs.search([1, 1, 1, 1], len(ROWS), where=spec, strategy="exact")}
     assert got == expected_ids(spec)
-    # (c) no slow statement, canary intact
-    assert stats["slowest"] < 2.0
+    # (c) what reached the server: no payload (pg_sleep among them) in any statement text, canary intact
+    assert not any(MARK in text for text in stats["texts"])
+    stats["texts"].clear()
     assert _canary_intact(db)
 
 
@@ -229,9 +226,7 @@ def test_sql_functions_against_the_oracle(fuzz_db: Any, module_database_url: str
             with pytest.raises(psycopg.DataError):
                 conn.execute("SELECT * FROM vectorpg.search('fuzz', '[1,1,1,1]', 1000, %s)", [text])
             return
-        start = time.perf_counter()
         rows = conn.execute("SELECT id FROM vectorpg.search('fuzz', '[1,1,1,1]', 1000, %s)", [text]).fetchall()
-        assert time.perf_counter() - start < 2.0
     assert {r[0] for r in rows} == expected_ids(spec)
     assert _canary_intact(db)
 

@@ -42,7 +42,9 @@ def render_schema() -> str:
         text = str(ddl.compile(dialect=dialect)).strip()
         return "\n".join(line.rstrip() for line in text.splitlines()) + ";"
 
-    statements = [f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}";']
+    statements = [
+        psycopg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {};").format(psycopg_sql.Identifier(SCHEMA)).as_string(None)
+    ]
     for table in store_metadata.sorted_tables:
         statements.append(sql(CreateTable(table, if_not_exists=True)))
         statements.append(_add_missing_columns(table))
