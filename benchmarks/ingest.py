@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
+from sqlalchemy.engine import make_url
 
 import vectorpg
+from benchmarks.common import Context
 from benchmarks.corpus import DOCS
 from vectorpg.embeddings import default_embedder
 from vectorpg.ingest import collect_files, default_chunker, read_document
@@ -40,17 +40,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DATABASE = "vectorpg_bench_ingest"
 
 
-def fresh_database(name: str) -> str:
-    """A new, empty database of that name on the embedded server; returns its URL."""
-    server = embedded_server()
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    from sqlalchemy.engine import make_url
-
-    return make_url(server.url).set(database=name).render_as_string(hide_password=False)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tutorial/ only")
@@ -58,7 +47,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not DOCS.exists():
         raise SystemExit("the Python documentation sources are missing: apt-get install python3.11-doc")
     folders = [DOCS / "tutorial"] if args.quick else [DOCS / "tutorial", DOCS / "faq", DOCS / "howto"]
-    db = vectorpg.connect(fresh_database(DATABASE))
+    server_url = make_url(embedded_server().url).set(drivername="postgresql").render_as_string(hide_password=False)
+    db = vectorpg.connect(Context(quick=args.quick, server_url=server_url).database(DATABASE))
     embedder = default_embedder()
     embedder.embed(["warm up the model"])  # load it before anything is timed
 

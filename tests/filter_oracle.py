@@ -1,8 +1,8 @@
 """A pure-Python evaluation of vectorpg's JSON filter language, written from its documented semantics
-(vectorpg/filters.py), independent of the SQL it compiles to: the oracle of the fuzz tests.
+(vectorpg/filters.py), independent of the SQL it compiles to: the oracle of test_filters and the fuzz tests.
 
-Metadata here holds scalars and nested objects (no arrays), so containment is plain equality of the
-value at the path, with JSON's types: numbers compare numerically (1 == 1.0), ``true`` is not 1.
+Equality is JSON equality of the value at the path: numbers compare numerically (1 == 1.0), ``true`` is
+not 1, and a stored array or object equals no scalar (as JSONB containment of a nested path behaves).
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import psycopg
 import pytest
 
 import vectorpg
+from tests.stress.crash import free_port
 from vectorpg import HNSW
 
 
@@ -83,7 +83,7 @@ def test_ingest_search_and_collections_commands(tmp_path: Path) -> None:
 
 
 def test_serve_command(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "vectorpg.cli", "serve", "--data-dir", str(tmp_path / "pg"), "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -100,7 +100,7 @@ def test_serve_command(tmp_path: Path) -> None:
             conn.execute("SELECT vectorpg.create_collection('served', 2)")
             conn.execute("INSERT INTO vectorpg.documents (collection, id, embedding) VALUES ('served', 'a', '[1,0]')")
             assert conn.execute("SELECT id FROM vectorpg.search('served', '[1,0.1]', 1)").fetchone() == ("a",)
-        second = run_cli("serve", "--data-dir", str(tmp_path / "pg"), "--port", str(_free_port()))
+        second = run_cli("serve", "--data-dir", str(tmp_path / "pg"), "--port", str(free_port()))
         assert second.returncode == 2 and "already runs" in second.stderr
     finally:
         process.send_signal(signal.SIGINT)
@@ -117,9 +117,3 @@ def test_help_explains_every_command() -> None:
     for command in ("ingest", "search", "collections", "serve", "quickstart", "recall", "tune", "schema"):
         shown = run_cli(command, "--help")
         assert shown.returncode == 0 and len(shown.stdout.split()) > 30, command
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

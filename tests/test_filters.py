@@ -12,68 +12,7 @@ import vectorpg
 from vectorpg.filters import compile_filter
 from vectorpg.models import documents_table
 
-# -- a pure-Python reference of the documented semantics ------------------------------------------------
-
-_MISSING = object()
-
-
-def _get(doc: Any, key: str) -> Any:
-    for part in key.split("."):
-        if not isinstance(doc, dict) or part not in doc:
-            return _MISSING
-        doc = doc[part]
-    return doc
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _json_equal(a: Any, b: Any) -> bool:
-    if _is_number(a) and _is_number(b):
-        return bool(a == b)
-    return type(a) is type(b) and a == b and not isinstance(a, (list, dict))
-
-
-def _field(doc: dict[str, Any], key: str, cond: Any) -> bool:
-    value = _get(doc, key)
-    if not isinstance(cond, dict):
-        cond = {"$eq": cond}
-    for op, arg in cond.items():
-        if op == "$eq":
-            ok = value is not _MISSING and _json_equal(value, arg)
-        elif op == "$ne":
-            ok = not (value is not _MISSING and _json_equal(value, arg))
-        elif op == "$in":
-            ok = value is not _MISSING and any(_json_equal(value, a) for a in arg)
-        elif op == "$nin":
-            ok = not (value is not _MISSING and any(_json_equal(value, a) for a in arg))
-        elif op == "$exists":
-            ok = (value is not _MISSING) == arg
-        else:
-            if (_is_number(arg) and _is_number(value)) or (isinstance(arg, str) and isinstance(value, str)):
-                ok = {"$lt": value < arg, "$lte": value <= arg, "$gt": value > arg, "$gte": value >= arg}[op]
-            else:
-                ok = False
-        if not ok:
-            return False
-    return True
-
-
-def matches(doc: dict[str, Any], spec: dict[str, Any]) -> bool:
-    for key, arg in spec.items():
-        if key == "$and":
-            ok = all(matches(doc, s) for s in arg)
-        elif key == "$or":
-            ok = any(matches(doc, s) for s in arg)
-        elif key == "$not":
-            ok = not matches(doc, arg)
-        else:
-            ok = _field(doc, key, arg)
-        if not ok:
-            return False
-    return True
-
+from . import filter_oracle
 
 # -- data and filters ------------------------------------------------------------------------------
 
@@ -133,7 +72,7 @@ def test_filter_results_equal_python_evaluation(db: vectorpg.Database) -> None:
     nonempty = 0
     for _ in range(300):
         spec = random_filter(rng)
-        expected = {ids[i] for i, d in enumerate(docs_data) if matches(d, spec)}
+        expected = {ids[i] for i, d in enumerate(docs_data) if filter_oracle.matches(spec, d)}
         got = {h.id for h in docs.search([1.0, 0.0], k=len(docs_data), where=spec)}
         assert got == expected, spec
         assert docs.count(spec) == len(expected)

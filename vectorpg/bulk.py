@@ -146,18 +146,18 @@ def _binary_payload(oids: list[int], rows: list[Any], blocks: dict[int, tuple[np
     return _SIGNATURE + out.tobytes() + b"\xff\xff"
 
 
-def _column_oids(session: Session, table: Table, columns: Sequence[str]) -> list[int]:
+def _column_oids(session: Session, table: Table, columns: Sequence[str]) -> tuple[list[int], bool]:
+    """The type oids of ``columns``, and whether the table has row-level security (one catalog query)."""
     raw = session.connection().connection.driver_connection
     assert raw is not None
     qualified = sql.Identifier(*([table.schema] if table.schema else []), table.name).as_string(raw)
-    found = dict(
-        raw.execute(
-            "SELECT attname, atttypid::int FROM pg_attribute "
-            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-            [qualified],
-        ).fetchall()
-    )
-    return [found[c] for c in columns]
+    found = raw.execute(
+        "SELECT a.attname, a.atttypid::int, c.relrowsecurity FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        [qualified],
+    ).fetchall()
+    oids = {name: oid for name, oid, _ in found}
+    return [oids[c] for c in columns], bool(found and found[0][2])
 
 
 def write_rows(
@@ -193,16 +193,13 @@ def write_rows(
             return
 
         bound, blocks = _bound_rows(session, table, columns, rows)
-        oids = _column_oids(session, table, columns)
+        oids, secured = _column_oids(session, table, columns)
         target_name = sql.Identifier(*([table.schema] if table.schema else []), table.name)
         raw = session.connection().connection.driver_connection
         assert raw is not None
         # PostgreSQL refuses COPY FROM into a table with row-level security: such rows go through a staging
         # table (no RLS) and an INSERT ... SELECT, to which the policies apply.
-        secured = raw.execute(
-            "SELECT relrowsecurity FROM pg_class WHERE oid = %s::regclass", [target_name.as_string(raw)]
-        ).fetchone()
-        if on_conflict == "error" and not (secured and secured[0]):
+        if on_conflict == "error" and not secured:
             _copy(session, target_name, oids, columns, bound, blocks)
             return
         stage_name = f"vectorpg_stage_{uuid.uuid4().hex[:16]}"

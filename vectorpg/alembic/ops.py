@@ -17,7 +17,6 @@ builds and drops run in ``autocommit_block()``: PostgreSQL refuses them inside a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -349,11 +348,6 @@ def _render_drop_vector_index(autogen_context: AutogenContext, operation: DropVe
         kwargs["column"] = operation._reverse.spec.column
         kwargs.update(_spec_kwargs(operation._reverse.spec))
     return _call("drop_vector_index", [operation.index_name, operation.table_name], kwargs)
-
-
-def with_dimension(spec: VectorIndex, dimension: int) -> VectorIndex:
-    """``spec`` for a column of another dimension (for the dimension-change helper)."""
-    return replace(spec, dimension=dimension if spec.dimension is not None else None)
 
 
 # -- partitions ------------------------------------------------------------------------------------
