@@ -9,7 +9,8 @@
 -- The filter language is the Python store API's (vectorpg/filters.py): same keys, operators, semantics
 -- and errors. Nothing a caller passes is ever spliced into SQL: identifiers go through format('%I'),
 -- values travel as the parameters of EXECUTE ... USING (filter values as elements of one jsonb[] array,
--- referenced as $2[n]), and every key, operator and name is validated first (SQLSTATE 22023 otherwise).
+-- passed as $2 and read once through a MATERIALIZED CTE, see filter_value), and every key, operator and
+-- name is validated first (SQLSTATE 22023 otherwise), as are the filter's size limits.
 --
 -- The planner is vectorpg/planner.py's, as far as SQL can express it: exact over the matching rows
 -- when at most 2,000 match (counted, not estimated), the collection's vector index otherwise with an
@@ -109,12 +110,36 @@ BEGIN
     RETURN value;
 END $$;
 
+-- schema version 2 had filter_compile without the conditions counter: an upgrade replaces it
+DROP FUNCTION IF EXISTS vectorpg.filter_compile(jsonb, int, text, jsonb[]);
+
+CREATE OR REPLACE FUNCTION vectorpg.filter_nest(parts text[], value jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+-- {"a": {"b": value}} for the path a.b: containment of it is equality of the value at a.b.
+DECLARE
+    i int;
+BEGIN
+    FOR i IN REVERSE array_length(parts, 1)..1 LOOP
+        value := jsonb_build_object(parts[i], value);
+    END LOOP;
+    RETURN value;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.filter_value(n int, expr text DEFAULT '%s') RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+-- SQL text that reads filter parameter n once per query, through the filter_params CTE that every
+-- statement using a filter defines (WITH filter_params AS MATERIALIZED (SELECT $2 AS p)). $2 itself is
+-- referenced once: a reference per value would make the planner copy the whole array each time.
+SELECT format('(SELECT %s FROM filter_params)', format(expr, format('filter_params.p[%s]', n)))
+$$;
+
 CREATE OR REPLACE FUNCTION vectorpg.filter_compile(
-    spec jsonb, depth int, path text, INOUT params jsonb[], OUT clause text
+    spec jsonb, depth int, path text, INOUT params jsonb[], OUT clause text, INOUT conditions int DEFAULT 0
 )
 LANGUAGE plpgsql IMMUTABLE AS $$
--- One level of a filter: appends its values to params and returns SQL text that refers to them only as
--- $2[n] and to the row only as "metadata".
+-- One level of a filter: appends its values to params and returns SQL text that refers to them only
+-- through vectorpg.filter_value and to the row only as "metadata". The limits are
+-- vectorpg/filters.py's and are checked here, before any statement is planned.
 DECLARE
     key text;
     arg jsonb;
@@ -123,7 +148,7 @@ DECLARE
     cond jsonb;
     item jsonb;
     parts text[];
-    doc jsonb;
+    docs jsonb;
     sub text;
     subs text[];
     clauses text[] := '{}';
@@ -132,6 +157,9 @@ DECLARE
     value_at text;
     typed text;
     cmp text;
+    max_conditions constant int := 256;  -- filters.MAX_CONDITIONS
+    max_arity constant int := 256;       -- filters.MAX_ARITY
+    max_keys constant int := 64;         -- filters.MAX_KEYS
 BEGIN
     IF depth > 32 THEN
         PERFORM vectorpg.filter_error('filter nested deeper than 32 levels', path);
@@ -139,23 +167,30 @@ BEGIN
     IF spec IS NULL OR jsonb_typeof(spec) <> 'object' THEN
         PERFORM vectorpg.filter_error(format('a filter is an object, got %s', coalesce(jsonb_typeof(spec), 'NULL')), path);
     END IF;
+    IF (SELECT count(*) FROM jsonb_object_keys(spec)) > max_keys THEN
+        PERFORM vectorpg.filter_error(format('more than %s keys in one object', max_keys), path);
+    END IF;
     FOR key, arg IN SELECT e.key, e.value FROM jsonb_each(spec) e LOOP
         here := CASE WHEN path = '' THEN key ELSE path || '.' || key END;
         IF key IN ('$and', '$or') THEN
             IF jsonb_typeof(arg) <> 'array' OR jsonb_array_length(arg) = 0 THEN
                 PERFORM vectorpg.filter_error(key || ' needs a non-empty list of filters', here);
             END IF;
+            IF jsonb_array_length(arg) > max_arity THEN
+                PERFORM vectorpg.filter_error(format('%s has more than %s filters', key, max_arity), here);
+            END IF;
             subs := '{}';
             i := 0;
             FOR item IN SELECT a FROM jsonb_array_elements(arg) a LOOP
-                SELECT f.params, f.clause INTO params, sub
-                FROM vectorpg.filter_compile(item, depth + 1, format('%s[%s]', here, i), params) f;
+                SELECT f.params, f.clause, f.conditions INTO params, sub, conditions
+                FROM vectorpg.filter_compile(item, depth + 1, format('%s[%s]', here, i), params, conditions) f;
                 subs := subs || sub;
                 i := i + 1;
             END LOOP;
             clauses := clauses || ('(' || array_to_string(subs, CASE key WHEN '$and' THEN ' AND ' ELSE ' OR ' END) || ')');
         ELSIF key = '$not' THEN
-            SELECT f.params, f.clause INTO params, sub FROM vectorpg.filter_compile(arg, depth + 1, here, params) f;
+            SELECT f.params, f.clause, f.conditions INTO params, sub, conditions
+            FROM vectorpg.filter_compile(arg, depth + 1, here, params, conditions) f;
             clauses := clauses || ('(NOT ' || sub || ')');
         ELSIF key LIKE '$%' THEN
             PERFORM vectorpg.filter_error(
@@ -177,14 +212,16 @@ BEGIN
             END IF;
             ops := '{}';
             FOR op, arg IN SELECT e.key, e.value FROM jsonb_each(cond) e LOOP
+                conditions := conditions + 1;
+                IF conditions > max_conditions THEN
+                    PERFORM vectorpg.filter_error(
+                        format('more than %s conditions in one filter; use $in for a list of values', max_conditions),
+                        here || '.' || op);
+                END IF;
                 IF op IN ('$eq', '$ne') THEN
-                    doc := vectorpg.filter_scalar(arg, here || '.' || op);
-                    FOR i IN REVERSE array_length(parts, 1)..1 LOOP
-                        doc := jsonb_build_object(parts[i], doc);
-                    END LOOP;
-                    params := params || doc;
-                    ops := ops || format(CASE op WHEN '$eq' THEN '(metadata @> $2[%s])' ELSE '(NOT metadata @> $2[%s])' END,
-                                         cardinality(params));
+                    params := params || vectorpg.filter_nest(parts, vectorpg.filter_scalar(arg, here || '.' || op));
+                    ops := ops || format(CASE op WHEN '$eq' THEN '(metadata @> %s)' ELSE '(NOT metadata @> %s)' END,
+                                         vectorpg.filter_value(cardinality(params)));
                 ELSIF op IN ('$in', '$nin') THEN
                     IF jsonb_typeof(arg) <> 'array' OR jsonb_array_length(arg) = 0 THEN
                         PERFORM vectorpg.filter_error(op || ' needs a non-empty list', here || '.' || op);
@@ -192,16 +229,12 @@ BEGIN
                     IF jsonb_array_length(arg) > 10000 THEN
                         PERFORM vectorpg.filter_error(op || ' list longer than 10000', here || '.' || op);
                     END IF;
-                    subs := '{}';
-                    FOR item IN SELECT a FROM jsonb_array_elements(arg) a LOOP
-                        doc := vectorpg.filter_scalar(item, here || '.' || op);
-                        FOR i IN REVERSE array_length(parts, 1)..1 LOOP
-                            doc := jsonb_build_object(parts[i], doc);
-                        END LOOP;
-                        params := params || doc;
-                        subs := subs || format('metadata @> $2[%s]', cardinality(params));
-                    END LOOP;
-                    sub := '(' || array_to_string(subs, ' OR ') || ')';
+                    SELECT jsonb_agg(vectorpg.filter_nest(parts, vectorpg.filter_scalar(a, here || '.' || op)))
+                    INTO docs FROM jsonb_array_elements(arg) a;
+                    -- the whole list is one parameter and one array: metadata @> ANY(...), as in Python
+                    params := params || docs;
+                    sub := format('(metadata @> ANY(%s::jsonb[]))', vectorpg.filter_value(cardinality(params),
+                                  'ARRAY(SELECT jsonb_array_elements(%s))'));
                     ops := ops || CASE op WHEN '$in' THEN sub ELSE '(NOT ' || sub || ')' END;
                 ELSIF op = '$exists' THEN
                     IF jsonb_typeof(arg) <> 'boolean' THEN
@@ -209,9 +242,8 @@ BEGIN
                     END IF;
                     params := params || to_jsonb(key);
                     ops := ops || format(
-                        CASE WHEN arg = 'true'::jsonb THEN '((metadata #> string_to_array($2[%s] #>> ''{}'', ''.'')) IS NOT NULL)'
-                             ELSE '((metadata #> string_to_array($2[%s] #>> ''{}'', ''.'')) IS NULL)' END,
-                        cardinality(params));
+                        CASE WHEN arg = 'true'::jsonb THEN '((metadata #> %s) IS NOT NULL)' ELSE '((metadata #> %s) IS NULL)' END,
+                        vectorpg.filter_value(cardinality(params), 'string_to_array(%s #>> ''{}'', ''.'')'));
                 ELSIF op IN ('$lt', '$lte', '$gt', '$gte') THEN
                     PERFORM vectorpg.filter_scalar(arg, here || '.' || op);
                     IF jsonb_typeof(arg) NOT IN ('number', 'string') THEN
@@ -219,15 +251,16 @@ BEGIN
                                                       here || '.' || op);
                     END IF;
                     params := params || to_jsonb(key);
-                    value_at := format('(metadata #> string_to_array($2[%s] #>> ''{}'', ''.''))', cardinality(params));
+                    value_at := format('(metadata #> %s)',
+                                       vectorpg.filter_value(cardinality(params), 'string_to_array(%s #>> ''{}'', ''.'')'));
                     params := params || arg;
                     cmp := CASE op WHEN '$lt' THEN '<' WHEN '$lte' THEN '<=' WHEN '$gt' THEN '>' ELSE '>=' END;
                     IF jsonb_typeof(arg) = 'number' THEN
-                        typed := format('CASE WHEN jsonb_typeof(%1$s) = ''number'' THEN (%1$s)::numeric END %2$s ($2[%3$s])::numeric',
-                                        value_at, cmp, cardinality(params));
+                        typed := format('CASE WHEN jsonb_typeof(%1$s) = ''number'' THEN (%1$s)::numeric END %2$s %3$s',
+                                        value_at, cmp, vectorpg.filter_value(cardinality(params), '(%s)::numeric'));
                     ELSE
-                        typed := format('CASE WHEN jsonb_typeof(%1$s) = ''string'' THEN (%1$s #>> ''{}'') END COLLATE "C" %2$s ($2[%3$s] #>> ''{}'') COLLATE "C"',
-                                        value_at, cmp, cardinality(params));
+                        typed := format('CASE WHEN jsonb_typeof(%1$s) = ''string'' THEN (%1$s #>> ''{}'') END COLLATE "C" %2$s %3$s COLLATE "C"',
+                                        value_at, cmp, vectorpg.filter_value(cardinality(params), '(%s #>> ''{}'')'));
                     END IF;
                     ops := ops || ('coalesce(' || typed || ', false)');
                 ELSE
@@ -247,11 +280,21 @@ CREATE OR REPLACE FUNCTION vectorpg.filter_sql(filter jsonb, OUT clause text, OU
 LANGUAGE plpgsql IMMUTABLE AS $$
 -- The WHERE clause of a filter (over a column named metadata) and its parameters, for inspection:
 --   SELECT * FROM vectorpg.filter_sql('{"lang": "en", "year": {"$gte": 2020}}');
+-- The clause reads its values from a CTE that the statement defines as
+--   WITH filter_params AS MATERIALIZED (SELECT $2 AS p)
+-- A filter over the limits (filters.MAX_FILTER_BYTES of JSON and the counts that filter_compile checks)
+-- is refused here, before anything is planned.
+DECLARE
+    max_bytes constant int := 262144;  -- filters.MAX_FILTER_BYTES
 BEGIN
     params := '{}';
     IF filter IS NULL OR filter = '{}'::jsonb THEN
         clause := 'true';
         RETURN;
+    END IF;
+    IF octet_length(filter::text) > max_bytes THEN
+        PERFORM vectorpg.filter_error(format('the filter is %s bytes of JSON, more than the limit of %s',
+                                             octet_length(filter::text), max_bytes), '');
     END IF;
     SELECT f.params, f.clause INTO params, clause FROM vectorpg.filter_compile(filter, 0, '', params) f;
 END $$;
@@ -343,11 +386,11 @@ BEGIN
     IF kind IS NOT NULL AND where_sql <> 'true' THEN
         -- few matching rows: the exact answer over them is fast and exact. Count them (capped) unless
         -- PostgreSQL estimates far more (estimates of rare values are often low, never trusted alone).
-        EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE %s', part, where_sql) INTO STRICT plan
+        EXECUTE format('EXPLAIN (FORMAT JSON) WITH filter_params AS MATERIALIZED (SELECT $2 AS p) SELECT 1 FROM %s WHERE %s', part, where_sql) INTO STRICT plan
             USING NULL::vector, params;
         estimated := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric;
         IF estimated <= 2 * exact_max_rows THEN
-            EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT %s) m', part, where_sql, exact_max_rows + 1)
+            EXECUTE format('WITH filter_params AS MATERIALIZED (SELECT $2 AS p) SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT %s) m', part, where_sql, exact_max_rows + 1)
                 INTO matched USING NULL::vector, params;
             IF matched <= exact_max_rows THEN
                 kind := NULL;
@@ -387,7 +430,7 @@ BEGIN
         END IF;
         previous := vectorpg.set_local(settings);
         EXECUTE format(
-            'WITH nearest AS MATERIALIZED (SELECT d.id, d.content, d.metadata, d.embedding FROM %1$s d WHERE %2$s '
+            'WITH filter_params AS MATERIALIZED (SELECT $2 AS p), nearest AS MATERIALIZED (SELECT d.id, d.content, d.metadata, d.embedding FROM %1$s d WHERE %2$s '
             'ORDER BY %3$s LIMIT $4), '
             'ranked AS (SELECT n.id, n.content, n.metadata, (n.embedding %4$s $1)::float8 AS distance FROM nearest n '
             'ORDER BY 4, 1 LIMIT $3) '
@@ -405,6 +448,7 @@ BEGIN
     -- exact: no index scans (an ANN index must not answer), filters keep their bitmap scans
     previous := vectorpg.set_local(ARRAY['enable_indexscan', 'off']);
     RETURN QUERY EXECUTE format(
+        'WITH filter_params AS MATERIALIZED (SELECT $2 AS p) '
         'SELECT d.id, d.content, d.metadata, (d.embedding %1$s $1)::float8 AS distance FROM %2$s d WHERE %3$s '
         'ORDER BY 4, 1 LIMIT $3', op, part, where_sql) USING query, params, k;
     PERFORM vectorpg.set_local(previous);
@@ -458,7 +502,7 @@ BEGIN
     part := format('%I.%I', 'vectorpg', 'documents_' || collection);
     SELECT f.clause, f.params INTO where_sql, params FROM vectorpg.filter_sql(filter) f;
     RETURN QUERY EXECUTE format(
-        'WITH vector_leg AS (SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance) AS rank FROM ('
+        'WITH filter_params AS MATERIALIZED (SELECT $2 AS p), vector_leg AS (SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance) AS rank FROM ('
         '    SELECT d.id, (d.embedding %1$s $1)::float8 AS distance FROM %2$s d WHERE $1 IS NOT NULL AND %3$s '
         '    ORDER BY 2 LIMIT $4) v), '
         'text_leg AS (SELECT t.id, t.score, row_number() OVER (ORDER BY t.score DESC) AS rank FROM ('

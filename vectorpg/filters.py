@@ -42,6 +42,12 @@ _KEY = re.compile(rf"{_KEY_PART}(\.{_KEY_PART}){{0,15}}\Z")
 MAX_DEPTH = 32
 MAX_LIST = 10_000
 MAX_STRING = 65_536
+# Limits on a whole filter, the same in sql/functions.sql. They keep the server's planning memory and time
+# bounded (a filter at every limit plans in under 64 MiB) and are checked before any SQL is built.
+MAX_FILTER_BYTES = 262_144  # of its JSON text
+MAX_CONDITIONS = 256  # field conditions in all ($in of 10,000 values is one)
+MAX_ARITY = 256  # filters in one $and / $or
+MAX_KEYS = 64  # keys in one object
 
 _COMPARISONS = {"$lt": "<", "$lte": "<=", "$gt": ">", "$gte": ">="}
 _FIELD_OPS = {"$eq", "$ne", "$in", "$nin", "$exists", *_COMPARISONS}
@@ -101,9 +107,41 @@ def _nest(parts: list[str], value: Scalar) -> dict[str, Any]:
     return result
 
 
+def check_filter_size(spec: object) -> None:
+    """Raise :class:`FilterError` if ``spec`` is nested too deep or larger than ``MAX_FILTER_BYTES`` of JSON.
+
+    Walks the value without recursion, so a hostile 100,000-deep filter is an error, not a ``RecursionError``.
+    """
+    stack: list[tuple[object, int]] = [(spec, 0)]
+    size = 0
+    while stack:
+        value, depth = stack.pop()
+        # each level of a filter is an object and, at most, one list or operator dict below it
+        if depth > 3 * MAX_DEPTH:
+            raise FilterError(f"filter nested deeper than {MAX_DEPTH} levels", path="top level")
+        if isinstance(value, Mapping):
+            size += 2 + 4 * len(value)
+            for key, item in value.items():
+                size += len(str(key).encode("utf-8", "replace"))
+                stack.append((item, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            size += 2 + 2 * len(value)
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            size += len(value.encode("utf-8", "replace")) + 2
+        else:
+            size += len(repr(value))
+        if size > MAX_FILTER_BYTES:
+            raise FilterError(
+                f"the filter is more than {MAX_FILTER_BYTES} bytes of JSON; split the query or use fewer values",
+                path="top level",
+            )
+
+
 class _Compiler:
     def __init__(self, column: ColumnElement[Any]) -> None:
         self.column = column
+        self.conditions = 0
 
     def _value_at(self, parts: list[str]) -> ColumnElement[Any]:
         return self.column.op("#>", return_type=JSONB)(bindparam(None, parts, type_=ARRAY(Text)))
@@ -131,15 +169,26 @@ class _Compiler:
         # coalesce: a value of another type is "false", not NULL, so that $not of it is true.
         return func.coalesce(typed.op(sql_op, return_type=Boolean)(bound_param), false())
 
+    def _count(self, path: str) -> None:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise FilterError(
+                f"more than {MAX_CONDITIONS} conditions in one filter; use $in for a list of values", path=path
+            )
+
     def field(self, key: str, condition: object, path: str) -> ColumnElement[bool]:
         parts = _check_key(key, path)
         if not isinstance(condition, Mapping):
+            self._count(path)
             return self._eq(parts, _scalar(condition, path))
         if not condition:
             raise FilterError("empty operator dict", path=path)
+        if len(condition) > MAX_KEYS:
+            raise FilterError(f"more than {MAX_KEYS} keys in one object", path=path)
         clauses = []
         for op, arg in condition.items():
             here = f"{path}.{op}"
+            self._count(here)
             if op not in _FIELD_OPS:
                 raise FilterError(
                     f"unknown operator {op!r}; field operators are {', '.join(sorted(_FIELD_OPS))}", path=here
@@ -169,12 +218,16 @@ class _Compiler:
             raise FilterError(f"filter nested deeper than {MAX_DEPTH} levels", path=path)
         if not isinstance(spec, Mapping):
             raise FilterError(f"a filter is a dict, got {type(spec).__name__}", path=path or "top level")
+        if len(spec) > MAX_KEYS:
+            raise FilterError(f"more than {MAX_KEYS} keys in one object", path=path or "top level")
         clauses: list[ColumnElement[bool]] = []
         for key, arg in spec.items():
             here = f"{path}.{key}" if path else str(key)
             if key in ("$and", "$or"):
                 if not isinstance(arg, (list, tuple)) or not arg:
                     raise FilterError(f"{key} needs a non-empty list of filters", path=here)
+                if len(arg) > MAX_ARITY:
+                    raise FilterError(f"{key} has more than {MAX_ARITY} filters", path=here)
                 parts = [self.compile(s, f"{here}[{i}]", depth + 1) for i, s in enumerate(arg)]
                 clauses.append(and_(*parts) if key == "$and" else or_(*parts))
             elif key == "$not":
@@ -195,4 +248,5 @@ def compile_filter(spec: Mapping[str, Any] | None, column: ColumnElement[Any]) -
     """
     if spec is None:
         return true()
+    check_filter_size(spec)
     return _Compiler(column).compile(spec)
