@@ -86,6 +86,43 @@ BEGIN
     RETURN FOUND;
 END $$;
 
+CREATE OR REPLACE FUNCTION vectorpg.set_owner(role name) RETURNS int
+LANGUAGE plpgsql AS $$
+-- Make role the owner of vectorpg's schema and everything in it (tables, partitions, sequences, views,
+-- functions); return how many objects changed hands. Run by the current owner or a superuser, once, to
+-- hand the store to an application's owner role (docs/security.md), and by `vectorpg serve`.
+DECLARE
+    obj record;
+    moved int := 0;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role) THEN
+        RAISE EXCEPTION 'role % does not exist', quote_ident(role) USING ERRCODE = '42704';
+    END IF;
+    EXECUTE format('ALTER SCHEMA vectorpg OWNER TO %I', role);
+    FOR obj IN
+        SELECT c.oid, c.relname, c.relkind FROM pg_class c
+        WHERE c.relnamespace = 'vectorpg'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+          AND pg_get_userbyid(c.relowner) <> role
+          -- a sequence that belongs to a column moves with its table
+          AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid
+                                                 AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+    LOOP
+        EXECUTE format(CASE obj.relkind WHEN 'S' THEN 'ALTER SEQUENCE %s OWNER TO %I'
+                                        WHEN 'v' THEN 'ALTER VIEW %s OWNER TO %I'
+                                        WHEN 'm' THEN 'ALTER MATERIALIZED VIEW %s OWNER TO %I'
+                                        ELSE 'ALTER TABLE %s OWNER TO %I' END, obj.oid::regclass, role);
+        moved := moved + 1;
+    END LOOP;
+    FOR obj IN
+        SELECT p.oid FROM pg_proc p
+        WHERE p.pronamespace = 'vectorpg'::regnamespace AND pg_get_userbyid(p.proowner) <> role
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO %I', obj.oid::regprocedure, role);
+        moved := moved + 1;
+    END LOOP;
+    RETURN moved;
+END $$;
+
 -- -- the filter language ---------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION vectorpg.filter_error(message text, path text) RETURNS void

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 
 import vectorpg
-from tests.stress.crash import free_port
 from vectorpg import HNSW
 
 
@@ -80,32 +77,6 @@ def test_ingest_search_and_collections_commands(tmp_path: Path) -> None:
     listed = run_cli("collections", *data)
     assert listed.returncode == 0, listed.stderr
     assert "kb: 2 rows, model all-MiniLM-L6-v2, 384 dimensions, cosine" in listed.stdout
-
-
-def test_serve_command(tmp_path: Path) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vectorpg.cli", "serve", "--data-dir", str(tmp_path / "pg"), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "listening" in line, line + process.stderr.read() if process.poll() is not None else line
-        url = line.split(": ", 1)[1].strip()
-        assert url == f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        with psycopg.connect(url) as conn:  # over TCP, like any other language's driver
-            conn.execute("SELECT vectorpg.create_collection('served', 2)")
-            conn.execute("INSERT INTO vectorpg.documents (collection, id, embedding) VALUES ('served', 'a', '[1,0]')")
-            assert conn.execute("SELECT id FROM vectorpg.search('served', '[1,0.1]', 1)").fetchone() == ("a",)
-        second = run_cli("serve", "--data-dir", str(tmp_path / "pg"), "--port", str(free_port()))
-        assert second.returncode == 2 and "already runs" in second.stderr
-    finally:
-        process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=60)
-    assert process.returncode == 0 and "stopped (status 0)" in out
 
 
 def test_schema_command_checks_the_generated_file() -> None:

@@ -96,15 +96,24 @@ def test_setup_and_migrations_apply_the_same_scripts(database_url: str) -> None:
     """A database set up at run time (Database.setup) is already at the migrations' schema."""
     db = vectorpg.connect(database_url)
     db.setup()
-    with db.engine.connect() as conn:
-        created = conn.execute(text("SELECT count(*) FROM pg_proc WHERE pronamespace = 'vectorpg'::regnamespace"))
-        functions = created.scalar()
-    db.close()
+
+    def signatures() -> list[str]:
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'vectorpg'::regnamespace")
+            )
+            return sorted(r[0] for r in rows)
+
+    before = signatures()
     cfg = config(database_url)
     command.upgrade(cfg, "head")  # idempotent scripts: nothing fails, nothing doubles
     command.check(cfg)
     assert leftovers(database_url)["versions"] == [HEAD]
-    assert functions == 10
+    assert signatures() == before and len(before) >= 10
+    assert [s for s in before if s.startswith("vectorpg.filter_compile(")] == [
+        "vectorpg.filter_compile(jsonb,integer,text,jsonb[],integer)"
+    ], "an upgrade must not leave an older overload behind"
+    db.close()
 
 
 def _alembic(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -150,15 +150,46 @@ def _cmd_collections(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from .server import CLIENT_ROLE, PASSWORD_FILE, resolve_data_dir, serve
 
     def ready(url: str) -> None:
         print(f"PostgreSQL + pgvector with vectorpg's schema is listening: {url}", flush=True)
-        print(f"  psql {url}\n  export VECTORPG_URL={url}\nCtrl-C stops it.", flush=True)
+        print(
+            f"  psql {url}\n  export VECTORPG_URL={url}\n"
+            f"The role {CLIENT_ROLE} (no superuser rights) owns vectorpg's schema; its password is kept in "
+            f"{resolve_data_dir(args.data_dir) / PASSWORD_FILE} (mode 0600). Ctrl-C stops the server.",
+            flush=True,
+        )
 
-    status = serve(args.data_dir, host=args.host, port=args.port, on_ready=ready)
+    status = serve(args.data_dir, host=args.host, port=args.port, allow_remote=args.allow_remote, on_ready=ready)
     print(f"stopped (status {status})")
     return 0 if status == 0 else 1
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .server import status
+
+    state = status(args.data_dir)
+    if not state["running"]:
+        print(f"no server runs on {state['data_dir']}. `vectorpg serve` starts one on a TCP port.")
+        return 1
+    users = ", ".join(map(str, state["users"])) or "none"
+    print(
+        f"PostgreSQL runs on {state['data_dir']}: pid {state['pid']}, port {state['port']}, socket in "
+        f"{state['socket_dir']}; vectorpg processes using it: {users}. `vectorpg stop` stops it."
+    )
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from .server import stop
+
+    data_dir = args.data_dir
+    if stop(data_dir):
+        print("stopped. Processes still using it start it again when they next connect.")
+    else:
+        print("no server was running.")
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -284,11 +315,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the embedded PostgreSQL on a TCP port in the foreground",
         description="Run the embedded PostgreSQL (its --data-dir) on HOST:PORT over TCP until Ctrl-C, with "
         "pgvector and vectorpg's schema and SQL functions installed, so that psql and other languages' "
-        "drivers can connect. It trusts local connections: keep it on 127.0.0.1.",
+        "drivers can connect. TCP clients log in as vectorpg_client (no superuser rights) with the password "
+        "it prints; the superuser is reachable only through the data directory's unix socket.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=5432, help="port (default: 5432)")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback (clients then connect from other machines, with the password)",
+    )
     serve.set_defaults(func=_cmd_serve)
+
+    state = sub.add_parser(
+        "status", parents=[common], help="is the embedded server of --data-dir running, and who uses it"
+    )
+    state.set_defaults(func=_cmd_status)
+    stopping = sub.add_parser("stop", parents=[common], help="stop the embedded server of --data-dir (a fast shutdown)")
+    stopping.set_defaults(func=_cmd_stop)
 
     bench = sub.add_parser(
         "bench",

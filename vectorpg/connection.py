@@ -306,6 +306,10 @@ def connect(
     engine_kwargs["connect_args"] = connect_args
     engine = create_engine(_sqlalchemy_url(url), echo=echo, **engine_kwargs)
     event.listen(engine, "connect", lambda dbapi_conn, _record: _register_vector_types(dbapi_conn))
+    if server is not None:
+        embedded = server
+        # a new connection after the embedded server crashed (or was stopped) starts it again
+        event.listen(engine, "do_connect", lambda *_args: embedded.ensure_running())
     try:
         with engine.connect():
             pass
