@@ -74,6 +74,22 @@ BEGIN
     RETURN true;
 END $$;
 
+CREATE OR REPLACE FUNCTION vectorpg.documents_content_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+-- A document's text changed while reembed() runs: the new model's vector it had was of the old text.
+-- Clear it; reembed() fills it again (its batches skip rows whose text changed under them, and its swap
+-- fills every row still without one), so after the swap each vector is of the current text.
+BEGIN
+    NEW.embedding_next := NULL;
+    RETURN NEW;
+END $$;
+
+CREATE OR REPLACE TRIGGER documents_content_changed
+BEFORE UPDATE OF content ON vectorpg.documents FOR EACH ROW
+WHEN (OLD.embedding_next IS NOT NULL AND NEW.content IS DISTINCT FROM OLD.content
+      AND NEW.embedding_next IS NOT DISTINCT FROM OLD.embedding_next)
+EXECUTE FUNCTION vectorpg.documents_content_changed();
+
 CREATE OR REPLACE FUNCTION vectorpg.drop_collection(name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 -- Drop a collection's partition (its documents and indexes) and its registry row.

@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS vectorpg.collections (
 	embedder TEXT,
 	next_embedder TEXT,
 	next_dimension INTEGER,
+	pending_indexes JSONB,
 	created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
 	PRIMARY KEY (name),
 	CONSTRAINT collections_dimension_positive CHECK (dimension > 0)
@@ -32,6 +33,10 @@ BEGIN
         ALTER TABLE "vectorpg"."collections" ADD COLUMN next_dimension INTEGER;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'vectorpg.collections'::regclass
+                   AND attname = 'pending_indexes' AND NOT attisdropped) THEN
+        ALTER TABLE "vectorpg"."collections" ADD COLUMN pending_indexes JSONB;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'vectorpg.collections'::regclass
                    AND attname = 'created_at' AND NOT attisdropped) THEN
         ALTER TABLE "vectorpg"."collections" ADD COLUMN created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL;
     END IF;
@@ -44,6 +49,8 @@ COMMENT ON COLUMN vectorpg.collections.embedder IS 'name of the model that embed
 COMMENT ON COLUMN vectorpg.collections.next_embedder IS 'model a reembed() in progress moves the collection to';
 
 COMMENT ON COLUMN vectorpg.collections.next_dimension IS 'its dimension';
+
+COMMENT ON COLUMN vectorpg.collections.pending_indexes IS 'vector indexes that reembed() dropped at its swap and has yet to build again';
 
 CREATE TABLE IF NOT EXISTS vectorpg.documents (
 	collection TEXT NOT NULL,

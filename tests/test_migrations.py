@@ -19,7 +19,7 @@ import vectorpg
 from vectorpg.schema import render_schema, sql_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0002"
+HEAD = "0003"
 
 
 def config(url: str) -> Config:

@@ -33,15 +33,18 @@ from .chunking import Chunker
 from .distance import Metric, MetricSpec, check_metric
 from .embeddings import Embedder, check_texts
 from .errors import (
+    CollectionMismatchError,
+    CollectionNotFoundError,
     InvalidArgumentError,
     InvalidInputError,
     InvalidVectorError,
+    VectorPgError,
 )
 from .failures import translating
 from .filters import compile_filter
 from .hybrid import HybridOptions, HybridScore, hybrid_statement, text_index
 from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
-from .models import SCHEMA, documents_table, partition_name
+from .models import SCHEMA, collections_table, documents_table, partition_name
 from .planner import (
     DEFAULT_CONFIG,
     PlannerConfig,
@@ -300,8 +303,44 @@ class Collection:
         ]
         return plan
 
+    def _check_current(self, session: Session) -> None:
+        """Raise :class:`CollectionMismatchError` if the collection changed model or dimension (a
+        ``reembed`` in another process) since this handle was opened. The row stays share-locked until the
+        caller's transaction ends, so a swap cannot happen between this check and the write."""
+        c = collections_table.c
+        row = session.execute(
+            select(c.dimension, c.embedder).where(c.name == self.name).with_for_update(read=True)
+        ).one_or_none()
+        if row is None:
+            raise CollectionNotFoundError(self.name)
+        for what, recorded, held in (
+            ("dimension", row.dimension, self.dimension),
+            ("embedder", row.embedder, self.embedder_name),
+        ):
+            if recorded != held:
+                raise CollectionMismatchError(
+                    self.name,
+                    what,
+                    recorded,
+                    held,
+                    message=f"collection {self.name!r} now has {what}={recorded!r} (re-embedded since this handle "
+                    f"was opened with {what}={held!r}); nothing was written. Reopen it: db.collection({self.name!r})",
+                )
+
+    def stale_error(self) -> VectorPgError | None:
+        """The error to raise if this handle no longer matches its collection (``None`` if it does)."""
+        try:
+            with self.db.session_factory() as session, session.begin():
+                self._check_current(session)
+        except (CollectionMismatchError, CollectionNotFoundError) as exc:
+            return exc
+        except Exception:  # the database is unreachable: the original error says more
+            return None
+        return None
+
     def _write(self, session: Session, plan: _WritePlan) -> None:
         """Write a planned batch in the caller's transaction."""
+        self._check_current(session)
         bulk.write_rows(
             session,
             documents_table,

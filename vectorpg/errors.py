@@ -120,9 +120,12 @@ class CollectionNotFoundError(VectorPgError, LookupError):
 class CollectionMismatchError(VectorPgError, ValueError):
     """A collection was opened with a dimension, metric or embedder other than the one it was created with."""
 
-    def __init__(self, name: str, field: str, recorded: object, requested: object) -> None:
+    def __init__(
+        self, name: str, field: str, recorded: object, requested: object, *, message: str | None = None
+    ) -> None:
         super().__init__(
-            f"collection {name!r} was created with {field}={recorded!r}, but {field}={requested!r} was given; "
+            message
+            or f"collection {name!r} was created with {field}={recorded!r}, but {field}={requested!r} was given; "
             f"use the same {field}, or store the new one in a new collection"
         )
         self.name = name

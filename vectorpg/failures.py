@@ -80,6 +80,11 @@ def translating(action: str) -> Callable[[F], F]:
                 return fn(*args, **kwargs)
             except (DBAPIError, psycopg.Error) as exc:
                 better = translate(exc, action)
+                if better is None and args:
+                    # a handle whose collection changed under it (reembed in another process) fails on
+                    # data errors: say that, not the symptom
+                    stale = getattr(args[0], "stale_error", None)
+                    better = stale() if callable(stale) else None
                 if better is None:
                     raise
                 raise better from exc

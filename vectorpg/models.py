@@ -66,6 +66,12 @@ collections_table = Table(
     Column("embedder", Text, nullable=True, comment="name of the model that embeds the collection's text"),
     Column("next_embedder", Text, nullable=True, comment="model a reembed() in progress moves the collection to"),
     Column("next_dimension", Integer, nullable=True, comment="its dimension"),
+    Column(
+        "pending_indexes",
+        JSONB,
+        nullable=True,
+        comment="vector indexes that reembed() dropped at its swap and has yet to build again",
+    ),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("dimension > 0", name="collections_dimension_positive"),
     comment="vectorpg collections: one partition of vectorpg.documents each",

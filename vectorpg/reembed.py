@@ -9,17 +9,23 @@
 2. ``embedding_next`` is filled in batches, one transaction each, for rows that do not have it yet: an
    interrupted run resumes where it stopped, and the embedding cache spares texts embedded before.
    Searches keep using ``embedding`` (the old model's vectors) meanwhile.
-3. The swap, in one transaction: lock out writers, fill rows added meanwhile, drop the old vector
-   indexes, move ``embedding_next`` into ``embedding``, replace the partition's dimension CHECK and
-   record the new model and dimension.
-4. The vector indexes are built again, with the same method and options, for the new dimension.
+   A document whose text changes meanwhile loses its ``embedding_next`` (a trigger on
+   ``vectorpg.documents``), and a batch never stores a vector for a text that changed under it.
+3. The swap, in one transaction: lock out writers, fill rows added or changed meanwhile, drop the old
+   vector indexes (recorded in ``collections.pending_indexes``), move ``embedding_next`` into
+   ``embedding``, replace the partition's dimension CHECK and record the new model and dimension.
+4. The vector indexes are built again, with the same method and options, for the new dimension; each
+   one leaves ``pending_indexes`` when it is built. A run interrupted here (a crash) is resumed by
+   calling ``reembed`` again with the same embedder.
+
+Handles on the collection that other processes opened before the swap raise
+:class:`~vectorpg.errors.CollectionMismatchError` on their next write, telling them to reopen it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 from sqlalchemy import Text, bindparam, delete, func, select, update
@@ -27,10 +33,11 @@ from sqlalchemy.orm import Session
 
 from .build import create_vector_index
 from .cache import embed_cached
+from .distance import Metric
 from .errors import InvalidArgumentError
-from .indexes import IndexInfo, list_vector_indexes
+from .indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
 from .models import SCHEMA, collections_table, tuning_table
-from .types import VECTOR
+from .types import VECTOR, VectorType
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -47,10 +54,15 @@ def reembed(collection: Collection, embedder: Embedder, *, batch_size: int = 256
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     db, name = collection.db, collection.name
     dimension = int(embedder.dimension)
-    if embedder.name == collection.embedder_name and dimension == collection.dimension:
-        raise InvalidArgumentError(f"collection {name!r} is already embedded by {embedder.name}")
     part = collection._partition
     c = collections_table.c
+    with db.session_factory() as session:
+        recorded = session.execute(select(c.embedder, c.dimension, c.pending_indexes).where(c.name == name)).one()
+    if (recorded.embedder, recorded.dimension) == (embedder.name, dimension):
+        if not recorded.pending_indexes:
+            raise InvalidArgumentError(f"collection {name!r} is already embedded by {embedder.name}")
+        _rebuild_pending(collection, dimension)  # a run that stopped between its swap and its index builds
+        return Collection(db, name, dimension=dimension, metric=collection.metric.metric.value, embedder=embedder)
     with db.session_factory() as session, session.begin():
         _lock(session, name)
         target = session.execute(select(c.next_embedder, c.next_dimension).where(c.name == name)).one()
@@ -69,8 +81,12 @@ def reembed(collection: Collection, embedder: Embedder, *, batch_size: int = 256
         remaining = session.scalar(select(func.count()).select_from(part).where(part.c.embedding_next.is_(None)))
 
     pending = select(part.c.id, part.c.content).where(part.c.embedding_next.is_(None)).order_by(part.c.id)
+    # the text must still be the one embedded: a concurrent add() that changed it wins, and the swap
+    # embeds the new text
     write = (
-        update(part).where(part.c.id == bindparam("k")).values(embedding_next=bindparam("v", type_=VECTOR(dimension)))
+        update(part)
+        .where(part.c.id == bindparam("k"), part.c.content == bindparam("t"))
+        .values(embedding_next=bindparam("v", type_=VECTOR(dimension)))
     )
     bar = tqdm(total=remaining, desc=f"re-embedding {name} with {embedder.name}", unit="doc", disable=not progress)
 
@@ -81,7 +97,7 @@ def reembed(collection: Collection, embedder: Embedder, *, batch_size: int = 256
             vectors = embed_cached(
                 db, embedder, [r.content for r in rows], dimension=dimension, metric=collection.metric
             ).vectors
-            session.execute(write, [{"k": r.id, "v": vectors[i]} for i, r in enumerate(rows)])
+            session.execute(write, [{"k": r.id, "t": r.content, "v": vectors[i]} for i, r in enumerate(rows)])
             bar.update(len(rows))
         return len(rows)
 
@@ -91,12 +107,55 @@ def reembed(collection: Collection, embedder: Embedder, *, batch_size: int = 256
                 if not fill(session, batch_size):
                     break
         with db.session_factory() as session, session.begin():
-            indexes = _swap(session, collection, embedder, dimension, fill)
+            _swap(session, collection, embedder, dimension, fill)
     finally:
         bar.close()
-    for info in indexes:  # built again for the new dimension, after the swap committed
-        create_vector_index(db, part, replace(info.spec, dimension=dimension), name=info.name)
+    _rebuild_pending(collection, dimension)  # after the swap committed: searches go on meanwhile
     return Collection(db, name, dimension=dimension, metric=collection.metric.metric.value, embedder=embedder)
+
+
+def _index_to_json(info: IndexInfo) -> dict[str, Any]:
+    spec = info.spec
+    return {
+        "name": info.name,
+        "column": spec.column,
+        "metric": spec.metric.value,
+        "method": spec.method.method,
+        "options": spec.method.options(),
+        "quantization": spec.quantization.value,
+        "vector_type": spec.vector_type.value,
+        "where": spec.where,
+        "cast": spec.cast,
+    }
+
+
+def _index_from_json(entry: dict[str, Any], dimension: int) -> VectorIndex:
+    method: HNSW | IVFFlat = HNSW(**entry["options"]) if entry["method"] == "hnsw" else IVFFlat(**entry["options"])
+    return VectorIndex(
+        column=entry["column"],
+        metric=Metric(entry["metric"]),
+        method=method,
+        quantization=Quantization(entry["quantization"]),
+        vector_type=VectorType(entry["vector_type"]),
+        dimension=dimension,
+        where=entry["where"],
+        cast=entry["cast"],
+    )
+
+
+def _rebuild_pending(collection: Collection, dimension: int) -> None:
+    """Build the indexes recorded in ``collections.pending_indexes``, each leaving the list once built."""
+    db, name, part = collection.db, collection.name, collection._partition
+    c = collections_table.c
+    with db.session_factory() as session:
+        pending = session.scalar(select(c.pending_indexes).where(c.name == name)) or []
+    for entry in pending:
+        create_vector_index(db, part, _index_from_json(entry, dimension), name=entry["name"])
+        with db.session_factory() as session, session.begin():
+            _lock(session, name)
+            left = session.scalar(select(c.pending_indexes).where(c.name == name)) or []
+            left = [e for e in left if e["name"] != entry["name"]]
+            session.execute(update(collections_table).where(c.name == name).values(pending_indexes=left or None))
 
 
 def _lock(session: Session, name: str) -> None:
@@ -109,7 +168,7 @@ def _swap(
     embedder: Embedder,
     dimension: int,
     fill: Callable[[Session, int | None], int],
-) -> list[IndexInfo]:
+) -> None:
     name = collection.name
     part = collection._partition
     raw = session.connection().connection.driver_connection
@@ -137,7 +196,7 @@ def _swap(
             embedder=bindparam("e", embedder.name, type_=Text),
             next_embedder=None,
             next_dimension=None,
+            pending_indexes=[_index_to_json(info) for info in indexes] or None,
         )
     )
     session.execute(delete(tuning_table).where(tuning_table.c.table_name == part.fullname))
-    return indexes
