@@ -71,7 +71,76 @@ BEGIN
         EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT embedding_nonzero CHECK (vector_norm(embedding) > 0)',
                        'vectorpg', 'documents_' || name);
     END IF;
+    IF EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = 'vectorpg.documents'::regclass)
+       OR (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = 'vectorpg.documents'::regclass) THEN
+        PERFORM vectorpg.sync_partition_security('vectorpg.documents');  -- tenants stay apart here too
+    END IF;
     RETURN true;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.schema_version() RETURNS int
+LANGUAGE sql IMMUTABLE AS $$
+-- The version of vectorpg's schema these scripts install (vectorpg.schema.SCHEMA_VERSION). Database.setup()
+-- applies nothing when it already matches, so a role that does not own the schema can use the store.
+SELECT 3
+$$;
+
+CREATE OR REPLACE FUNCTION vectorpg.sync_partition_security(parent regclass) RETURNS int
+LANGUAGE plpgsql AS $$
+-- Give every partition of parent the parent's row-level security: ENABLE / FORCE and the same policies
+-- (replaced, so it is idempotent). PostgreSQL applies a parent's policies only to queries through the
+-- parent; a query that names a partition (as vectorpg's searches do) obeys the partition's own. Returns
+-- the number of partitions updated. Run by the tables' owner.
+DECLARE
+    part regclass;
+    pol record;
+    secured boolean;
+    forced boolean;
+    touched int := 0;
+BEGIN
+    SELECT c.relrowsecurity, c.relforcerowsecurity INTO secured, forced FROM pg_class c WHERE c.oid = parent;
+    FOR part IN SELECT i.inhrelid::regclass FROM pg_inherits i WHERE i.inhparent = parent LOOP
+        EXECUTE format('ALTER TABLE %s %s ROW LEVEL SECURITY', part, CASE WHEN secured THEN 'ENABLE' ELSE 'DISABLE' END);
+        EXECUTE format('ALTER TABLE %s %s ROW LEVEL SECURITY', part, CASE WHEN forced THEN 'FORCE' ELSE 'NO FORCE' END);
+        FOR pol IN SELECT p.polname FROM pg_policy p WHERE p.polrelid = part LOOP
+            EXECUTE format('DROP POLICY %I ON %s', pol.polname, part);
+        END LOOP;
+        FOR pol IN
+            SELECT p.polname, p.polpermissive, p.polcmd, p.polroles,
+                   pg_get_expr(p.polqual, p.polrelid) AS qual, pg_get_expr(p.polwithcheck, p.polrelid) AS check_expr
+            FROM pg_policy p WHERE p.polrelid = parent
+        LOOP
+            EXECUTE format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s', pol.polname, part,
+                CASE WHEN pol.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                                WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                CASE WHEN pol.polroles = '{0}' THEN 'PUBLIC' ELSE
+                    (SELECT string_agg(quote_ident(r.rolname), ', ') FROM pg_roles r WHERE r.oid = ANY(pol.polroles)) END,
+                CASE WHEN pol.qual IS NOT NULL THEN ' USING (' || pol.qual || ')' ELSE '' END,
+                CASE WHEN pol.check_expr IS NOT NULL THEN ' WITH CHECK (' || pol.check_expr || ')' ELSE '' END);
+        END LOOP;
+        touched := touched + 1;
+    END LOOP;
+    RETURN touched;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.grant_app_role(role name) RETURNS void
+LANGUAGE plpgsql AS $$
+-- The least privileges an application role needs to use existing collections: read and write documents,
+-- the embedding cache and the registry it reads, run the SQL functions. Creating or dropping collections
+-- and building indexes stay with the owner (they need ownership of vectorpg.documents). Run by the owner;
+-- partitions created later by the owner get the same grants (ALTER DEFAULT PRIVILEGES).
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role) THEN
+        RAISE EXCEPTION 'role % does not exist', quote_ident(role) USING ERRCODE = '42704';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA vectorpg TO %I', role);
+    EXECUTE format('GRANT SELECT ON vectorpg.collections, vectorpg.index_tuning TO %I', role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON vectorpg.documents, vectorpg.embedding_cache TO %I', role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA vectorpg TO %I', role);
+    EXECUTE format('REVOKE INSERT, UPDATE, DELETE ON vectorpg.collections, vectorpg.index_tuning FROM %I', role);
+    EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA vectorpg TO %I', role);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA vectorpg GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I', role);
 END $$;
 
 CREATE OR REPLACE FUNCTION vectorpg.documents_content_changed() RETURNS trigger

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from psycopg import sql
 from sqlalchemy import Column, Engine, MetaData, Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -305,12 +306,16 @@ class Collection:
 
     def _check_current(self, session: Session) -> None:
         """Raise :class:`CollectionMismatchError` if the collection changed model or dimension (a
-        ``reembed`` in another process) since this handle was opened. The row stays share-locked until the
-        caller's transaction ends, so a swap cannot happen between this check and the write."""
+        ``reembed`` in another process) since this handle was opened. The partition's ROW EXCLUSIVE lock (the
+        write's own) is taken first: a swap, which locks it in SHARE ROW EXCLUSIVE mode, either committed
+        before this check or waits for the caller's transaction."""
         c = collections_table.c
-        row = session.execute(
-            select(c.dimension, c.embedder).where(c.name == self.name).with_for_update(read=True)
-        ).one_or_none()
+        raw = session.connection().connection.driver_connection
+        assert raw is not None
+        raw.execute(
+            sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.Identifier(SCHEMA, self._partition.name))
+        )
+        row = session.execute(select(c.dimension, c.embedder).where(c.name == self.name)).one_or_none()
         if row is None:
             raise CollectionNotFoundError(self.name)
         for what, recorded, held in (

@@ -24,9 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import ConfigurationError, ExtensionError, ServerError
+from .errors import ConfigurationError, ExtensionError, PermissionDeniedError, ServerError
+from .failures import translating
 from .models import SCHEMA
-from .schema import apply_scripts
+from .schema import SCHEMA_VERSION, apply_scripts
 from .server import EmbeddedServer, embedded_server
 from .types import EncodedVector
 
@@ -163,9 +164,38 @@ class Database:
         Alembic migrations apply too (idempotent, safe to run concurrently)."""
         if self._setup_done:
             return
-
-        self._in_setup_transaction(apply_scripts)
+        try:
+            self._in_setup_transaction(apply_scripts)
+        except ExtensionError as exc:
+            cause = getattr(exc.__cause__, "orig", exc.__cause__)
+            if not isinstance(cause, psycopg.errors.InsufficientPrivilege):
+                raise
+            # an application role that does not own vectorpg's schema: fine when the owner installed
+            # this version of it (docs/security.md, least privilege)
+            installed = self.installed_schema_version()
+            if installed != SCHEMA_VERSION:
+                raise PermissionDeniedError(
+                    f"this role may not install vectorpg's schema ({cause}), and the schema in this database is "
+                    f"at version {installed or 'none'}, not {SCHEMA_VERSION}. Run Database.setup() (or `alembic "
+                    "upgrade head`) once as the schema's owner, then SELECT vectorpg.grant_app_role('<this role>').",
+                    sqlstate="42501",
+                ) from exc
         self._setup_done = True
+
+    def installed_schema_version(self) -> int | None:
+        """``vectorpg.schema_version()`` of this database (``None`` when vectorpg's schema is not there, or
+        this role may not use it)."""
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            try:
+                found = raw.execute("SELECT to_regprocedure('vectorpg.schema_version()') IS NOT NULL").fetchone()
+                if not found or not found[0]:
+                    return None
+                row = raw.execute("SELECT vectorpg.schema_version()").fetchone()
+            except psycopg.errors.InsufficientPrivilege:
+                return None
+        return int(row[0]) if row else None
 
     def _in_setup_transaction(self, then: Callable[[psycopg.Connection[Any]], None]) -> tuple[int, ...]:
         required = ".".join(map(str, MIN_PGVECTOR))
@@ -215,6 +245,7 @@ class Database:
 
     # -- the store API -----------------------------------------------------------------------------
 
+    @translating("opening a collection")
     def collection(
         self,
         name: str,
@@ -235,12 +266,14 @@ class Database:
 
         return open_collection(self, name, dimension=dimension, metric=metric, embedder=embedder, create=create)
 
+    @translating("listing collections")
     def collections(self) -> list[str]:
         """Names of the collections in this database."""
         from .registry import list_collections
 
         return list_collections(self)
 
+    @translating("dropping a collection")
     def drop_collection(self, name: str) -> bool:
         """Drop a collection and all its documents; return whether it existed."""
         from .registry import drop_collection

@@ -35,6 +35,7 @@ from sqlalchemy import Engine, Table, text
 from .connection import engine_of, raw_connection
 from .errors import InvalidArgumentError
 from .models import table_of
+from .tenancy import sync_partition_security
 from .validation import identifier
 
 if TYPE_CHECKING:
@@ -180,6 +181,7 @@ def create_partition(
         raw.execute(
             sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(_name(table, name), _name(table, table.name), bound)
         )
+        _secure_like_parent(raw, table)
 
 
 def create_hash_partitions(db: Database | Engine, parent: Table | type) -> list[str]:
@@ -212,6 +214,17 @@ def attach_partition(
         raw.execute(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(_name(table, table.name), _name(table, name), bound)
         )
+        _secure_like_parent(raw, table)
+
+
+def _secure_like_parent(raw: Any, table: Table) -> None:
+    """A new partition of a table with row-level security gets the parent's policies (vectorpg.tenancy)."""
+    parent = _name(table, table.name)
+    secured = raw.execute(
+        "SELECT relrowsecurity FROM pg_class WHERE oid = %s::regclass", [parent.as_string(raw)]
+    ).fetchone()
+    if secured and secured[0]:
+        sync_partition_security(raw, parent)
 
 
 def detach_partition(db: Database | Engine, parent: Table | type, name: str) -> None:

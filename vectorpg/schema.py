@@ -19,6 +19,9 @@ from .models import SCHEMA, store_metadata
 
 #: the scripts, in the order they are applied
 SCRIPTS = ("schema.sql", "functions.sql")
+#: What ``vectorpg.schema_version()`` returns once these scripts ran (sql/functions.sql); one more with
+#: every migration in alembic/versions.
+SCHEMA_VERSION = 3
 
 
 def sql_dir() -> Path:

@@ -42,19 +42,53 @@ _TENANT = re.compile(r"[^\x00]{1,256}\Z")
 
 
 def enable_tenant_isolation(
-    db: Database | Engine, target: Any, *, tenant_column: str = "tenant", app_role: str | None = None
+    db: Database | Engine,
+    target: Any,
+    *,
+    tenant_column: str = "tenant",
+    metadata_key: str | None = None,
+    app_role: str | None = None,
+    bind: str = "setting",
 ) -> None:
     """Turn on row-level security for ``target`` (a table or model) by ``tenant_column``; idempotent.
 
-    Run it as the table's owner. ``app_role``, if given, is granted SELECT, INSERT, UPDATE and DELETE on
+    Run it as the table's owner. The tenant of a row is ``tenant_column``, or with ``metadata_key`` the
+    value of that key in the JSONB ``metadata`` column (the store's ``vectorpg.documents``:
+    ``enable_tenant_isolation(db, vectorpg.models.documents_table, metadata_key="tenant")``).
+
+    ``bind`` says where the current tenant comes from:
+
+    * ``"setting"``: ``vectorpg.tenant``, set per transaction by :func:`tenant_session` (an empty or unset
+      setting matches no row). A role that can run arbitrary SQL can set it to any tenant.
+    * ``"role"``: the name of the connected role (``current_user``): one login role per tenant, which no
+      client can change (it can ``SET ROLE`` only to roles it is a member of). Sound when the application
+      runs untrusted SQL; each tenant gets its own pool.
+
+    A partitioned table's partitions get the same policies (queries that name a partition obey only the
+    partition's own), now and when created later by :func:`vectorpg.partitioning.create_partition` or
+    ``vectorpg.create_collection``. ``app_role``, if given, is granted SELECT, INSERT, UPDATE and DELETE on
     the table (and USAGE on its schema and sequences): connect the application as that role.
     """
     table = table_of(target)
-    identifier(tenant_column, "column")
-    if tenant_column not in table.c:
-        raise InvalidArgumentError(f"{table.name} has no column {tenant_column!r} to isolate tenants by")
+    if bind not in ("setting", "role"):
+        raise InvalidArgumentError(f"bind is 'setting' or 'role', got {bind!r}")
+    if metadata_key is not None:
+        identifier(metadata_key, "metadata key")
+        if "metadata" not in table.c:
+            raise InvalidArgumentError(f"{table.name} has no metadata column to read {metadata_key!r} from")
+        tenant: sql.Composable = sql.SQL("({} ->> {})").format(sql.Identifier("metadata"), sql.Literal(metadata_key))
+    else:
+        identifier(tenant_column, "column")
+        if tenant_column not in table.c:
+            raise InvalidArgumentError(f"{table.name} has no column {tenant_column!r} to isolate tenants by")
+        tenant = sql.Identifier(tenant_column)
+    current = (
+        sql.SQL("nullif(current_setting({}, true), '')").format(sql.Literal(SETTING))  # '' once reset: unset
+        if bind == "setting"
+        else sql.SQL("current_user::text")
+    )
     name = sql.Identifier(*([table.schema] if table.schema else []), table.name)
-    check = sql.SQL("{} = current_setting({}, true)").format(sql.Identifier(tenant_column), sql.Literal(SETTING))
+    check = sql.SQL("{} = {}").format(tenant, current)
     with raw_connection(engine_of(db)) as raw:
         raw.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(name))
         raw.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(name))
@@ -64,12 +98,32 @@ def enable_tenant_isolation(
                 sql.Identifier(POLICY), name, check, check
             )
         )
+        sync_partition_security(raw, name)
         if app_role is not None:
             role = sql.Identifier(identifier(app_role, "role"))
             raw.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(name, role))
             schema = sql.Identifier(table.schema or "public")
             raw.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
             raw.execute(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema, role))
+            raw.execute(
+                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role)
+            )
+
+
+def sync_partition_security(raw: Any, table: sql.Identifier) -> None:
+    """If ``table`` is partitioned, give its partitions its row-level security (``vectorpg.sync_partition_
+    security``, which needs vectorpg's SQL functions: :meth:`Database.setup`). Runs in ``raw``'s transaction."""
+    regclass = table.as_string(raw)
+    row = raw.execute("SELECT relkind::text FROM pg_class WHERE oid = %s::regclass", [regclass]).fetchone()
+    if row is None or row[0] != "p":
+        return
+    found = raw.execute("SELECT to_regprocedure('vectorpg.sync_partition_security(regclass)') IS NOT NULL").fetchone()
+    if not found or not found[0]:
+        raise InvalidArgumentError(
+            "row-level security on a partitioned table must reach its partitions, which needs vectorpg's SQL "
+            "functions in this database: run Database.setup() once, then again"
+        )
+    raw.execute("SELECT vectorpg.sync_partition_security(%s::regclass)", [regclass])
 
 
 def check_tenant(tenant: object) -> str:
