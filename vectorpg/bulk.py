@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import psycopg
 from psycopg import sql
-from sqlalchemy import Column, MetaData, Table, any_, bindparam, select
+from sqlalchemy import Column, MetaData, String, Table, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -179,6 +179,11 @@ def write_rows(
     if not rows:
         return
     update_columns = [c for c in columns if c not in conflict_columns]
+    if conflict_columns and on_conflict != "error":
+        # every writer locks rows in the same order (code points, as COLLATE "C" below): two upserts of
+        # overlapping ids wait for each other instead of deadlocking
+        positions = [list(columns).index(c) for c in conflict_columns]
+        rows = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
     try:
         if len(rows) < copy_threshold:
             stmt = pg_insert(table)
@@ -212,7 +217,10 @@ def write_rows(
         )
         _copy(session, sql.Identifier(stage_name), oids, columns, bound, blocks)
         stage = Table(stage_name, MetaData(), *(Column(c, table.c[c].type) for c in columns))
-        stmt = pg_insert(table).from_select(list(columns), select(*(stage.c[c] for c in columns)))
+        ordered = select(*(stage.c[c] for c in columns)).order_by(
+            *(stage.c[c].collate("C") if isinstance(stage.c[c].type, String) else stage.c[c] for c in conflict_columns)
+        )
+        stmt = pg_insert(table).from_select(list(columns), ordered)
         if on_conflict == "update":
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(conflict_columns),

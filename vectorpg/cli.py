@@ -92,6 +92,8 @@ def _where(pairs: Sequence[str], raw: str | None) -> dict[str, Any]:
         where: dict[str, Any] = json.loads(raw) if raw else {}
     except json.JSONDecodeError as exc:
         raise InvalidArgumentError(f"--filter is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgumentError("--filter is nested too deep (filters allow 32 levels)") from None
     if not isinstance(where, dict):
         raise InvalidArgumentError('--filter is a JSON object, for example \'{"year": {"$gte": 2020}}\'')
     for pair in pairs:
@@ -100,8 +102,8 @@ def _where(pairs: Sequence[str], raw: str | None) -> dict[str, Any]:
             raise InvalidArgumentError(f"--where takes key=value, got {pair!r}")
         try:
             where[key] = json.loads(value)
-        except json.JSONDecodeError:
-            where[key] = value
+        except (json.JSONDecodeError, RecursionError):
+            where[key] = value  # not JSON (or absurdly nested): the text itself, which the filter checks
     return where
 
 

@@ -70,6 +70,10 @@ if TYPE_CHECKING:
     from .rag import RetrievedChunk
 
 MAX_ID_LENGTH = 1024
+#: Limits on one document's metadata: JSON text size and nesting (PostgreSQL's own jsonb limits are far
+#: higher, but a 100 MB document or a 5,000-deep one is a mistake, and costs every search that reads it).
+MAX_METADATA_BYTES = 1_048_576
+MAX_METADATA_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,13 @@ def _check_metadata(items: Sequence[object]) -> list[dict[str, Any]]:
             value = {}
         if not isinstance(value, Mapping):
             raise InvalidInputError(f"metadata is a dict, got {type(value).__name__}", row=row)
+        problem = validation.json_too_large(value, max_depth=MAX_METADATA_DEPTH, max_bytes=MAX_METADATA_BYTES)
+        if problem is not None:
+            raise InvalidInputError(
+                f"metadata is {problem} (the limits are {MAX_METADATA_DEPTH} levels and {MAX_METADATA_BYTES} "
+                "bytes a document); keep large data in the content or another table",
+                row=row,
+            )
         try:
             encoded = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -210,7 +221,7 @@ class Collection:
 
     # -- writes ------------------------------------------------------------------------------------
 
-    @translating("adding documents")
+    @translating("adding documents", retry=True)
     def add(
         self,
         items: Sequence[Any] | None = None,
@@ -312,9 +323,7 @@ class Collection:
         c = collections_table.c
         raw = session.connection().connection.driver_connection
         assert raw is not None
-        raw.execute(
-            sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.Identifier(SCHEMA, self._partition.name))
-        )
+        raw.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.Identifier(SCHEMA, self._partition.name)))
         row = session.execute(select(c.dimension, c.embedder).where(c.name == self.name)).one_or_none()
         if row is None:
             raise CollectionNotFoundError(self.name)
@@ -369,7 +378,7 @@ class Collection:
         with self.db.session_factory() as session:
             return {row.id: (row.content_hash, row.metadata) for row in session.execute(stmt)}
 
-    @translating("deleting documents")
+    @translating("deleting documents", retry=True)
     def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None) -> int:
         """Delete documents by id and/or by filter; return how many went. ``where={}`` deletes all."""
         if ids is None and where is None:
@@ -549,7 +558,7 @@ class Collection:
     @translating("creating a text index")
     def create_text_index(self, config: str = "english") -> str:
         """A GIN index on ``to_tsvector(config, content)`` of this collection, for :meth:`hybrid_search`."""
-        name = f"{partition_name(self.name)}_{config}_tsv_idx"
+        name = validation.derived_name(partition_name(self.name), config, "tsv", "idx")
         with self.db.engine.begin() as conn:
             text_index(name, self._partition.c.content, config).create(conn, checkfirst=True)
         return name

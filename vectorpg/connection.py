@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .errors import ConfigurationError, ExtensionError, PermissionDeniedError, ServerError
 from .failures import translating
 from .models import SCHEMA
-from .schema import SCHEMA_VERSION, apply_scripts
+from .schema import SCHEMA_VERSION, applied_fingerprint, apply_scripts, scripts_fingerprint
 from .server import EmbeddedServer, embedded_server
 from .types import EncodedVector
 
@@ -163,6 +163,13 @@ class Database:
         """Install pgvector and vectorpg's own schema and SQL functions: the scripts in ``sql/``, which the
         Alembic migrations apply too (idempotent, safe to run concurrently)."""
         if self._setup_done:
+            return
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            current = applied_fingerprint(raw) == scripts_fingerprint()
+        if current:  # this very version of the scripts ran here: no DDL, no locks
+            self._setup_done = True
             return
         try:
             self._in_setup_transaction(apply_scripts)

@@ -185,5 +185,14 @@ class StatementTimeoutError(DatabaseError, TimeoutError):
     """A statement ran longer than ``statement_timeout`` (SQLSTATE 57014)."""
 
 
+class ConflictError(DatabaseError):
+    """Concurrent transactions conflicted (a deadlock or a serialization failure, SQLSTATE 40P01 / 40001)
+    more times than vectorpg retries an operation; nothing of it was written, and a retry may succeed."""
+
+
+class LockNotAvailableError(DatabaseError, TimeoutError):
+    """A lock could not be had in time (``lock_timeout``, or NOWAIT: SQLSTATE 55P03); nothing was written."""
+
+
 class ConnectionLostError(DatabaseError, ConnectionError):
     """The connection to PostgreSQL broke during an operation (SQLSTATE class 08, 57P01-57P03)."""

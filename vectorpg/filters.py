@@ -36,6 +36,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Numeric, Text
 
 from .errors import FilterError
+from .validation import json_too_large
 
 _KEY_PART = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 _KEY = re.compile(rf"{_KEY_PART}(\.{_KEY_PART}){{0,15}}\Z")
@@ -112,30 +113,15 @@ def check_filter_size(spec: object) -> None:
 
     Walks the value without recursion, so a hostile 100,000-deep filter is an error, not a ``RecursionError``.
     """
-    stack: list[tuple[object, int]] = [(spec, 0)]
-    size = 0
-    while stack:
-        value, depth = stack.pop()
-        # each level of a filter is an object and, at most, one list or operator dict below it
-        if depth > 3 * MAX_DEPTH:
-            raise FilterError(f"filter nested deeper than {MAX_DEPTH} levels", path="top level")
-        if isinstance(value, Mapping):
-            size += 2 + 4 * len(value)
-            for key, item in value.items():
-                size += len(str(key).encode("utf-8", "replace"))
-                stack.append((item, depth + 1))
-        elif isinstance(value, (list, tuple)):
-            size += 2 + 2 * len(value)
-            stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str):
-            size += len(value.encode("utf-8", "replace")) + 2
-        else:
-            size += len(repr(value))
-        if size > MAX_FILTER_BYTES:
-            raise FilterError(
-                f"the filter is more than {MAX_FILTER_BYTES} bytes of JSON; split the query or use fewer values",
-                path="top level",
-            )
+    # each level of a filter is an object and, at most, one list or operator dict below it
+    problem = json_too_large(spec, max_depth=3 * MAX_DEPTH, max_bytes=MAX_FILTER_BYTES)
+    if problem is not None and problem.startswith("nested"):
+        raise FilterError(f"filter nested deeper than {MAX_DEPTH} levels", path="top level")
+    if problem is not None:
+        raise FilterError(
+            f"the filter is more than {MAX_FILTER_BYTES} bytes of JSON; split the query or use fewer values",
+            path="top level",
+        )
 
 
 class _Compiler:

@@ -20,7 +20,6 @@ index name). Build methods follow pgvector's limits: HNSW ``m`` 2-100, ``ef_cons
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -32,7 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from .distance import METRICS, Metric, metric_spec
 from .errors import InvalidArgumentError, UnsupportedMetricError
 from .types import BIT, HALFVEC, VECTOR, VectorType, describe
-from .validation import identifier
+from .validation import derived_name, identifier
 
 
 @dataclass(frozen=True)
@@ -187,11 +186,7 @@ class VectorIndex:
         parts = [table, self.column, self.metric.value]
         if self.quantization is not Quantization.NONE:
             parts.append(self.quantization.value)
-        name = "_".join([*parts, "idx"])
-        if len(name.encode()) > 63:
-            digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-            name = f"{name.encode()[:50].decode(errors='ignore')}_{digest}_idx"
-        return name
+        return derived_name(*parts, "idx")
 
     def to_index(self, name: str | None = None) -> Index:
         """A SQLAlchemy :class:`~sqlalchemy.Index` for ``__table_args__`` or ``Index.create()``."""

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, not_, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from . import bulk
 from .chunking import Chunk, Chunker
@@ -287,10 +288,20 @@ def write_chunks(collection: Collection, pending: ChunkGroup, extra: dict[str, A
             stale = delete(docs).where(
                 docs.c.collection == collection.name,
                 docs.c.metadata.contains({"source": source}),
+                written_by_ingest(),
                 not_(bulk.key_in(docs.c.id, ids)) if ids else docs.c.id.is_not(None),
             )
             report.removed += int(session.execute(stale).rowcount)  # type: ignore[attr-defined]
     report.store_seconds += time.perf_counter() - tick
+
+
+def written_by_ingest() -> ColumnElement[bool]:
+    """True for the rows ingest wrote: their id is the chunk id (chunking.chunk_id) of their own source,
+    position and text. A document that only names a ``source`` in its metadata is never removed."""
+    meta = documents_table.c.metadata
+    key = func.concat_ws("\x1f", meta["source"].astext, meta["chunk"].astext, documents_table.c.content_hash)
+    derived = func.left(func.encode(func.sha256(func.convert_to(key, "UTF8")), "hex"), 32)
+    return documents_table.c.id == derived
 
 
 def _remove_missing(
@@ -312,7 +323,11 @@ def _remove_missing(
                 gone.append(name)
         for name in gone:
             result = session.execute(
-                delete(docs).where(docs.c.collection == collection.name, docs.c.metadata.contains({"source": name}))
+                delete(docs).where(
+                    docs.c.collection == collection.name,
+                    docs.c.metadata.contains({"source": name}),
+                    written_by_ingest(),
+                )
             )
             report.removed += int(result.rowcount)  # type: ignore[attr-defined]
     report.store_seconds += time.perf_counter() - tick

@@ -34,6 +34,7 @@ from sqlalchemy import Engine, Table, text
 
 from .connection import engine_of, raw_connection
 from .errors import InvalidArgumentError
+from .failures import translating
 from .models import table_of
 from .tenancy import sync_partition_security
 from .validation import identifier
@@ -163,6 +164,7 @@ def bound_clause(
     )
 
 
+@translating("creating a partition")
 def create_partition(
     db: Database | Engine,
     parent: Table | type,
@@ -174,10 +176,25 @@ def create_partition(
     to: object = None,
     remainder: int | None = None,
 ) -> None:
-    """``CREATE TABLE name PARTITION OF parent ...`` with the bound for the parent's strategy."""
+    """``CREATE TABLE name PARTITION OF parent ...`` with the bound for the parent's strategy.
+
+    A partition of that name that already exists under ``parent`` is left alone (so setup code can run
+    again); a table of that name that is not one raises :class:`InvalidArgumentError`.
+    """
     table = table_of(parent)
+    identifier(name, "partition")
     bound = _bound(partitioning_of(table), values, default, from_, to, remainder)
     with raw_connection(engine_of(db)) as raw:
+        existing = raw.execute(
+            "SELECT c.relispartition, i.inhparent = %s::regclass FROM pg_class c "
+            "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid "
+            "WHERE c.relname = %s AND c.relnamespace = %s::regnamespace",
+            [_name(table, table.name).as_string(raw), name, table.schema or "public"],
+        ).fetchone()
+        if existing is not None:
+            if existing[0] and existing[1]:
+                return
+            raise InvalidArgumentError(f"a table named {name!r} exists and is not a partition of {table.name}")
         raw.execute(
             sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(_name(table, name), _name(table, table.name), bound)
         )
@@ -196,6 +213,7 @@ def create_hash_partitions(db: Database | Engine, parent: Table | type) -> list[
     return names
 
 
+@translating("attaching a partition")
 def attach_partition(
     db: Database | Engine,
     parent: Table | type,
@@ -227,6 +245,7 @@ def _secure_like_parent(raw: Any, table: Table) -> None:
         sync_partition_security(raw, parent)
 
 
+@translating("detaching a partition")
 def detach_partition(db: Database | Engine, parent: Table | type, name: str) -> None:
     """Detach a partition; it stays as a plain table with its rows."""
     table = table_of(parent)
@@ -243,6 +262,7 @@ class PartitionInfo:
     rows: int
 
 
+@translating("listing partitions")
 def list_partitions(db: Database | Engine, parent: Table | type) -> list[PartitionInfo]:
     """The partitions of ``parent`` with their bounds and exact row counts."""
     table = table_of(parent)

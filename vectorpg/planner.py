@@ -279,8 +279,8 @@ def run_search(
     k = request.k
     if diversity is not None:
         wanted = fetch_k if fetch_k is not None else max(4 * k, 20)
-        if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < k:
-            raise InvalidArgumentError(f"fetch_k must be an integer >= k, got {fetch_k!r}")
+        if isinstance(wanted, bool) or not isinstance(wanted, int) or not k <= wanted <= 100_000:
+            raise InvalidArgumentError(f"fetch_k must be an integer from k ({k}) to 100000, got {fetch_k!r}")
         request = replace(request, k=wanted)
     target = request.target
     with target.connect() as run:

@@ -15,7 +15,7 @@ empty, zero under cosine, duplicate keys) and then go in one transaction: all ro
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import Engine, Table, bindparam, delete, func, inspect, select, tuple_
@@ -385,9 +385,13 @@ class Repository(Generic[ModelT]):
 
             try:
                 yield run
-            finally:
-                if restore:
-                    apply_settings(session, restore, remember=False)
+            except BaseException:
+                if restore:  # the session may be broken: keep the error that got us here
+                    with suppress(Exception):
+                        apply_settings(session, restore, remember=False)
+                raise
+            if restore:
+                apply_settings(session, restore, remember=False)
 
     def _run(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
         with self._runner() as run:

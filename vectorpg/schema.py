@@ -8,6 +8,7 @@ idempotent, and both are applied in that order by :func:`apply_scripts`.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,25 @@ def _add_missing_columns(table: Any) -> str:
     return "DO $$\nBEGIN\n" + "\n".join(checks) + "\nEND $$;"
 
 
+def scripts_fingerprint() -> str:
+    """``vectorpg <SCHEMA_VERSION> <sha256 of the scripts>``: what :func:`apply_scripts` leaves as the comment
+    of the vectorpg schema, so that :meth:`Database.setup` runs no DDL (and takes no locks) when it matches."""
+    digest = hashlib.sha256("".join(read_script(name) for name in SCRIPTS).encode()).hexdigest()[:16]
+    return f"vectorpg {SCHEMA_VERSION} {digest}"
+
+
+def applied_fingerprint(raw: Any) -> str | None:
+    """The fingerprint the scripts left in this database (``None``: not applied by vectorpg's Python side)."""
+    row = raw.execute("SELECT obj_description(to_regnamespace(%s), 'pg_namespace')", [SCHEMA]).fetchone()
+    return row[0] if row else None
+
+
 def apply_scripts(raw: Any) -> None:
     """Run every script on a psycopg connection (inside the caller's transaction)."""
     for name in SCRIPTS:
         raw.execute(read_script(name))
+    comment = psycopg_sql.SQL("COMMENT ON SCHEMA {} IS {}")
+    raw.execute(comment.format(psycopg_sql.Identifier(SCHEMA), psycopg_sql.Literal(scripts_fingerprint())))
 
 
 def write_schema(*, check: bool = False) -> bool:

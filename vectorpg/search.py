@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,9 +134,13 @@ def autocommit_runner(engine: Engine) -> Iterator[tuple[Connection, Callable[[di
 
         try:
             yield conn, prepare
-        finally:
-            if began:
-                conn.exec_driver_sql("ROLLBACK")
+        except BaseException:
+            if began:  # the connection may be gone: the error that got us here is the one to report
+                with suppress(Exception):
+                    conn.exec_driver_sql("ROLLBACK")
+            raise
+        if began:
+            conn.exec_driver_sql("ROLLBACK")
 
 
 def choose_index(indexes: Sequence[VectorIndex], column: str, metric: MetricSpec) -> VectorIndex | None:

@@ -6,8 +6,9 @@ its index. Dense vectors come out as one C-contiguous float32 matrix (cheap to s
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,47 @@ def identifier(name: object, kind: str = "identifier", *, max_length: int = 63) 
             kind=kind,
         )
     return name
+
+
+def json_too_large(value: object, *, max_depth: int, max_bytes: int) -> str | None:
+    """Why ``value`` (dicts, lists, scalars) exceeds ``max_depth`` levels or about ``max_bytes`` of JSON text,
+    or ``None``. Walks without recursion: a 100,000-deep value is an answer, not a ``RecursionError``."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    size = 0
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return f"nested deeper than {max_depth} levels"
+        if isinstance(item, Mapping):
+            size += 2 + 4 * len(item)
+            for key, child in item.items():
+                size += len(str(key).encode("utf-8", "replace"))
+                stack.append((child, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            size += 2 + 2 * len(item)
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            size += len(item.encode("utf-8", "replace")) + 2
+        else:
+            size += len(repr(item))
+        if size > max_bytes:
+            return f"more than {max_bytes} bytes of JSON"
+    return None
+
+
+def derived_name(*parts: str) -> str:
+    """A name vectorpg makes for an object (an index of a table): the parts joined by ``_``, always a valid
+    identifier of at most 63 bytes. When a part has other characters (``my-docs``) or the name is too
+    long, it is cut and ends in a hash of the full name, so two different sources never share a name."""
+    name = "_".join(parts)
+    if _IDENTIFIER.match(name) and len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    head, tail = ("_".join(parts[:-1]), parts[-1][:4]) if len(parts) > 1 else (name, "")
+    clean = re.sub(r"[^A-Za-z0-9_]", "_", head)
+    if not (clean[:1].isalpha() or clean[:1] == "_"):
+        clean = "x" + clean
+    return "_".join(p for p in (clean[:50], digest, re.sub(r"[^A-Za-z0-9_]", "_", tail)) if p)
 
 
 def collection_name(name: object) -> str:
