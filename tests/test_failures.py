@@ -39,7 +39,7 @@ def test_permission_denied(db: vectorpg.Database, database_url: str) -> None:
             vectorpg.PermissionDeniedError, match="permission denied while counting documents"
         ) as caught:
             docs.count()
-        assert "GRANT USAGE ON SCHEMA vectorpg" in str(caught.value)
+        assert "vectorpg.grant_app_role(" in str(caught.value)
         assert isinstance(caught.value.__cause__.orig, psycopg.errors.InsufficientPrivilege)  # type: ignore[union-attr]
         assert caught.value.sqlstate == "42501" and isinstance(caught.value, PermissionError)
     finally:
