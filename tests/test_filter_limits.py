@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import vectorpg
 from vectorpg import FilterError
 from vectorpg import filters as F
+from vectorpg.models import documents_table
 
 N = 2000
 DIM = 8
@@ -124,3 +127,45 @@ def test_statement_timeout_holds_for_the_largest_filter(limits_db: tuple[str, ve
                 "SELECT id FROM vectorpg.search('limits', %s::real[]::vector, 5, %s::jsonb)",
                 [[0.0] * DIM, json.dumps(spec)],
             )
+
+
+@st.composite
+def near_the_limits(draw: Any) -> dict[str, Any]:
+    """Filters around every limit: conditions, arity, keys per object, $in length, bytes."""
+    shape = draw(st.sampled_from(["conditions", "arity", "keys", "list", "bytes"]))
+    if shape == "conditions":
+        n = draw(st.integers(F.MAX_CONDITIONS - 3, F.MAX_CONDITIONS + 3))
+        pairs = [{"i": {"$gte": j}, "j": j % 7} for j in range((n + 1) // 2)]
+        spec: dict[str, Any] = {"$and": pairs[: F.MAX_ARITY]}
+        if n % 2:
+            spec["s"] = "x"
+        return spec
+    if shape == "arity":
+        return {"$or": [{"i": j} for j in range(draw(st.integers(F.MAX_ARITY - 2, F.MAX_ARITY + 2)))]}
+    if shape == "keys":
+        return {f"k{j}": j for j in range(draw(st.integers(F.MAX_KEYS - 2, F.MAX_KEYS + 2)))}
+    if shape == "list":
+        return {"i": {"$in": list(range(draw(st.integers(F.MAX_LIST - 2, F.MAX_LIST + 2))))}}
+    size = draw(st.integers(F.MAX_FILTER_BYTES - 3000, F.MAX_FILTER_BYTES + 3000))
+    return {"$or": [{"s": "y" * (size // 4 - 30)} for _ in range(4)]}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=near_the_limits())
+def test_python_and_sql_agree_at_the_limits(limits_db: tuple[str, vectorpg.Database], spec: dict[str, Any]) -> None:
+    url, _ = limits_db
+    try:
+        F.compile_filter(spec, documents_table.c.metadata)
+        python_ok = True
+    except FilterError:
+        python_ok = False
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            conn.execute("SELECT clause FROM vectorpg.filter_sql(%s::jsonb)", [json.dumps(spec)])
+            sql_ok = True
+        except psycopg.errors.InvalidParameterValue:
+            sql_ok = False
+    # byte counts differ slightly between the two JSON renderings: within 2% of the limit either may refuse
+    size = len(json.dumps(spec).encode())
+    if abs(size - F.MAX_FILTER_BYTES) > F.MAX_FILTER_BYTES // 50:
+        assert python_ok == sql_ok, f"python {'accepts' if python_ok else 'refuses'}, SQL does not ({size} bytes)"

@@ -30,7 +30,7 @@ def _populate(db: vectorpg.Database, embedder: HashEmbedder) -> vectorpg.Collect
 def _stored(db: vectorpg.Database) -> dict[str, tuple[str, np.ndarray]]:
     with db.engine.connect() as conn:
         rows = conn.execute(text("SELECT id, content, embedding FROM vectorpg.documents_kb")).all()
-    return {r.id: (r.content, np.asarray(r.embedding.to_numpy() if hasattr(r.embedding, "to_numpy") else r.embedding, dtype=np.float32)) for r in rows}
+    return {r.id: (r.content, np.asarray(r.embedding.to_numpy(), dtype=np.float32)) for r in rows}
 
 
 class WritesWhileEmbedding(HashEmbedder):

@@ -146,6 +146,6 @@ def _better(exc: BaseException, action: str, args: tuple[Any, ...]) -> VectorPgE
         # say that, not the symptom
         stale = getattr(args[0], "stale_error", None) if args else None
         found = stale() if callable(stale) else None
-        if found is not None:
+        if isinstance(found, VectorPgError):
             return found
     return better if better is not None else DatabaseError(f"the database failed while {action}: {exc}")
