@@ -317,13 +317,18 @@ class Collection:
 
     def _check_current(self, session: Session) -> None:
         """Raise :class:`CollectionMismatchError` if the collection changed model or dimension (a
-        ``reembed`` in another process) since this handle was opened. The partition's ROW EXCLUSIVE lock (the
-        write's own) is taken first: a swap, which locks it in SHARE ROW EXCLUSIVE mode, either committed
+        ``reembed`` in another process) since this handle was opened. The ROW EXCLUSIVE locks of the write
+        itself are taken first: a swap, which locks it in SHARE ROW EXCLUSIVE mode, either committed
         before this check or waits for the caller's transaction."""
         c = collections_table.c
         raw = session.connection().connection.driver_connection
         assert raw is not None
-        raw.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.Identifier(SCHEMA, self._partition.name)))
+        # parent before partition: the order of the INSERT itself and of DDL on the table tree
+        raw.execute(
+            sql.SQL("LOCK TABLE ONLY {}, {} IN ROW EXCLUSIVE MODE").format(
+                sql.Identifier(SCHEMA, documents_table.name), sql.Identifier(SCHEMA, self._partition.name)
+            )
+        )
         row = session.execute(select(c.dimension, c.embedder).where(c.name == self.name)).one_or_none()
         if row is None:
             raise CollectionNotFoundError(self.name)

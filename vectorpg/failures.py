@@ -38,8 +38,9 @@ _CONFLICTS = ("40P01", "40001")
 
 
 def translate(exc: BaseException, action: str) -> VectorPgError | None:
-    """The vectorpg error for a driver error raised while ``action`` (``"adding documents"``), or ``None``
-    when it has no better explanation than its own."""
+    """The vectorpg error for a driver error raised while ``action`` (``"adding documents"``): a specific
+    class where the SQLSTATE says what happened, else a :class:`DatabaseError` with the SQLSTATE; ``None``
+    only for an error that is not psycopg's."""
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     if not isinstance(original, psycopg.Error):
         return None

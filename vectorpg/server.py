@@ -191,12 +191,6 @@ host    all  all  ::/0           scram-sha-256
 """
 
 
-def client_password(data_dir: str | os.PathLike[str] | None = None) -> str | None:
-    """The password `vectorpg serve` generated for :data:`CLIENT_ROLE` (``None`` before the first serve)."""
-    path = resolve_data_dir(data_dir) / PASSWORD_FILE
-    return path.read_text().strip() if path.exists() else None
-
-
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
     """``data_dir`` as an absolute path, or :func:`default_data_dir`."""
     return Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir()

@@ -105,9 +105,17 @@ def enable_tenant_isolation(
             schema = sql.Identifier(table.schema or "public")
             raw.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
             raw.execute(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema, role))
-            raw.execute(
-                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role)
-            )
+            partitions = raw.execute(
+                "SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s::regclass",
+                [name.as_string(raw)],
+            ).fetchall()
+            for schema_name, partition in partitions:  # queries that name a partition need its own grants
+                raw.execute(
+                    sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
+                        sql.Identifier(schema_name, partition), role
+                    )
+                )
 
 
 def sync_partition_security(raw: Any, table: sql.Identifier) -> None:
