@@ -41,7 +41,7 @@ def _datasets(quick: bool) -> tuple[list[datasets.Dataset], list[str]]:
     return found or [datasets.clustered(50_000)], notes
 
 
-def run(quick: bool, only: list[str]) -> dict[str, Any]:
+def run(quick: bool, only: list[str], out: Path | None = None) -> dict[str, Any]:
     from vectorpg.server import embedded_server
 
     started = time.perf_counter()
@@ -50,7 +50,9 @@ def run(quick: bool, only: list[str]) -> dict[str, Any]:
 
     url = make_url(server.url).set(drivername="postgresql").render_as_string(hide_password=False)
     ctx = Context(quick=quick, server_url=url)
-    if quick:  # the smoke run keeps its plots apart from the committed full results
+    if out is not None:  # everything this run writes goes there (the test suite's smoke run: a temp dir)
+        common.RESULTS = out
+    elif quick:  # the smoke run keeps its plots apart from the committed full results
         common.RESULTS = common.RESULTS / "quick"
     real, notes = _datasets(quick)
     # with --only, the other comparisons keep the results of the previous run (suite.json), re-rendered
@@ -66,7 +68,7 @@ def run(quick: bool, only: list[str]) -> dict[str, Any]:
         print(f"   {time.perf_counter() - tick:.0f} s", flush=True)
         sections = [done.get(n) or kept[n] for n in SUITE if n in done or n in kept]
         summary = _summary(ctx, quick, only, started, notes, sections)
-        write(summary, sections, quick)  # after every comparison: a long run leaves what it measured
+        write(summary, sections, quick, out)  # after every comparison: a long run leaves what it measured
     return summary
 
 
@@ -113,10 +115,10 @@ _MODULES = {
 }
 
 
-def write(summary: dict[str, Any], sections: list[Section], quick: bool) -> None:
+def write(summary: dict[str, Any], sections: list[Section], quick: bool, out: Path | None = None) -> None:
     sections = sorted(sections, key=lambda section: int(section.title.split(".")[0]))
-    common.RESULTS.mkdir(exist_ok=True)
-    target = ROOT / ("RESULTS-quick.md" if quick else "RESULTS.md")
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    target = out / "RESULTS.md" if out is not None else ROOT / ("RESULTS-quick.md" if quick else "RESULTS.md")
     m = summary["machine"]
     lines = [
         "# vectorpg benchmark results",
@@ -136,7 +138,7 @@ def write(summary: dict[str, Any], sections: list[Section], quick: bool) -> None
         "",
     ]
     lines += [f"> {note}" for note in summary["notes"]]
-    plots = "results/quick" if quick else "results"
+    plots = "." if out is not None else "results/quick" if quick else "results"
     lines += ["", "## Goals", "", common.table(
         ["goal", "target", "measured", "met", "why missed"],
         [[g.name, g.target, g.measured, "met" if g.met else "**missed**", g.why] for s in sections for g in s.goals],
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = sub.add_parser("run", help="run the suite and write benchmarks/RESULTS.md")
     runner.add_argument("--quick", action="store_true", help="small synthetic data: a smoke run of a few minutes")
     runner.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SUITE)}")
+    runner.add_argument("--out", type=Path, help="write RESULTS.md, the plots and suite.json here instead")
     sub.add_parser("render", help="write RESULTS.md and the plots again from results/suite.json (no measuring)")
     args = parser.parse_args(argv)
     if args.command == "render":
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(only) - set(SUITE)
     if unknown:
         parser.error(f"unknown comparisons: {', '.join(sorted(unknown))}")
-    run(args.quick, only)
+    run(args.quick, only, args.out)
     return 0
 
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.stress.crash import one_round
+
+pytestmark = pytest.mark.stress
 
 
 def test_kill_9_during_ingest(tmp_path: Path) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.stress.load import run
+
+pytestmark = pytest.mark.stress
 
 
 def test_concurrent_writers_and_readers(database_url: str) -> None:
