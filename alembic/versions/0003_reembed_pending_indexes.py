@@ -1,6 +1,6 @@
 """collections.pending_indexes (the vector indexes a reembed() swap dropped and has yet to build again),
-the trigger that clears a stale documents.embedding_next when a document's text changes, and
-vectorpg.set_owner().
+the trigger that clears a stale documents.embedding_next when a document's text changes, and the
+functions for roles and tenants: set_owner, grant_app_role, sync_partition_security, schema_version.
 
 Upgrades re-apply the scripts of sql/: they are idempotent and add what an older schema lacks. The
 downgrade removes what this version added.
@@ -30,5 +30,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS documents_content_changed ON vectorpg.documents")
     op.execute("DROP FUNCTION IF EXISTS vectorpg.documents_content_changed()")
-    op.execute("DROP FUNCTION IF EXISTS vectorpg.set_owner(name)")
+    for function in (
+        "set_owner(name)",
+        "grant_app_role(name)",
+        "sync_partition_security(regclass, regclass)",
+        "schema_version()",
+    ):
+        op.execute(f"DROP FUNCTION IF EXISTS vectorpg.{function}")
     op.drop_column("collections", "pending_indexes", schema="vectorpg")
