@@ -10,7 +10,7 @@ from alembic import context
 
 import vectorpg
 import vectorpg.alembic
-from vectorpg.models import SCHEMA, store_metadata
+from vectorpg.own_schema.tables import SCHEMA, store_metadata
 
 #: kept apart from an application's own ``alembic_version`` table
 VERSION_TABLE = "vectorpg_alembic_version"

@@ -42,7 +42,7 @@ def _datasets(quick: bool) -> tuple[list[datasets.Dataset], list[str]]:
 
 
 def run(quick: bool, only: list[str], out: Path | None = None) -> dict[str, Any]:
-    from vectorpg.server import embedded_server
+    from vectorpg.db.server import embedded_server
 
     started = time.perf_counter()
     server = embedded_server(ROOT / ".cache" / "pg")

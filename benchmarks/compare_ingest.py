@@ -74,7 +74,7 @@ def run_dataset(ctx: Context, data: Dataset) -> dict[str, Any]:
     repo = Repository(item, db)
     rows = [{"id": i, "label": int(labels[i]), "embedding": data.rows[i]} for i in range(n)]
     with timer() as elapsed:
-        repo.add_many(rows)
+        repo.add(rows)
     results["vectorpg Repository.add_many"] = n / elapsed()
 
     store = db.collection("bench", dimension=dim, metric=data.metric, embedder=None)

@@ -53,7 +53,7 @@ def run_dataset(ctx: Context, data: Dataset, queries: int) -> dict[str, Any]:
     Base.metadata.create_all(db.engine)
     repo = Repository(Item, db, metric=metric)
     labels = data.labels if data.labels is not None else np.zeros(len(data.rows), dtype=np.int64)
-    repo.add_many({"id": i, "label": int(labels[i]), "embedding": data.rows[i]} for i in range(len(data.rows)))
+    repo.add({"id": i, "label": int(labels[i]), "embedding": data.rows[i]} for i in range(len(data.rows)))
     with connect_raw(url, autocommit=True) as conn:
         conn.execute("ANALYZE items")
     operator = {"l2": "<->", "cosine": "<=>"}[metric]

@@ -31,7 +31,7 @@ from benchmarks.common import (
 )
 from benchmarks.datasets import Dataset, clustered
 from vectorpg import HNSW
-from vectorpg.build import create_vector_index
+from vectorpg.ddl.builds import create_vector_index
 from vectorpg.indexes import Quantization, VectorIndex
 
 K = 10
@@ -82,7 +82,7 @@ def run_size(ctx: Context, n: int, both_builds: bool, quantized: bool) -> dict[s
         start = time.perf_counter()
         create_vector_index(
             db,
-            docs._partition,
+            docs.partition,
             VectorIndex("embedding", docs.metric.metric, HNSW(), dimension=384, cast=True),
             settings={**BUILD, "max_parallel_maintenance_workers": str(workers)},
         )

@@ -59,7 +59,7 @@ def stdlib_embeddings(queries: int) -> tuple[np.ndarray, np.ndarray]:
     path = CACHE / "stdlib_minilm.npy"
     if not path.exists():
         from vectorpg.embeddings import default_embedder
-        from vectorpg.quickstart import stdlib_corpus
+        from vectorpg.cli.quickstart import stdlib_corpus
 
         print("embedding the quickstart corpus once (cached for later runs)...")
         path.parent.mkdir(exist_ok=True)
@@ -107,7 +107,7 @@ def measure(repo: Repository[Any], queries: np.ndarray, truth: list[set[int]], *
 
 def load(db: vectorpg.Database, model: Any, data: np.ndarray) -> float:
     start = time.perf_counter()
-    Repository(model, db).add_many({"id": i, "embedding": v} for i, v in enumerate(data))
+    Repository(model, db).add({"id": i, "embedding": v} for i, v in enumerate(data))
     return time.perf_counter() - start
 
 

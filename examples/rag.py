@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import vectorpg
-from vectorpg.rag import build_prompt
+from vectorpg.rag.retrieval import build_prompt
 
 HERE = Path(__file__).resolve().parent.parent
 

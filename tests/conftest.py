@@ -20,7 +20,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 import vectorpg
-from vectorpg.server import embedded_server
+from vectorpg.db.server import embedded_server
 
 TEMPLATE = "vectorpg_test_template"
 _counter = itertools.count()

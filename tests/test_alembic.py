@@ -33,7 +33,7 @@ from vectorpg.alembic import (
     configure_kwargs,
     vector_index_spec,
 )
-from vectorpg.types import VECTOR
+from vectorpg.sqltypes import VECTOR
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 import vectorpg
-from vectorpg.chunking import Chunker, approximate_tokens, chunk_id, chunk_text
+from vectorpg.rag.chunking import Chunker, approximate_tokens, chunk_id, chunk_text
 
 MARKDOWN = (
     "Intro before any heading.\n\n"

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 import vectorpg
-from vectorpg.cache import content_hash
+from vectorpg.store.embedding_cache import content_hash
 
 from .conftest import HashEmbedder
 

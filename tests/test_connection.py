@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 import vectorpg
-from vectorpg.connection import MIN_PGVECTOR, parse_version
+from vectorpg.db.engine import MIN_PGVECTOR, parse_version
 
 from .conftest import with_database
 
@@ -103,7 +103,7 @@ def test_url_from_environment(database_url: str, monkeypatch: pytest.MonkeyPatch
 
 
 def test_default_data_dir_honours_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vectorpg.server import default_data_dir
+    from vectorpg.db.server import default_data_dir
 
     monkeypatch.setenv("VECTORPG_DATA_DIR", str(tmp_path / "here"))
     assert default_data_dir() == (tmp_path / "here").resolve()

@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 import vectorpg
-from vectorpg.collection import Collection
+from vectorpg.store.collection import Collection
 
 
 def _as_user(url: str, user: str) -> str:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import vectorpg
 from vectorpg import FilterError
 from vectorpg import filters as F
-from vectorpg.models import documents_table
+from vectorpg.own_schema.tables import documents_table
 
 N = 2000
 DIM = 8

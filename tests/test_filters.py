@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql
 
 import vectorpg
 from vectorpg.filters import compile_filter
-from vectorpg.models import documents_table
+from vectorpg.own_schema.tables import documents_table
 
 from . import filter_oracle
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
 from vectorpg import Repository, vector_column
-from vectorpg.hybrid import HybridOptions, text_index
+from vectorpg.search.hybrid import HybridOptions, text_index
 
 from .conftest import HashEmbedder
 
@@ -40,7 +40,7 @@ NOTES = [
 def notes_repo(db: vectorpg.Database) -> Repository[Note]:
     Base.metadata.create_all(db.engine)
     repo = Repository(Note, db, metric="l2", text_column="body")
-    repo.add_many({"id": i, "body": b, "kind": "a" if i != 4 else "b", "embedding": v} for i, b, v in NOTES)
+    repo.add({"id": i, "body": b, "kind": "a" if i != 4 else "b", "embedding": v} for i, b, v in NOTES)
     return repo
 
 

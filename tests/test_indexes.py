@@ -12,7 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vectorpg
 from vectorpg import HNSW, IVFFlat, Repository, vector_column, vector_index
-from vectorpg.build import BuildProgress, create_vector_index, drop_vector_index, reindex_vector_index
+from vectorpg.ddl.builds import BuildProgress, create_vector_index, drop_vector_index, reindex_vector_index
 from vectorpg.indexes import Quantization, VectorIndex, list_vector_indexes
 
 DIM = 16
@@ -76,7 +76,7 @@ def test_declared_index_round_trips_and_serves_the_search(
     search_metric = "cosine" if quant == "binary" else metric  # binary codes are re-ranked with a float metric
     with Session(db.engine) as session:
         repo = Repository(item, session, metric=search_metric)
-        repo.add_many({"id": i, "category": "a", "embedding": data[i]} for i in range(len(data)))
+        repo.add({"id": i, "category": "a", "embedding": data[i]} for i in range(len(data)))
         session.execute(text("SET LOCAL enable_seqscan = off"))  # tiny table: make the planner show its hand
         plan = repo.explain(data[0], k=5).plan
         assert f"Index Scan using {declared.name}" in plan, plan
@@ -99,7 +99,7 @@ def test_partial_index_predicate_round_trips(db: vectorpg.Database) -> None:
     rng = np.random.default_rng(1)
     with Session(db.engine) as session:
         repo = Repository(item, session, metric="l2")
-        repo.add_many(
+        repo.add(
             {"id": i, "category": "hot" if i % 2 else "cold", "embedding": v}
             for i, v in enumerate(data_for("vector", 200, rng))
         )
@@ -140,7 +140,7 @@ def test_large_dimension_through_halfvec_expression(db: vectorpg.Database) -> No
     rng = np.random.default_rng(2)
     with Session(db.engine) as session:
         repo = Repository(item, session)
-        repo.add_many(
+        repo.add(
             {"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 100, rng, 3000))
         )
         session.execute(text("SET LOCAL enable_seqscan = off"))
@@ -171,7 +171,7 @@ def test_recall_hnsw_and_binary_quantization_on_10k(db: vectorpg.Database) -> No
     base, item = model_with(None, dimension=384)
     base.metadata.create_all(db.engine)
     repo = Repository(item, db, metric="cosine")
-    repo.add_many({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data))
+    repo.add({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data))
     progress: list[BuildProgress] = []
     plain = vector_index(item.embedding, HNSW(), metric="cosine")
     binary = vector_index(item.embedding, HNSW(), quantization="binary")
@@ -201,7 +201,7 @@ def test_knobs_are_applied_and_transaction_local(database_url: str) -> None:
     base.metadata.create_all(db.engine)
     rng = np.random.default_rng(4)
     repo = Repository(item, db, metric="l2")
-    repo.add_many({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 2000, rng)))
+    repo.add({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 2000, rng)))
     db.engine.dispose()
     # ef_search=3 really reaches the HNSW scan: it returns at most 3 rows (no iterative scan).
     assert len(repo.search(np.ones(DIM), k=10, ef_search=3)) <= 3
@@ -224,7 +224,7 @@ def test_failed_concurrent_build_leaves_invalid_index_detected_and_rebuilt(db: v
     base, item = model_with(None)
     base.metadata.create_all(db.engine)
     rng = np.random.default_rng(5)
-    Repository(item, db).add_many(
+    Repository(item, db).add(
         {"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 20_000, rng))
     )
     index = vector_index(item.embedding, HNSW(), metric="l2", name="items_l2_idx")
@@ -257,7 +257,7 @@ def test_auto_strategy_never_returns_short_under_a_selective_filter(db: vectorpg
     rng = np.random.default_rng(6)
     data = data_for("vector", 5000, rng)
     repo = Repository(item, db, metric="l2")
-    repo.add_many(
+    repo.add(
         {"id": i, "category": "rare" if i % 100 == 0 else "common", "embedding": v} for i, v in enumerate(data)
     )
     with db.engine.begin() as conn:
@@ -290,14 +290,14 @@ def test_collection_auto_strategy_fills_k(db: vectorpg.Database) -> None:
 
 def test_default_knobs_fit_the_index(db: vectorpg.Database) -> None:
     """k above ef_search still returns k rows from HNSW; IVFFlat probes default to sqrt(lists)."""
-    from vectorpg.search import QueryOptions, settings_for
+    from vectorpg.search.statements import QueryOptions, settings_for
 
     hnsw = vector_index("embedding", HNSW(), metric="l2", dimension=DIM)
     base, item = model_with(hnsw)
     base.metadata.create_all(db.engine)
     rng = np.random.default_rng(8)
     repo = Repository(item, db, metric="l2")
-    repo.add_many({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 3000, rng)))
+    repo.add({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 3000, rng)))
     assert len(repo.search(np.ones(DIM), k=100, strategy="ann")) == 100  # ef_search raised from 40 to 100
     ivf = vector_index("embedding", IVFFlat(lists=64), metric="l2", dimension=DIM).info["vectorpg"]
     assert settings_for(ivf, QueryOptions(), 10) == {"ivfflat.probes": "8"}
@@ -311,7 +311,7 @@ def test_exact_is_exact_with_an_undeclared_index(db: vectorpg.Database) -> None:
     base.metadata.create_all(db.engine)
     repo = Repository(item, db, metric="l2")
     rng = np.random.default_rng(9)
-    repo.add_many({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 3000, rng)))
+    repo.add({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 3000, rng)))
     create_vector_index(db, item, vector_index(item.embedding, HNSW(m=4, ef_construction=8), metric="l2"))
     plan = repo.explain(np.zeros(DIM), k=10, strategy="exact")
     assert plan.strategy == "exact" and "hnsw" not in plan.plan.lower() and "items_embedding_l2_idx" not in plan.plan

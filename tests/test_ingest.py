@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 
 import vectorpg
-from vectorpg.chunking import Chunker
-from vectorpg.ingest import html_to_text, read_document
-from vectorpg.rag import build_prompt
+from vectorpg.rag.chunking import Chunker
+from vectorpg.rag.ingest import html_to_text, read_document
+from vectorpg.rag.retrieval import build_prompt
 
 from .conftest import HashEmbedder
 

@@ -13,14 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import vectorpg
 from vectorpg import HNSW, Repository, vector_column, vector_index
 from vectorpg.indexes import Quantization, list_vector_indexes
-from vectorpg.partitioning import (
-    Partitioning,
-    attach_partition,
-    create_hash_partitions,
-    create_partition,
-    detach_partition,
-    list_partitions,
-)
+from vectorpg.ddl.partitioning import Partitioning, attach_partition, create_hash_partitions, create_partition, detach_partition, list_partitions
 
 DIM = 8
 
@@ -59,7 +52,7 @@ def test_list_partitions_index_everywhere_and_prune(db: vectorpg.Database) -> No
     create_partition(db, chunk, "chunks_other", default=True)
     rng = np.random.default_rng(0)
     repo = Repository(chunk, db, metric="l2")
-    repo.add_many(rows("acme", 5000, rng) + rows("o'brien", 50, rng) + rows("zed", 20, rng))
+    repo.add(rows("acme", 5000, rng) + rows("o'brien", 50, rng) + rows("zed", 20, rng))
     parts = {p.name: p for p in list_partitions(db, chunk)}
     assert {n: p.rows for n, p in parts.items()} == {"chunks_acme": 5000, "chunks_o_brien": 50, "chunks_other": 20}
     assert parts["chunks_o_brien"].bound == "FOR VALUES IN ('o''brien')"
@@ -90,7 +83,7 @@ def test_detach_and_attach(db: vectorpg.Database) -> None:
     base, chunk = list_model()
     base.metadata.create_all(db.engine)
     create_partition(db, chunk, "chunks_a", values=["a"])
-    Repository(chunk, db).add_many(rows("a", 10, np.random.default_rng(1)))
+    Repository(chunk, db).add(rows("a", 10, np.random.default_rng(1)))
     detach_partition(db, chunk, "chunks_a")
     assert list_partitions(db, chunk) == []
     assert Repository(chunk, db).count() == 0
@@ -127,7 +120,7 @@ def test_hash_and_range_partitioning(db: vectorpg.Database) -> None:
     base.metadata.create_all(db.engine)
     assert create_hash_partitions(db, Spread) == ["spread_p0", "spread_p1", "spread_p2", "spread_p3"]
     rng = np.random.default_rng(2)
-    Repository(Spread, db).add_many({"id": i, "embedding": v} for i, v in enumerate(rng.normal(size=(400, DIM))))
+    Repository(Spread, db).add({"id": i, "embedding": v} for i, v in enumerate(rng.normal(size=(400, DIM))))
     counts = [p.rows for p in list_partitions(db, Spread)]
     assert sum(counts) == 400 and all(c > 50 for c in counts)
 
@@ -138,7 +131,7 @@ def test_hash_and_range_partitioning(db: vectorpg.Database) -> None:
     create_partition(
         db, Event, "events_2026", from_=dt.datetime(2026, 1, 1, tzinfo=utc), to=dt.datetime(2027, 1, 1, tzinfo=utc)
     )
-    Repository(Event, db).add_many(
+    Repository(Event, db).add(
         {"at": dt.datetime(2025 + i % 2, 6, 1, tzinfo=utc), "id": i, "embedding": rng.normal(size=DIM)}
         for i in range(10)
     )

@@ -11,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
 from vectorpg import HNSW, Repository, vector_column, vector_index
-from vectorpg.planner import PlannerConfig
+from vectorpg.search.planner import PlannerConfig
 
 DIM = 48
 NOISE = 0.5
@@ -52,7 +52,7 @@ def skewed(module_database_url: str) -> Any:
     categories = np.concatenate([[name] * size for name, size in SIZES.items()])
     rng.shuffle(categories)
     repo = Repository(Item, db)
-    repo.add_many({"id": i, "category": str(c), "embedding": v} for i, (c, v) in enumerate(zip(categories, data)))
+    repo.add({"id": i, "category": str(c), "embedding": v} for i, (c, v) in enumerate(zip(categories, data)))
     with db.engine.begin() as conn:
         conn.execute(text("ANALYZE items"))
     yield repo, data, categories

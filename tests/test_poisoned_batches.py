@@ -67,10 +67,10 @@ def test_repository_batch(db: vectorpg.Database, kind: str) -> None:
     db.install_extension()
     Base.metadata.create_all(db.engine)
     repo = Repository(Item, db, metric="cosine")
-    repo.add_many({"id": 10_000 + i, "n": i, "embedding": [1.0] * DIM} for i in range(5))  # rows already there
+    repo.add({"id": 10_000 + i, "n": i, "embedding": [1.0] * DIM} for i in range(5))  # rows already there
     rows = [{"id": i, "n": i, "embedding": v} for i, v in enumerate(_poison(kind))]
     with pytest.raises(vectorpg.VectorPgError) as caught:
-        repo.add_many(rows)
+        repo.add(rows)
     assert isinstance(caught.value, (vectorpg.InvalidVectorError, vectorpg.InvalidInputError))
     assert caught.value.row == BAD_ROW and f"row {BAD_ROW}" in str(caught.value)
     with db.session() as session:

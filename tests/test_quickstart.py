@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import vectorpg
-from vectorpg import quickstart
+from vectorpg.cli import quickstart
 
 
 def test_corpus_is_real_and_deterministic() -> None:

@@ -67,7 +67,7 @@ def test_a_crash_before_the_index_rebuild_is_resumed(
     db: vectorpg.Database, hash_embedder: HashEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = _populate(db, hash_embedder)
-    import vectorpg.reembed as module
+    import vectorpg.store.reembed as module
 
     def crash(*args: Any, **kwargs: Any) -> str:
         raise SystemExit("the process died after the swap committed")  # kill -9 in the worst place

@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vectorpg
 from vectorpg import Repository, vector_column
-from vectorpg.bulk import COPY_THRESHOLD
+from vectorpg.db.writes import COPY_THRESHOLD
 
 # Every (vector type, metric) pair pgvector supports.
 PAIRS = [
@@ -79,7 +79,7 @@ def test_exact_search_equals_numpy_top_k(db: vectorpg.Database, vector_type: str
     rng = np.random.default_rng(42)
     data = random_vectors(vector_type, 300, DIM, rng)
     categories = np.array(["a", "b", "c"])[rng.integers(0, 3, 300)]
-    written = repo.add_many({"id": i, "category": str(categories[i]), "embedding": data[i]} for i in range(len(data)))
+    written = repo.add({"id": i, "category": str(categories[i]), "embedding": data[i]} for i in range(len(data)))
     assert written == 300 and repo.count() == 300
 
     for trial in range(3):
@@ -103,7 +103,7 @@ def test_search_returns_model_rows_nearest_first(db: vectorpg.Database) -> None:
     base, item = make_model(dimension=3)
     base.metadata.create_all(db.engine)
     repo = Repository(item, db, metric="l2")
-    repo.add_many([item(id=1, category="x", embedding=[1, 0, 0]), item(id=2, category="y", embedding=[0, 1, 0])])
+    repo.add([item(id=1, category="x", embedding=[1, 0, 0]), item(id=2, category="y", embedding=[0, 1, 0])])
     hits = repo.search([0.9, 0.1, 0], k=5)
     assert [type(row) for row, _ in hits] == [item, item]
     assert [row.id for row, _ in hits] == [1, 2]
@@ -151,7 +151,7 @@ def test_bulk_paths_store_the_same_values(db: vectorpg.Database, size: int) -> N
     repo = Repository(item, db)
     rng = np.random.default_rng(size)
     data = rng.normal(size=(size, DIM)).astype(np.float32)
-    repo.add_many({"id": i, "category": "c", "embedding": data[i]} for i in range(size))
+    repo.add({"id": i, "category": "c", "embedding": data[i]} for i in range(size))
     data2 = data + 1
     repo.upsert({"id": i, "category": "u", "embedding": data2[i]} for i in range(size))
     with Session(db.engine) as session:
@@ -180,7 +180,7 @@ def test_large_add_with_an_existing_id_writes_nothing(db: vectorpg.Database) -> 
     repo = Repository(item, db)
     repo.add({"id": 500, "category": "x", "embedding": [1, 1]})
     with pytest.raises(vectorpg.DuplicateIdError, match="already exists"):
-        repo.add_many({"id": i, "category": "x", "embedding": [1, i]} for i in range(1000))
+        repo.add({"id": i, "category": "x", "embedding": [1, i]} for i in range(1000))
     assert repo.count() == 1
 
 
@@ -189,15 +189,15 @@ def test_session_bound_repository_joins_the_callers_transaction(db: vectorpg.Dat
     base.metadata.create_all(db.engine)
     with Session(db.engine) as session:
         repo = Repository(item, session)
-        repo.add_many([{"id": 1, "category": "x", "embedding": [1, 0]}])
+        repo.add([{"id": 1, "category": "x", "embedding": [1, 0]}])
         assert repo.count() == 1  # visible inside the transaction
         session.rollback()
     assert Repository(item, db).count() == 0
     with Session(db.engine) as session:
         repo = Repository(item, session)
-        repo.add_many([{"id": 1, "category": "x", "embedding": [1, 0]}])
+        repo.add([{"id": 1, "category": "x", "embedding": [1, 0]}])
         with pytest.raises(vectorpg.InvalidVectorError):  # a bad batch rolls back only its savepoint
-            repo.add_many([{"id": 2, "category": "x", "embedding": [np.nan, 0]}])
+            repo.add([{"id": 2, "category": "x", "embedding": [np.nan, 0]}])
         session.commit()
     assert Repository(item, db).count() == 1
 
@@ -272,7 +272,7 @@ def test_applications_own_engine(db: vectorpg.Database) -> None:
     repo = Repository(item, engine, metric="l2")
     rng = np.random.default_rng(5)
     data = rng.normal(size=(3000, 8)).astype(np.float32)
-    repo.add_many({"id": i, "category": "rare" if i % 300 == 0 else "x", "embedding": v} for i, v in enumerate(data))
+    repo.add({"id": i, "category": "rare" if i % 300 == 0 else "x", "embedding": v} for i, v in enumerate(data))
     rare = item.category == "rare"
     query = np.zeros(8)
     for _ in range(8):  # the statement text repeats: psycopg prepares it from the 5th run on

@@ -27,7 +27,8 @@ import pytest
 
 import vectorpg
 from tests.stress.crash import free_port
-from vectorpg.server import CLIENT_ROLE, PASSWORD_FILE, postgres_binary, status
+from vectorpg.cli.serve import CLIENT_ROLE, PASSWORD_FILE
+from vectorpg.db.server import postgres_binary, status
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

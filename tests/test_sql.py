@@ -10,9 +10,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 
 import vectorpg
-from vectorpg.distance import METRICS, Metric, distance, metric_spec
-from vectorpg.models import collections_table, documents_table
-from vectorpg.types import VectorType, column_type
+from vectorpg.metrics import METRICS, Metric, distance, metric_spec
+from vectorpg.own_schema.tables import collections_table, documents_table
+from vectorpg.sqltypes import VectorType, column_type
 
 DIALECT = postgresql.dialect()
 

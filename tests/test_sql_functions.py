@@ -16,7 +16,7 @@ import pytest
 from pgvector.psycopg import register_vector
 
 import vectorpg
-from vectorpg.server import postgres_binary
+from vectorpg.db.server import postgres_binary
 
 N = 3000
 DIM = 8
@@ -343,7 +343,7 @@ def test_a_collection_created_meanwhile_with_other_settings(
     _, db, _ = store
     conn.execute("SELECT vectorpg.create_collection('raced', 3, 'l2')")
     conn.commit()
-    import vectorpg.registry as registry
+    import vectorpg.store.registry as registry
 
     lookup = registry._record
     seen: list[str] = []
@@ -359,7 +359,7 @@ def test_a_collection_created_meanwhile_with_other_settings(
 
 
 def test_the_sql_planner_uses_the_python_planners_threshold() -> None:
-    from vectorpg.planner import DEFAULT_CONFIG
-    from vectorpg.schema import read_script
+    from vectorpg.search.planner import DEFAULT_CONFIG
+    from vectorpg.own_schema.scripts import read_script
 
     assert f"exact_max_rows constant int := {DEFAULT_CONFIG.exact_max_rows};" in read_script("functions.sql")

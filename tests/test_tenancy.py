@@ -18,7 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
 from vectorpg import HNSW, Repository, vector_column, vector_index
-from vectorpg.tenancy import enable_tenant_isolation, tenant_session
+from vectorpg.ddl.tenancy import enable_tenant_isolation, tenant_session
 
 DIM = 8
 APP = "vectorpg_app"
@@ -92,12 +92,12 @@ def test_no_operation_crosses_tenants(app_db: Any, ops: list[tuple[str, str, int
                     }
                     for i in ids
                 ]
-                repo.add_many(rows)
+                repo.add(rows)
                 expected[tenant] |= set(ids)
             elif op == "foreign_add":  # writing a row for another tenant is refused by the policy
                 other = rng.choice([t for t in TENANTS if t != tenant])
                 with pytest.raises(Exception, match="row-level security"):
-                    repo.add_many([{"id": 10**7 + seed, "tenant": other, "body": "x", "embedding": np.ones(DIM)}])
+                    repo.add([{"id": 10**7 + seed, "tenant": other, "body": "x", "embedding": np.ones(DIM)}])
             elif op in ("delete", "foreign_delete"):
                 pool = sorted(set().union(*expected.values()))
                 victims = rng.sample(pool, min(len(pool), 20)) if pool else []
@@ -122,7 +122,7 @@ def test_no_operation_crosses_tenants(app_db: Any, ops: list[tuple[str, str, int
 def test_without_a_tenant_nothing_is_visible_and_nothing_leaks_through_the_pool(app_db: Any) -> None:
     _, app = app_db
     with tenant_session(app, "acme") as session:
-        Repository(Item, session).add_many(
+        Repository(Item, session).add(
             [{"id": 5_000_000, "tenant": "acme", "body": "b", "embedding": np.ones(DIM)}]
         )
         assert Repository(Item, session).count() >= 1
@@ -132,7 +132,7 @@ def test_without_a_tenant_nothing_is_visible_and_nothing_leaks_through_the_pool(
     with app.engine.connect() as conn:
         assert conn.execute(text("SELECT coalesce(current_setting('vectorpg.tenant', true), '')")).scalar() == ""
     with pytest.raises(Exception, match="row-level security"):
-        repo.add_many([{"id": 5_000_001, "tenant": "acme", "body": "b", "embedding": np.ones(DIM)}])
+        repo.add([{"id": 5_000_001, "tenant": "acme", "body": "b", "embedding": np.ones(DIM)}])
 
 
 def test_a_small_tenant_on_a_shared_index(app_db: Any) -> None:
@@ -141,12 +141,12 @@ def test_a_small_tenant_on_a_shared_index(app_db: Any) -> None:
     owner, app = app_db
     rng = np.random.default_rng(1)
     with tenant_session(app, "big") as session:
-        Repository(Item, session).add_many(
+        Repository(Item, session).add(
             {"id": 6_000_000 + i, "tenant": "big", "body": "b", "embedding": rng.normal(size=DIM)}
             for i in range(20_000)
         )
     with tenant_session(app, "small") as session:
-        Repository(Item, session).add_many(
+        Repository(Item, session).add(
             {"id": 7_000_000 + i, "tenant": "small", "body": "s", "embedding": rng.normal(size=DIM)} for i in range(20)
         )
     with owner.engine.begin() as conn:

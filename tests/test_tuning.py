@@ -11,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
 from vectorpg import HNSW, IVFFlat, Repository, vector_column, vector_index
-from vectorpg import tuning as tuning_module
+from vectorpg.search import tuning as tuning_module
 
 DIM = 64
 
@@ -40,7 +40,7 @@ def loaded(db: vectorpg.Database, method: Any) -> tuple[Repository[Any], Any]:
     base, point = make_model(method)
     base.metadata.create_all(db.engine)
     repo = Repository(point, db, metric="l2")
-    repo.add_many({"id": i, "embedding": v} for i, v in enumerate(hard_data(8000, 1)))
+    repo.add({"id": i, "embedding": v} for i, v in enumerate(hard_data(8000, 1)))
     with db.engine.begin() as conn:
         conn.execute(text("ANALYZE points"))
     return repo, point
@@ -94,7 +94,7 @@ def test_bad_tuning_arguments(db: vectorpg.Database) -> None:
 
 def test_tuned_value_is_a_default_not_a_cap(db: vectorpg.Database) -> None:
     """A tuned ef_search below k must not cut results short: it is raised to k like the built-in default."""
-    from vectorpg.search import QueryOptions, settings_for
+    from vectorpg.search.statements import QueryOptions, settings_for
 
     spec = vector_index("embedding", HNSW(), metric="l2", dimension=DIM).info["vectorpg"]
     tuned = QueryOptions(tuned_ef_search=20)

@@ -10,9 +10,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
 from vectorpg import validation
-from vectorpg.distance import metric_spec
+from vectorpg.metrics import metric_spec
 from vectorpg.errors import DimensionMismatchError, InvalidVectorError
-from vectorpg.types import VectorType
+from vectorpg.sqltypes import VectorType
 
 DIM = 4
 GOOD = [0.1, 0.2, 0.3, 0.4]

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import InvalidInputError, MissingDependencyError
+from vectorpg.errors import InvalidInputError, MissingDependencyError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 

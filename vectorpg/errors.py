@@ -138,10 +138,12 @@ class MissingDependencyError(VectorPgError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
     def __init__(self, package: str, extra: str, purpose: str) -> None:
-        super().__init__(
-            f"{purpose} needs the {package!r} package: pip install torch==2.13.0 'vectorpg[{extra}]' "
-            "(install torch first to get the CPU build)"
+        hint = (
+            "pip install torch==2.13.0 'vectorpg[embed]' (install torch first to get the CPU build)"
+            if extra == "embed"
+            else f"pip install 'vectorpg[{extra}]'"
         )
+        super().__init__(f"{purpose} needs the {package!r} package: {hint}")
         self.package = package
         self.extra = extra
 

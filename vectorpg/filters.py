@@ -35,8 +35,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Numeric, Text
 
-from .errors import FilterError
-from .validation import json_too_large
+from vectorpg.errors import FilterError
+from vectorpg.validation import json_too_large
 
 _KEY_PART = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 _KEY = re.compile(rf"{_KEY_PART}(\.{_KEY_PART}){{0,15}}\Z")

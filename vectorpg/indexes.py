@@ -28,10 +28,10 @@ from sqlalchemy import Column, Index, Table, cast, column, event, func, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from .distance import METRICS, Metric, metric_spec
-from .errors import InvalidArgumentError, UnsupportedMetricError
-from .types import BIT, HALFVEC, VECTOR, VectorType, describe
-from .validation import derived_name, identifier
+from vectorpg.errors import InvalidArgumentError, UnsupportedMetricError
+from vectorpg.metrics import METRICS, Metric, metric_spec
+from vectorpg.sqltypes import BIT, HALFVEC, VECTOR, VectorType, describe
+from vectorpg.validation import derived_name, identifier
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pgvector
 
-from .distance import MetricSpec
-from .errors import DimensionMismatchError, InvalidArgumentError, InvalidIdentifierError, InvalidVectorError
-from .types import VectorType
+from vectorpg.errors import DimensionMismatchError, InvalidArgumentError, InvalidIdentifierError, InvalidVectorError
+from vectorpg.metrics import MetricSpec
+from vectorpg.sqltypes import VectorType
 
 # Largest finite magnitude per storage type: float4 for vector/sparsevec, float16 for halfvec.
 _FLOAT_LIMIT = {

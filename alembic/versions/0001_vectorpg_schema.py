@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from alembic import op
 
 import vectorpg.alembic  # noqa: F401  (registers op.create_vector_extension)
-from vectorpg.schema import SCRIPTS, read_script
+from vectorpg.own_schema.scripts import SCRIPTS, read_script
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from vectorpg.schema import SCRIPTS, read_script
+from vectorpg.own_schema.scripts import SCRIPTS, read_script
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"

@@ -18,8 +18,8 @@ import vectorpg
 from tests import filter_oracle
 from tests.test_fuzz_filters import MARK, ROWS, filters
 from vectorpg.filters import compile_filter
-from vectorpg.models import documents_table
-from vectorpg.server import embedded_server
+from vectorpg.own_schema.tables import documents_table
+from vectorpg.db.server import embedded_server
 
 
 def main(argv: list[str] | None = None) -> int:

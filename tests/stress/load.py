@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--url", default=None, help="a server URL (default: the embedded server)")
     args = parser.parse_args(argv)
-    from vectorpg.server import embedded_server
+    from vectorpg.db.server import embedded_server
 
     url = args.url or embedded_server().url
     result = run(url, args.seconds)

@@ -19,9 +19,9 @@ never proposes to drop a partition. Migrations can use ``op.create_vector_extens
 ``op.change_vector_dimension(...)`` (see :mod:`vectorpg.alembic.dimension`).
 """
 
-from .autogen import configure_kwargs, declared_spec, is_vector_index, render_item
-from .dimension import ChangeVectorDimensionOp, change_vector_dimension
-from .ops import (
+from vectorpg.alembic.autogen import configure_kwargs, declared_spec, is_vector_index, render_item
+from vectorpg.alembic.dimension import ChangeVectorDimensionOp, change_vector_dimension
+from vectorpg.alembic.ops import (
     AttachPartitionOp,
     CreatePartitionOp,
     CreateVectorExtensionOp,

@@ -38,14 +38,14 @@ from psycopg import sql
 from sqlalchemy import Column, MetaData, Table, bindparam, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
-from tqdm import tqdm
 
-from .. import validation
-from ..connection import ensure_vector_types
-from ..errors import InvalidArgumentError
-from ..indexes import list_vector_indexes
-from ..types import VectorType, column_type
-from .ops import IMPORT, _call
+from vectorpg import validation
+from vectorpg.alembic.ops import IMPORT, _call
+from vectorpg.db.engine import ensure_vector_types
+from vectorpg.errors import InvalidArgumentError
+from vectorpg.indexes import list_vector_indexes
+from vectorpg.progress import progress_bar
+from vectorpg.sqltypes import VectorType, column_type
 
 Embed = Callable[[list[tuple[Any, ...]]], Any]
 
@@ -90,7 +90,7 @@ def change_vector_dimension(
     new_column = _temporary_name(column)
     raw = connection.connection.driver_connection
     assert raw is not None
-    ensure_vector_types(raw)
+    ensure_vector_types(connection.connection)
     name = sql.Identifier(*([schema] if schema else []), table)
     qualified = name.as_string(raw)
     old_indexes = [info for info in list_vector_indexes(connection, qualified) if info.spec.column == column]
@@ -120,7 +120,7 @@ def change_vector_dimension(
         rows_table.update().where(c[key] == bindparam("k")).values({new_column: bindparam("v", type_=new_type)})
     )
     count_pending = select(func.count()).select_from(rows_table).where(pending)
-    bar = tqdm(
+    bar = progress_bar(
         total=connection.execute(count_pending).scalar(),
         desc=f"re-embedding {table}.{column}",
         unit="row",

@@ -28,13 +28,13 @@ from sqlalchemy import Column, Index, MetaData, Table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from ..connection import MIN_PGVECTOR, parse_version
-from ..distance import metric_spec
-from ..errors import ExtensionError, InvalidArgumentError
-from ..indexes import HNSW, IVFFlat, Method, Quantization, VectorIndex
-from ..partitioning import bound_clause
-from ..types import VectorType, column_type
-from ..validation import identifier
+from vectorpg.db.engine import MIN_PGVECTOR, parse_version
+from vectorpg.ddl.partitioning import bound_clause
+from vectorpg.errors import ExtensionError, InvalidArgumentError
+from vectorpg.indexes import HNSW, IVFFlat, Method, Quantization, VectorIndex
+from vectorpg.metrics import metric_spec
+from vectorpg.sqltypes import VectorType, column_type
+from vectorpg.validation import identifier
 
 IMPORT = "import vectorpg.alembic"
 

@@ -1,0 +1,378 @@
+"""The ``vectorpg`` command line.
+
+Every command uses the embedded PostgreSQL unless ``--url`` (or ``$VECTORPG_URL``) names a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from vectorpg.errors import InvalidArgumentError, VectorPgError
+
+
+def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from vectorpg.database import connect
+
+    return connect(args.url, data_dir=args.data_dir)
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from vectorpg.cli import quickstart
+
+    start = time.perf_counter()
+    db = _connect(args)
+    print(f"database: {db!r} (ready in {time.perf_counter() - start:.1f} s)")
+    quickstart.run(db, collection=args.collection, limit=args.limit, k=args.k, progress_bar=not args.no_progress)
+    print(f"\ndone in {time.perf_counter() - start:.1f} s. Run it again: unchanged documents are not re-embedded.")
+    db.close()
+    return 0
+
+
+def _open_collection(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    db = _connect(args)
+    return db, db.collection(args.collection, embedder=None, create=False)
+
+
+def _cmd_recall(args: argparse.Namespace) -> int:
+    db, docs = _open_collection(args)
+    indexes = docs.indexes()
+    if not indexes:
+        print(f"collection {args.collection!r} has no vector index: every search is exact (recall 1.0)")
+        return 0
+    start = time.perf_counter()
+    measured = docs.recall(k=args.k, sample=args.sample)
+    names = ", ".join(i.name for i in indexes)
+    print(
+        f"recall@{args.k} of {names}: {measured:.3f} over {args.sample} sampled queries "
+        f"against exact search ({time.perf_counter() - start:.1f} s)"
+    )
+    db.close()
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    db, docs = _open_collection(args)
+    result = docs.tune(args.target, k=args.k, sample=args.sample)
+    for value, measured in result.tried:
+        print(f"  {result.knob}={value:<5} recall@{args.k}={measured:.3f}")
+    verdict = "meets" if result.met else "does NOT meet (best found)"
+    print(
+        f"{result.index}: {result.knob}={result.value} {verdict} recall@{args.k} >= {args.target} "
+        f"({result.recall:.3f}); stored, every process now uses it"
+    )
+    db.close()
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    db = _connect(args)
+    docs = db.collection(args.collection)
+    print(f"ingesting into {args.collection!r} ({docs.embedder_name}, {docs.dimension} dimensions)")
+    report = docs.ingest(
+        args.paths,
+        glob=args.glob,
+        sync=args.sync,
+        max_tokens=args.max_tokens,
+        overlap=args.overlap,
+        progress=not args.no_progress,
+    )
+    print(report)
+    db.close()
+    return 0
+
+
+def _where(pairs: Sequence[str], raw: str | None) -> dict[str, Any]:
+    """``--where key=value`` pairs (values read as JSON when they parse: numbers, true, null) and ``--filter``."""
+    try:
+        where: dict[str, Any] = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"--filter is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgumentError("--filter is nested too deep (filters allow 32 levels)") from None
+    if not isinstance(where, dict):
+        raise InvalidArgumentError('--filter is a JSON object, for example \'{"year": {"$gte": 2020}}\'')
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgumentError(f"--where takes key=value, got {pair!r}")
+        try:
+            where[key] = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            where[key] = value  # not JSON (or absurdly nested): the text itself, which the filter checks
+    return where
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    db = _connect(args)
+    docs = db.collection(args.collection, create=False)
+    where = _where(args.where, args.filter)
+    if args.hybrid:
+        hits: list[Any] = docs.hybrid_search(args.text, args.k, where=where or None)
+        rows = [(h.id, h.score.score, h.content, h.metadata) for h in hits]
+        label = "score"
+    else:
+        hits = docs.search(args.text, args.k, where=where or None)
+        rows = [(h.id, h.distance, h.content, h.metadata) for h in hits]
+        label = "distance"
+    if args.json:
+        print(json.dumps([{"id": i, label: v, "content": c, "metadata": m} for i, v, c, m in rows], indent=2))
+    else:
+        for rank, (ident, value, content, meta) in enumerate(rows, 1):
+            where_from = meta.get("source", ident) if isinstance(meta, dict) else ident
+            heading = f" > {meta['heading']}" if isinstance(meta, dict) and meta.get("heading") else ""
+            snippet = " ".join((content or "").split())[:160]
+            print(f"{rank:>2}. {label} {value:.4f}  {where_from}{heading}\n    {snippet}")
+        if not rows:
+            print("no results")
+    db.close()
+    return 0
+
+
+def _cmd_collections(args: argparse.Namespace) -> int:
+    db = _connect(args)
+    names = db.collections()
+    if not names:
+        print("no collections")
+    for name in names:
+        docs = db.collection(name, embedder=None, create=False)
+        indexes = ", ".join(
+            f"{i.name} ({i.spec.method.method}, {i.size_bytes / 2**20:.1f} MiB)" for i in docs.indexes()
+        )
+        print(
+            f"{name}: {docs.count():,} rows, model {docs.embedder_name or '(vectors only)'}, "
+            f"{docs.dimension} dimensions, {docs.metric.metric.value}; indexes: {indexes or 'none (exact search)'}"
+        )
+    db.close()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from vectorpg.cli.serve import CLIENT_ROLE, PASSWORD_FILE, serve
+    from vectorpg.db.server import resolve_data_dir
+
+    def ready(url: str) -> None:
+        print(f"PostgreSQL + pgvector with vectorpg's schema is listening: {url}", flush=True)
+        print(
+            f"  psql {url}\n  export VECTORPG_URL={url}\n"
+            f"The role {CLIENT_ROLE} (no superuser rights) owns vectorpg's schema; its password is kept in "
+            f"{resolve_data_dir(args.data_dir) / PASSWORD_FILE} (mode 0600). Ctrl-C stops the server.",
+            flush=True,
+        )
+
+    status = serve(args.data_dir, host=args.host, port=args.port, allow_remote=args.allow_remote, on_ready=ready)
+    print(f"stopped (status {status})")
+    return 0 if status == 0 else 1
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from vectorpg.db.server import status
+
+    state = status(args.data_dir)
+    if not state["running"]:
+        print(f"no server runs on {state['data_dir']}. `vectorpg serve` starts one on a TCP port.")
+        return 1
+    users = ", ".join(map(str, state["users"])) or "none"
+    print(
+        f"PostgreSQL runs on {state['data_dir']}: pid {state['pid']}, port {state['port']}, socket in "
+        f"{state['socket_dir']}; vectorpg processes using it: {users}. `vectorpg stop` stops it."
+    )
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from vectorpg.db.server import stop
+
+    data_dir = args.data_dir
+    if stop(data_dir):
+        print("stopped. Processes still using it start it again when they next connect.")
+    else:
+        print("no server was running.")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__main__.py").exists():
+        raise InvalidArgumentError(
+            "the benchmark suite ships with vectorpg's source (benchmarks/): run this from a checkout"
+        )
+    command = [sys.executable, "-m", "benchmarks", "run", *(["--quick"] if args.quick else [])]
+    if args.only:
+        command += ["--only", args.only]
+    return subprocess.call(command, cwd=root)
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from vectorpg.own_schema.scripts import sql_dir, write_schema
+
+    target = sql_dir() / "schema.sql"
+    if args.check:
+        current = write_schema(check=True)
+        print(f"{target} is {'current' if current else 'out of date: run vectorpg schema'}")
+        return 0 if current else 1
+    write_schema()
+    print(f"wrote {target}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vectorpg",
+        description="PostgreSQL + pgvector as a vector store. Uses an embedded PostgreSQL unless --url is given.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        help="postgresql:// URL of a server with pgvector (default: $VECTORPG_URL, else the embedded server)",
+    )
+    common.add_argument(
+        "--data-dir",
+        help="data directory of the embedded server (default: $VECTORPG_DATA_DIR or a per-user directory)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    quick = sub.add_parser(
+        "quickstart",
+        parents=[common],
+        help="index the Python standard library's docstrings and run example searches",
+        description="Start the embedded PostgreSQL, embed the docstrings of the Python standard library with "
+        "the packaged all-MiniLM-L6-v2 model into a collection, and run a few example searches.",
+    )
+    quick.add_argument("--collection", default="stdlib_docs", help="collection name (default: stdlib_docs)")
+    quick.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="index only the first N docstrings (sorted by name); default: all (about 4,000)",
+    )
+    quick.add_argument("-k", type=int, default=3, help="hits per example search (default: 3)")
+    quick.add_argument("--no-progress", action="store_true", help="no progress bar")
+    quick.set_defaults(func=_cmd_quickstart)
+
+    for name, func, helptext in (
+        ("recall", _cmd_recall, "measure recall@k of a collection's vector index against exact search"),
+        ("tune", _cmd_tune, "find and store the smallest ef_search/probes that meets a recall target"),
+    ):
+        cmd = sub.add_parser(name, parents=[common], help=helptext, description=helptext)
+        cmd.add_argument("--collection", required=True, help="collection name")
+        cmd.add_argument("-k", type=int, default=10, help="neighbours per query (default: 10)")
+        cmd.add_argument("--sample", type=int, default=50, help="rows used as queries (default: 50)")
+        if name == "tune":
+            cmd.add_argument("--target", type=float, default=0.95, help="recall@k to reach (default: 0.95)")
+        cmd.set_defaults(func=func)
+
+    ingest = sub.add_parser(
+        "ingest",
+        parents=[common],
+        help="chunk, embed and store files and folders (Markdown, reStructuredText, HTML, text)",
+        description="Read files and folders, split them into chunks by headings, paragraphs and sentences, "
+        "embed the chunks with the collection's model (the packaged all-MiniLM-L6-v2 for a new collection) "
+        "and store them with their source. Unchanged files write and embed nothing; a changed file's old "
+        "chunks are replaced. Unreadable and binary files are reported and skipped.",
+    )
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files and folders")
+    ingest.add_argument("--collection", required=True, help="collection name (created if missing)")
+    ingest.add_argument("--glob", default="**/*", help="files to take from folders (default: **/*)")
+    ingest.add_argument("--sync", action="store_true", help="also remove the chunks of files that are gone")
+    ingest.add_argument("--max-tokens", type=int, default=None, help="chunk size in model tokens (default: 200)")
+    ingest.add_argument("--overlap", type=int, default=None, help="tokens repeated between chunks (default: 32)")
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=_cmd_ingest)
+
+    search = sub.add_parser(
+        "search",
+        parents=[common],
+        help="search a collection by text",
+        description="Embed the text with the collection's model and print the nearest documents. --where "
+        "key=value filters on metadata (values are read as JSON when they parse: 2024, true, null); "
+        '--filter takes a whole JSON filter, for example \'{"year": {"$gte": 2020}}\'.',
+    )
+    search.add_argument("text", help="what to search for")
+    search.add_argument("--collection", required=True, help="collection name")
+    search.add_argument("-k", type=int, default=5, help="number of results (default: 5)")
+    search.add_argument("--where", action="append", default=[], metavar="KEY=VALUE", help="metadata filter")
+    search.add_argument("--filter", default=None, metavar="JSON", help="a JSON filter (combined with --where)")
+    search.add_argument("--hybrid", action="store_true", help="full text + vector, fused by rank (RRF)")
+    search.add_argument("--json", action="store_true", help="print JSON")
+    search.set_defaults(func=_cmd_search)
+
+    listing = sub.add_parser(
+        "collections",
+        parents=[common],
+        help="list collections: rows, model, dimension, indexes and their sizes",
+        description="List the collections with their row counts, models, dimensions, metrics and vector indexes.",
+    )
+    listing.set_defaults(func=_cmd_collections)
+
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the embedded PostgreSQL on a TCP port in the foreground",
+        description="Run the embedded PostgreSQL (its --data-dir) on HOST:PORT over TCP until Ctrl-C, with "
+        "pgvector and vectorpg's schema and SQL functions installed, so that psql and other languages' "
+        "drivers can connect. TCP clients log in as vectorpg_client (no superuser rights) with the password "
+        "it prints; the superuser is reachable only through the data directory's unix socket.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5432, help="port (default: 5432)")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback (clients then connect from other machines, with the password)",
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    state = sub.add_parser(
+        "status", parents=[common], help="is the embedded server of --data-dir running, and who uses it"
+    )
+    state.set_defaults(func=_cmd_status)
+    stopping = sub.add_parser("stop", parents=[common], help="stop the embedded server of --data-dir (a fast shutdown)")
+    stopping.set_defaults(func=_cmd_stop)
+
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmark suite against the peers (python -m benchmarks run)",
+        description="Run the benchmark suite: ingest, query overhead, filtered search, ANN quality and speed, "
+        "concurrency and growth with the number of vectors, against raw psycopg, pgvector-python's ORM, "
+        "LangChain and Faiss, on a fresh embedded PostgreSQL. Writes benchmarks/RESULTS.md and plots (with "
+        "--quick: benchmarks/RESULTS-quick.md, a smoke run of a few minutes).",
+    )
+    bench.add_argument("--quick", action="store_true", help="small synthetic data, a few minutes")
+    bench.add_argument(
+        "--only", default="", help="comma-separated subset: ingest,query,filtered,ann,concurrency,growth"
+    )
+    bench.set_defaults(func=_cmd_bench)
+
+    schema = sub.add_parser(
+        "schema",
+        help="write sql/schema.sql from vectorpg's models (for vectorpg developers)",
+        description="vectorpg's tables are declared once, in vectorpg/models.py; sql/schema.sql, which "
+        "Database.setup(), the Alembic migrations and psql apply, is generated from them. Run this after "
+        "changing the models. With --check, exit with status 1 when the file is out of date (for CI).",
+    )
+    schema.add_argument("--check", action="store_true", help="only check")
+    schema.set_defaults(func=_cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vectorpg`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except VectorPgError as exc:
+        print(f"vectorpg: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

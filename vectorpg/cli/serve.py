@@ -1,0 +1,204 @@
+"""``vectorpg serve``: the embedded server on a TCP port, for psql and other languages' drivers.
+
+Over TCP every role needs a password (scram-sha-256); the superuser has none and is reachable only through
+the unix socket in the data directory (mode 0700). Clients get :data:`CLIENT_ROLE`, a login role without
+superuser rights that owns vectorpg's schema, and its generated password (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from vectorpg.database import connect
+from vectorpg.db.server import (
+    forget_dead_users,
+    pgserver_classes,
+    postgres_binary,
+    resolve_data_dir,
+    running_postmaster,
+)
+from vectorpg.errors import ServerError
+
+#: The login role that `vectorpg serve` hands to clients: no superuser, no CREATEROLE / CREATEDB, owner of
+#: vectorpg's schema in the served database and nothing else.
+CLIENT_ROLE = "vectorpg_client"
+#: Where `vectorpg serve` keeps that role's generated password (mode 0600, in the data directory).
+PASSWORD_FILE = "vectorpg_client.password"
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+_HBA = """\
+# Written by `vectorpg serve` each time it starts; edit serve's options, not this file.
+# The unix socket lives in the data directory (mode 0700): only its owner reaches the superuser there.
+local   all  all                 trust
+# TCP needs a password: the superuser has none, so over TCP only the roles with a password log in.
+host    all  all  127.0.0.1/32   scram-sha-256
+host    all  all  ::1/128        scram-sha-256
+"""
+
+_HBA_REMOTE = """\
+# --allow-remote
+host    all  all  0.0.0.0/0      scram-sha-256
+host    all  all  ::/0           scram-sha-256
+"""
+
+
+def _ensure_password(data_dir: Path) -> str:
+
+    path = data_dir / PASSWORD_FILE
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    return password
+
+
+def _write_hba(data_dir: Path, *, allow_remote: bool, owner: str | None) -> None:
+    path = data_dir / "pg_hba.conf"
+    path.write_text(_HBA + (_HBA_REMOTE if allow_remote else ""))
+    path.chmod(0o600)
+    if owner is not None:
+        entry = pwd.getpwnam(owner)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _check_port_free(host: str, port: int) -> None:
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServerError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}. Another program uses that port; "
+                "pick another one with --port."
+            ) from exc
+
+
+def _prepare_client_role(admin_url: str, password: str) -> None:
+    """Create or refresh :data:`CLIENT_ROLE` with ``password`` and give it vectorpg's schema."""
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        # the verifier is computed here by libpq: the password itself never travels or gets logged
+        verifier = conn.pgconn.encrypt_password(password.encode(), CLIENT_ROLE.encode(), b"scram-sha-256")
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [CLIENT_ROLE]).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(
+            sql.SQL(
+                verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
+            ).format(sql.Identifier(CLIENT_ROLE), sql.Literal(verifier.decode()))
+        )
+        conn.execute("SELECT vectorpg.set_owner(%s)", [CLIENT_ROLE])
+
+
+def serve(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5432,
+    allow_remote: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+    timeout: float = 60.0,
+) -> int:
+    """Run the embedded PostgreSQL on ``host:port`` over TCP in the foreground, until SIGINT or SIGTERM.
+
+    The data directory is initialised if new. When the server accepts connections, pgvector and vectorpg's
+    schema are installed and ``on_ready(url)`` is called with a URL for :data:`CLIENT_ROLE`, a login role
+    without superuser rights whose generated password (kept in ``<data dir>/vectorpg_client.password``,
+    mode 0600) the URL carries. Over TCP every role needs a password (scram-sha-256); the superuser has none
+    and is reachable only through the unix socket in the data directory. A ``host`` other than loopback
+    needs ``allow_remote=True``.
+
+    While it runs, other vectorpg processes on the same data directory use this server and never stop it.
+    Returns the server's exit status (0 after a clean shutdown). Raises :class:`ServerError` if the port
+    is taken, or if another process already runs a server on this data directory.
+    """
+
+    path = resolve_data_dir(data_dir)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ServerError(f"port must be from 1 to 65535, got {port!r}")
+    if host not in _LOOPBACK and not allow_remote:
+        raise ServerError(
+            f"refusing to listen on {host}: that makes the database reachable from other machines. Pass "
+            "--allow-remote (allow_remote=True) to do it anyway; clients then need the password that serve "
+            f"prints (and keeps in {path / PASSWORD_FILE}), and should reach it over a private network or TLS."
+        )
+    postgres_server, _ = pgserver_classes()
+    path.mkdir(parents=True, exist_ok=True)
+    running = running_postmaster(path)
+    if running is not None:
+        raise ServerError(
+            f"a PostgreSQL server already runs on {path} (pid {running.pid}), started by another vectorpg process "
+            "over its unix socket. Stop the processes that use it (or `vectorpg stop`), or serve another --data-dir."
+        )
+    _check_port_free("127.0.0.1" if host == "localhost" else host, port)
+    server = postgres_server(path, cleanup_mode=None)
+    server.ensure_pgdata_inited()
+    _write_hba(path, allow_remote=allow_remote, owner=server.system_user)
+    password = _ensure_password(path)
+    log = path / "serve.log"
+    command = [
+        str(postgres_binary("postgres")), "-D", str(path), "-h", host, "-p", str(port), "-k", str(path),
+        "-c", "password_encryption=scram-sha-256", "-c", "unix_socket_permissions=0700",
+    ]  # fmt: skip
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, user=server.system_user)
+    # the superuser's door: this server's own socket, so a server of someone else's on the port is never used
+    admin_url = f"postgresql://postgres@/postgres?host={path}&port={port}"
+    client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "*", "") else host
+    url = f"postgresql://{CLIENT_ROLE}:{password}@{client_host}:{port}/postgres"
+
+    def stop(signum: int, frame: object) -> None:
+        process.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown: roll back, checkpoint, exit
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise ServerError(f"PostgreSQL exited with status {process.returncode} while starting:\n{tail}")
+            try:
+                psycopg.connect(admin_url, connect_timeout=2).close()
+                break
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    process.send_signal(signal.SIGINT)
+                    raise ServerError(
+                        f"PostgreSQL did not accept connections on {host}:{port} within {timeout} s"
+                    ) from exc
+                time.sleep(0.2)
+        # serve counts as a user of the server, so no other vectorpg process that exits stops it
+        with postgres_server._lock:
+            forget_dead_users(path)
+            server.global_process_id_list.get_and_add(os.getpid())
+
+        db = connect(admin_url)
+        db.setup()
+        db.close()
+        _prepare_client_role(admin_url, password)
+        if on_ready is not None:
+            on_ready(url)
+        return process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait()
+        with postgres_server._lock:
+            server.global_process_id_list.get_and_remove(os.getpid())

@@ -1,0 +1,151 @@
+"""``connect()`` and :class:`Database`: the one top-level door.
+
+With no URL (argument or ``$VECTORPG_URL``) vectorpg starts the embedded server; with a URL it connects to
+any PostgreSQL that has pgvector. Connecting runs no DDL: installing the extension (:meth:`Database.
+install_extension`) and vectorpg's own schema (:meth:`Database.setup`) are explicit calls, which
+:meth:`Database.collection` makes for you the first time it needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from vectorpg.db.engine import create_vector_engine, raw_connection
+from vectorpg.db.server import EmbeddedServer, embedded_server
+from vectorpg.db.translate import translating
+from vectorpg.own_schema import install
+from vectorpg.rag.collection import DocumentCollection
+from vectorpg.store import registry
+
+if TYPE_CHECKING:
+    from vectorpg.embeddings import Embedder
+
+
+class Database:
+    """A connected database: SQLAlchemy engine, session factory, and the store API's entry points."""
+
+    def __init__(self, engine: Engine, *, server: EmbeddedServer | None = None) -> None:
+        self.engine = engine
+        self.server = server
+        self.session_factory = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        """The connection URL (password hidden)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def session(self) -> Session:
+        """A new SQLAlchemy session bound to this database."""
+        return self.session_factory()
+
+    @contextmanager
+    def psycopg_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A raw psycopg connection from the pool (vector types registered), inside a transaction."""
+        with raw_connection(self.engine) as raw:
+            yield raw
+
+    # -- the extension and vectorpg's schema (vectorpg.own_schema.install) -------------------------
+
+    def extension_version(self) -> tuple[int, ...] | None:
+        """The installed pgvector version, or ``None`` if the extension is not installed here."""
+        return install.extension_version(self.engine)
+
+    def install_extension(self) -> tuple[int, ...]:
+        """``CREATE EXTENSION IF NOT EXISTS vector`` and check the version (>= 0.8.0); return the version.
+
+        Raises :class:`ExtensionError` saying what was found and how to fix it when pgvector is not
+        available on the server, cannot be created (permissions), or is too old. Safe to call from
+        several processes at once.
+        """
+        return install.install_extension(self.engine)
+
+    def setup(self) -> None:
+        """Install pgvector and vectorpg's own schema and SQL functions: the scripts in ``sql/``, which the
+        Alembic migrations apply too (idempotent, safe to run concurrently)."""
+        install.setup(self.engine)
+
+    def installed_schema_version(self) -> int | None:
+        """``vectorpg.schema_version()`` of this database (``None`` when vectorpg's schema is not there, or
+        this role may not use it)."""
+        return install.installed_schema_version(self.engine)
+
+    def has_store_schema(self) -> bool:
+        """Whether :meth:`setup` has created vectorpg's tables in this database."""
+        return install.has_store_schema(self.engine)
+
+    # -- the store API -----------------------------------------------------------------------------
+
+    @translating("opening a collection")
+    def collection(
+        self,
+        name: str,
+        *,
+        dimension: int | None = None,
+        metric: str | None = None,
+        embedder: Embedder | str | None = "default",
+        create: bool = True,
+    ) -> DocumentCollection:
+        """Open the collection ``name``, creating it (and vectorpg's schema) if needed.
+
+        ``embedder="default"`` uses the packaged all-MiniLM-L6-v2 model (384 dimensions) unless a
+        ``dimension`` is given, which makes a vector-only collection. ``metric`` defaults to cosine for a
+        new collection and to the recorded one for an existing collection. An existing collection must
+        be opened with the same dimension, metric and embedder it was created with (or without them).
+        """
+        return registry.open_collection(
+            self.engine, name, dimension=dimension, metric=metric, embedder=embedder, create=create,
+            kind=DocumentCollection,
+        )  # fmt: skip
+
+    @translating("listing collections")
+    def collections(self) -> list[str]:
+        """Names of the collections in this database."""
+        return registry.list_collections(self.engine)
+
+    @translating("dropping a collection")
+    def drop_collection(self, name: str) -> bool:
+        """Drop a collection and all its documents; return whether it existed."""
+        return registry.drop_collection(self.engine, name)
+
+    def close(self) -> None:
+        """Close the pooled connections. The embedded server stops when the last process using it exits."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = f"embedded:{self.server.data_dir}" if self.server else self.url
+        return f"<vectorpg.Database {where}>"
+
+
+def connect(
+    url: str | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    echo: bool = False,
+    **engine_kwargs: Any,
+) -> Database:
+    """Connect to PostgreSQL + pgvector and return a :class:`Database`.
+
+    ``url`` (or ``$VECTORPG_URL``) is any ``postgresql://`` URL; without one, the embedded server is
+    started in ``data_dir`` (``$VECTORPG_DATA_DIR``, else a per-user directory) or reused if it is already
+    running (this needs the ``vectorpg[server]`` extra). Extra keyword arguments go to
+    :func:`sqlalchemy.create_engine`.
+    """
+    server: EmbeddedServer | None = None
+    url = url or os.environ.get("VECTORPG_URL") or None
+    if url is None:
+        server = embedded_server(data_dir)
+        url = server.url
+    return Database(create_vector_engine(url, echo=echo, server=server, **engine_kwargs), server=server)

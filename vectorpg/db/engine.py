@@ -1,0 +1,179 @@
+"""Engines that speak pgvector: the URL check, the psycopg 3 engine, and vector type registration.
+
+Every connection of an engine made by :func:`create_vector_engine` has pgvector's binary dumpers and
+loaders registered when it opens; :func:`ensure_vector_types` does the same, once per pooled connection,
+for engines vectorpg did not create (an application's own). What was registered is recorded in the pooled
+connection's ``.info``, which lives exactly as long as the driver connection.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pgvector
+import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from psycopg.types import TypeInfo
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+
+from vectorpg.errors import ConfigurationError, ServerError
+from vectorpg.sqltypes import EncodedVector
+
+if TYPE_CHECKING:
+    from vectorpg.db.server import EmbeddedServer
+
+#: Oldest pgvector that vectorpg supports (iterative index scans arrived in 0.8.0).
+MIN_PGVECTOR = (0, 8, 0)
+
+_TYPES_KEY = "vectorpg_types"
+_servers: weakref.WeakKeyDictionary[Engine, EmbeddedServer] = weakref.WeakKeyDictionary()
+
+
+class HasEngine(Protocol):
+    """Anything that carries an engine (a :class:`vectorpg.Database`)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+
+def engine_of(bind: Engine | HasEngine) -> Engine:
+    """The engine itself, or the engine of a :class:`~vectorpg.Database`."""
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
+def embedded_server_of(engine: Engine) -> EmbeddedServer | None:
+    """The embedded server that ``engine`` connects to, if vectorpg started it."""
+    return _servers.get(engine)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"0.8.5"`` -> ``(0, 8, 5)``; pre-release suffixes are ignored (``"0.9.0-dev"`` -> ``(0, 9, 0)``)."""
+    parts = re.findall(r"\d+", text.split("-")[0])
+    if not parts:
+        raise ValueError(f"not a version: {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def _register_vector_types(conn: psycopg.Connection[Any]) -> bool:
+    """Register pgvector's binary dumpers and loaders on a psycopg connection; ``False`` if the extension
+    is not installed yet (:meth:`vectorpg.Database.install_extension` then resets the pool)."""
+    from pgvector.psycopg.bit import register_bit_info
+    from pgvector.psycopg.halfvec import register_halfvec_info
+    from pgvector.psycopg.sparsevec import register_sparsevec_info
+    from pgvector.psycopg.vector import register_vector_info
+
+    info = TypeInfo.fetch(conn, "vector")
+    if info is None:
+        return False
+    register_vector_info(conn, info)
+    _register_encoded(conn, info.oid, pgvector.Vector)
+    for name, register in (
+        ("halfvec", register_halfvec_info),
+        ("sparsevec", register_sparsevec_info),
+        ("bit", register_bit_info),
+    ):
+        type_info = TypeInfo.fetch(conn, name)
+        if type_info is not None:
+            register(conn, type_info)
+            if name == "halfvec":
+                _register_encoded(conn, type_info.oid, pgvector.HalfVector)
+    return True
+
+
+def _register_encoded(conn: psycopg.Connection[Any], oid: int, value_class: type[Any]) -> None:
+    """The binary dumper binary COPY uses for ``oid``: pre-encoded :class:`EncodedVector` values go out as
+    they are (no per-row conversion); anything else is encoded by pgvector."""
+
+    class EncodedDumper(Dumper):
+        format = Format.BINARY
+
+        def dump(self, obj: Any) -> Any:
+            if isinstance(obj, EncodedVector):
+                return obj
+            value = obj if isinstance(obj, value_class) else value_class(obj)
+            return value.to_binary()
+
+    EncodedDumper.oid = oid
+    conn.adapters.register_dumper(EncodedVector, EncodedDumper)
+
+
+def ensure_vector_types(connection: PoolProxiedConnection) -> None:
+    """Register the vector types on a pooled connection (``Connection.connection``) once."""
+    if not connection.info.get(_TYPES_KEY):
+        raw = connection.driver_connection
+        assert raw is not None
+        connection.info[_TYPES_KEY] = _register_vector_types(raw)
+
+
+def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    record.info[_TYPES_KEY] = _register_vector_types(dbapi_connection)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``url`` as a ``postgresql+psycopg://`` URL; :class:`ConfigurationError` for anything else."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"not a database URL: {url!r} ({exc})") from exc
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"vectorpg needs PostgreSQL; got a {parsed.get_backend_name()!r} URL")
+    driver = parsed.get_driver_name()
+    if parsed.drivername not in ("postgresql", "postgres") and driver != "psycopg":
+        raise ConfigurationError(
+            f"vectorpg uses the psycopg 3 driver; use postgresql+psycopg:// (got {parsed.drivername}://)"
+        )
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def create_vector_engine(
+    url: str, *, echo: bool = False, server: EmbeddedServer | None = None, **engine_kwargs: Any
+) -> Engine:
+    """A psycopg 3 engine for ``url`` with the vector types registered on every connection, checked by
+    connecting once (:class:`ServerError` says what to check). With ``server``, a new connection after
+    the embedded server crashed or was stopped starts it again."""
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    # No automatic server-side prepared statements: a cached generic plan ignores the per-query planner
+    # settings vectorpg applies, and prepared statements break behind transaction-mode poolers.
+    connect_args = dict(engine_kwargs.pop("connect_args", {}))
+    connect_args.setdefault("prepare_threshold", None)
+    engine_kwargs["connect_args"] = connect_args
+    engine = create_engine(sqlalchemy_url(url), echo=echo, **engine_kwargs)
+    event.listen(engine, "connect", _on_connect)
+    if server is not None:
+        embedded = server
+        event.listen(engine, "do_connect", lambda *_args: embedded.ensure_running())
+        _servers[engine] = server
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        engine.dispose()
+        raise ServerError(
+            f"cannot reach PostgreSQL at {make_url(sqlalchemy_url(url)).render_as_string()}: {exc.orig}. "
+            "Check that the server is running and the URL (host, port, user, password, database) is right."
+        ) from exc
+    return engine
+
+
+@contextmanager
+def raw_connection(engine: Engine, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    """The psycopg connection under a pooled SQLAlchemy connection: in a transaction that commits when the
+    block ends (SQLAlchemy's own, so that it really commits), or in autocommit mode for statements that
+    cannot run in a transaction block (``CONCURRENTLY``)."""
+    options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    with engine.connect().execution_options(**options) as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        if autocommit:
+            yield raw
+        else:
+            with conn.begin():
+                yield raw

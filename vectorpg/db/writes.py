@@ -1,0 +1,248 @@
+"""Writing batches of rows: multi-row INSERT for small batches, binary COPY for large ones.
+
+Both paths run inside the caller's transaction, so a batch is all-or-nothing. Upserts of large batches
+COPY into a temporary staging table and then ``INSERT ... SELECT ... ON CONFLICT``. Values pass through
+each column type's SQLAlchemy bind processor on both paths (so vectors go out as pgvector values in
+binary, JSONB as JSON, enums as their database values).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from sqlalchemy import Column, MetaData, String, Table, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from vectorpg.errors import DuplicateIdError
+from vectorpg.sqltypes import HALFVEC, VECTOR, EncodedVector, encode_block
+
+#: Batches with at least this many rows go through binary COPY.
+COPY_THRESHOLD = 64
+
+OnConflict = Literal["error", "update", "nothing"]
+
+
+def check_unique_keys(keys: Sequence[Any], what: str = "id") -> None:
+    """Raise :class:`DuplicateIdError` naming the rows if a key appears twice in one batch."""
+    seen: dict[Any, int] = {}
+    dups: list[str] = []
+    ids: list[Any] = []
+    for row, key in enumerate(keys):
+        if key in seen:
+            dups.append(f"{key!r} at rows {seen[key]} and {row}")
+            ids.append(key)
+        else:
+            seen[key] = row
+    if dups:
+        shown = "; ".join(dups[:5]) + ("; ..." if len(dups) > 5 else "")
+        raise DuplicateIdError(
+            f"duplicate {what} in one batch: {shown}. Each {what} may appear once per batch; "
+            "merge the rows or send them in separate calls",
+            ids=ids,
+        )
+
+
+def _bound_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> tuple[list[Any], dict[int, tuple[np.ndarray, bool]]]:
+    """Rows with every value through its column type's bind processor, except dense vector columns of
+    validated float arrays: those come back apart as one matrix per column (column position -> (matrix,
+    halfvec?)), with ``None`` in their place in the rows, to be encoded for the wire in one NumPy pass."""
+    dialect = session.get_bind().dialect
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    blocks: dict[int, tuple[np.ndarray, bool]] = {}
+    for i, name in enumerate(columns):
+        column_type = table.c[name].type
+        if isinstance(column_type, (VECTOR, HALFVEC)):
+            values = [row[i] for row in rows]
+            if all(isinstance(v, np.ndarray) and v.ndim == 1 for v in values) and len({len(v) for v in values}) == 1:
+                blocks[i] = (np.stack(values), isinstance(column_type, HALFVEC))
+                processors[i] = None
+    if not any(processors) and not blocks:
+        return list(rows), blocks
+    return [
+        tuple(
+            None if i in blocks else proc(value) if proc is not None and value is not None else value
+            for i, (proc, value) in enumerate(zip(processors, row))
+        )
+        for row in rows
+    ], blocks
+
+
+def _copy(
+    session: Session,
+    target: sql.Composable,
+    oids: list[int],
+    columns: Sequence[str],
+    rows: list[Any],
+    blocks: dict[int, tuple[np.ndarray, bool]],
+) -> None:
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        target, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+    payload = _binary_payload(oids, rows, blocks)
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        if payload is not None:
+            copy.write(payload)
+            return
+        copy.set_types(oids)
+        encoded = {i: encode_block(matrix, half=half) for i, (matrix, half) in blocks.items()}
+        for n, row in enumerate(rows):
+            if encoded:
+                row = tuple(EncodedVector(encoded[i][n].tobytes()) if i in encoded else v for i, v in enumerate(row))
+            copy.write_row(row)
+
+
+#: fixed-width types the vectorised encoder writes: oid -> NumPy big-endian dtype
+_FIXED = {20: ">i8", 23: ">i4", 21: ">i2", 701: ">f8", 700: ">f4", 16: "u1"}
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+
+
+def _binary_payload(oids: list[int], rows: list[Any], blocks: dict[int, tuple[np.ndarray, bool]]) -> bytes | None:
+    """The whole binary COPY stream, written column by column into one NumPy buffer, when every column is a
+    dense vector matrix or a fixed-width number or boolean without NULLs; ``None`` otherwise (psycopg then
+    formats row by row)."""
+    n = len(rows)
+    fields: list[tuple[int, Any]] = []  # (width in bytes, what to write)
+    for position, oid in enumerate(oids):
+        if position in blocks:
+            matrix, half = blocks[position]
+            fields.append((4 + matrix.shape[1] * (2 if half else 4), blocks[position]))
+            continue
+        values = [row[position] for row in rows]
+        if oid not in _FIXED or not all(type(v) in (int, float, bool) or isinstance(v, np.generic) for v in values):
+            return None
+        try:
+            array = np.asarray(values, dtype=_FIXED[oid])
+        except (OverflowError, ValueError, TypeError):
+            return None
+        if oid != 16 and array.dtype.kind in "iu" and not np.array_equal(array, np.asarray(values)):
+            return None  # out of range for the column's integer width: let PostgreSQL say so
+        fields.append((array.itemsize, array))
+    out = np.empty((n, 2 + sum(4 + width for width, _ in fields)), dtype=np.uint8)
+    out[:, 0:2] = np.frombuffer(np.array([len(oids)], dtype=">i2").tobytes(), dtype=np.uint8)
+    at = 2
+    for width, value in fields:
+        out[:, at : at + 4] = np.frombuffer(np.array([width], dtype=">i4").tobytes(), dtype=np.uint8)
+        at += 4
+        if isinstance(value, tuple):  # a vector: dimension, 0, then the values, big-endian, in one pass
+            matrix, half = value
+            out[:, at : at + 4] = np.frombuffer(np.array([matrix.shape[1], 0], dtype=">u2").tobytes(), dtype=np.uint8)
+            out[:, at + 4 : at + width].view(">f2" if half else ">f4")[...] = matrix
+        else:
+            out[:, at : at + width] = value.view(np.uint8).reshape(n, width)
+        at += width
+    return _SIGNATURE + out.tobytes() + b"\xff\xff"
+
+
+def _column_oids(session: Session, table: Table, columns: Sequence[str]) -> tuple[list[int], bool]:
+    """The type oids of ``columns``, and whether the table has row-level security (one catalog query)."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    qualified = sql.Identifier(*([table.schema] if table.schema else []), table.name).as_string(raw)
+    found = raw.execute(
+        "SELECT a.attname, a.atttypid::int, c.relrowsecurity FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        [qualified],
+    ).fetchall()
+    oids = {name: oid for name, oid, _ in found}
+    return [oids[c] for c in columns], bool(found and found[0][2])
+
+
+def write_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    on_conflict: OnConflict = "error",
+    conflict_columns: Sequence[str] = (),
+    update_extra: Mapping[str, ColumnElement[Any]] | None = None,
+    copy_threshold: int = COPY_THRESHOLD,
+) -> None:
+    """Write ``rows`` (tuples aligned with ``columns``) to ``table`` in the session's transaction.
+
+    ``on_conflict``: ``"error"`` (a key that exists raises :class:`DuplicateIdError`), ``"update"``
+    (upsert: the non-key columns are replaced, plus ``update_extra``), or ``"nothing"`` (keep the row).
+    """
+    if not rows:
+        return
+    update_columns = [c for c in columns if c not in conflict_columns]
+    try:
+        if len(rows) < copy_threshold:
+            if conflict_columns and on_conflict != "error":
+                # every writer locks rows in the same order (code points, as COLLATE "C" on the staged path
+                # below): two upserts of overlapping ids wait for each other instead of deadlocking
+                positions = [list(columns).index(c) for c in conflict_columns]
+                rows = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
+            stmt = pg_insert(table)
+            if on_conflict == "update":
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=list(conflict_columns),
+                    set_={**{c: stmt.excluded[c] for c in update_columns}, **(update_extra or {})},
+                )
+            elif on_conflict == "nothing":
+                stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_columns))
+            session.execute(stmt, [dict(zip(columns, row)) for row in rows])
+            return
+
+        bound, blocks = _bound_rows(session, table, columns, rows)
+        oids, secured = _column_oids(session, table, columns)
+        target_name = sql.Identifier(*([table.schema] if table.schema else []), table.name)
+        raw = session.connection().connection.driver_connection
+        assert raw is not None
+        # PostgreSQL refuses COPY FROM into a table with row-level security: such rows go through a staging
+        # table (no RLS) and an INSERT ... SELECT, to which the policies apply.
+        if on_conflict == "error" and not secured:
+            _copy(session, target_name, oids, columns, bound, blocks)
+            return
+        stage_name = f"vectorpg_stage_{uuid.uuid4().hex[:16]}"
+        raw.execute(
+            sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                sql.Identifier(stage_name),
+                sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                target_name,
+            )
+        )
+        _copy(session, sql.Identifier(stage_name), oids, columns, bound, blocks)
+        stage = Table(stage_name, MetaData(), *(Column(c, table.c[c].type) for c in columns))
+        ordered = select(*(stage.c[c] for c in columns)).order_by(
+            *(stage.c[c].collate("C") if isinstance(stage.c[c].type, String) else stage.c[c] for c in conflict_columns)
+        )
+        stmt = pg_insert(table).from_select(list(columns), ordered)
+        if on_conflict == "update":
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(conflict_columns),
+                set_={**{c: stmt.excluded[c] for c in update_columns}, **(update_extra or {})},
+            )
+        elif on_conflict == "nothing":
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_columns))
+        session.execute(stmt)
+        raw.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(stage_name)))
+    except (IntegrityError, psycopg.errors.UniqueViolation) as exc:
+        orig = getattr(exc, "orig", exc)
+        if getattr(orig, "sqlstate", None) == "23505" and on_conflict == "error":
+            detail = getattr(getattr(orig, "diag", None), "message_detail", None) or str(orig)
+            raise DuplicateIdError(
+                f"a row with the same key already exists in {table.fullname} ({detail}); "
+                "use upsert() to replace existing rows",
+                ids=[],
+            ) from exc
+        raise
+
+
+def key_in(column: ColumnElement[Any], keys: Sequence[Any]) -> ColumnElement[bool]:
+    """``column = ANY(:keys)`` with the keys as one array parameter (an ``IN`` list would take one
+    parameter per key, and PostgreSQL's protocol allows at most 65,535 per statement)."""
+    return column == any_(bindparam(None, list(keys), type_=ARRAY(column.type)))

@@ -1,0 +1,186 @@
+"""The search verbs that :class:`~vectorpg.Collection` and :class:`~vectorpg.Repository` share.
+
+:class:`Searchable` gives both the same ``search``, ``explain`` (the same arguments, plus ``analyze``),
+``hybrid_search``, ``tune`` and ``recall``, each a mapping onto the owner's
+:class:`~vectorpg.search.surface.SearchSurface`. An owner says only how its own arguments and rows look:
+how a query becomes a vector, how ``where`` becomes SQL conditions, and what a hit is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.sql.elements import ColumnElement
+
+from vectorpg import validation
+from vectorpg.db.translate import translating
+from vectorpg.indexes import VectorIndex
+from vectorpg.metrics import MetricSpec
+from vectorpg.search.hybrid import HybridOptions
+from vectorpg.search.planner import SearchPlan
+from vectorpg.search.statements import QueryOptions
+from vectorpg.search.surface import Row, SearchSurface
+from vectorpg.search.tuning import DEFAULT_RECALL, TuningResult, recall, tune
+
+WhereT = TypeVar("WhereT")
+HitT = TypeVar("HitT")
+HybridT = TypeVar("HybridT")
+
+
+class Searchable(Generic[WhereT, HitT, HybridT]):
+    """Search verbs over :attr:`surface`; subclasses supply the hooks below."""
+
+    #: the search surface of the rows this object holds
+    surface: SearchSurface
+
+    def _query_vector(self, query: Any, metric: MetricSpec) -> Any:
+        """The validated query vector for ``query`` (a vector, or a text to embed)."""
+        raise NotImplementedError
+
+    def _conditions(self, where: WhereT | None) -> list[ColumnElement[bool]]:
+        """``where`` as SQL conditions on :attr:`surface`'s table."""
+        raise NotImplementedError
+
+    def _hit(self, row: Row) -> HitT:
+        raise NotImplementedError
+
+    def _hybrid_hit(self, row: Row) -> HybridT:
+        raise NotImplementedError
+
+    def _text_column(self, name: str | None) -> str:
+        """The column the full-text leg of :meth:`hybrid_search` reads."""
+        raise NotImplementedError
+
+    def _arguments(
+        self,
+        query: Any,
+        k: int,
+        where: WhereT | None,
+        metric: str | None,
+        knobs: tuple[int | None, int | None, str | None, int | None],
+    ) -> dict[str, Any]:
+        spec = self.surface.metric_for(metric)
+        return {
+            "vector": self._query_vector(query, spec),
+            "k": validation.positive_k(k),
+            "where": self._conditions(where),
+            "metric": spec,
+            "options": QueryOptions(*knobs),
+        }
+
+    @translating("searching")
+    def search(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        where: WhereT | None = None,
+        metric: str | None = None,
+        index: VectorIndex | str | None = "auto",
+        overfetch: int | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        iterative_scan: str | None = None,
+        max_scan_tuples: int | None = None,
+        strategy: str = "auto",
+        diversity: float | None = None,
+        fetch_k: int | None = None,
+        recall: float | None = None,
+    ) -> list[HitT]:
+        """The ``k`` hits nearest to ``query`` (a vector, or a text with an embedder) that match ``where``,
+        nearest first. Distances are exact distances on the stored vectors, whatever the path.
+
+        ``strategy="auto"`` lets the planner (:mod:`vectorpg.search.planner`) choose per query: an exact
+        scan of the matching rows when few match, else the vector index with an iterative scan; a short
+        ANN result is completed exactly, so fewer than ``k`` hits come back only when fewer than ``k`` rows
+        match. ``"exact"`` and ``"ann"`` force a path. ``metric`` overrides the default distance.
+        ``index="auto"`` uses an index for the metric: a plain one, else a halfvec-cast one, else a
+        binary-quantized one, whose ``k * overfetch`` candidates are re-ranked exactly (``None``: no index).
+        ``ef_search``, ``probes``, ``iterative_scan`` and ``max_scan_tuples`` apply to this query only.
+        ``diversity`` (0 to 1) re-orders the ``fetch_k`` nearest by maximal marginal relevance. ``recall``
+        picks the knob values :meth:`tune` stored for that target (default: the values tuned for 0.95, if any).
+        """
+        found = self.surface.search(
+            **self._arguments(query, k, where, metric, (ef_search, probes, iterative_scan, max_scan_tuples)),
+            index=index,
+            overfetch=overfetch,
+            strategy=strategy,
+            diversity=diversity,
+            fetch_k=fetch_k,
+            recall=recall,
+        )
+        return [self._hit(row) for row in found]
+
+    @translating("explaining a search")
+    def explain(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        where: WhereT | None = None,
+        metric: str | None = None,
+        index: VectorIndex | str | None = "auto",
+        overfetch: int | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        iterative_scan: str | None = None,
+        max_scan_tuples: int | None = None,
+        strategy: str = "auto",
+        diversity: float | None = None,
+        fetch_k: int | None = None,
+        recall: float | None = None,
+        analyze: bool = False,
+    ) -> SearchPlan:
+        """What :meth:`search` with the same arguments would do: the strategy and why, the row estimates,
+        the settings, the SQL and PostgreSQL's ``EXPLAIN`` (``analyze=True`` runs the query)."""
+        return self.surface.explain(
+            **self._arguments(query, k, where, metric, (ef_search, probes, iterative_scan, max_scan_tuples)),
+            index=index,
+            overfetch=overfetch,
+            strategy=strategy,
+            diversity=diversity,
+            fetch_k=fetch_k,
+            recall=recall,
+            analyze=analyze,
+        )
+
+    @translating("searching (hybrid)")
+    def hybrid_search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        where: WhereT | None = None,
+        vector: Any = None,
+        text_column: str | None = None,
+        metric: str | None = None,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+        config: str = "english",
+        candidates: int | None = None,
+    ) -> list[HybridT]:
+        """Full-text + vector search fused in one SQL statement, best first (:mod:`vectorpg.search.hybrid`).
+
+        Both legs apply ``where``. The vector leg uses ``vector`` or the embedding of ``text``.
+        ``fusion="rrf"`` (reciprocal rank fusion, ``rrf_k``) or ``"weighted"`` (min-max normalised, with
+        ``weights`` = (vector, text)); ``config`` is the text search configuration, ``candidates`` the rows
+        each leg contributes. A GIN index on the same column and config serves the text leg.
+        """
+        options = HybridOptions(fusion, rrf_k, weights, config, candidates)
+        column = self._text_column(text_column)
+        arguments = self._arguments(vector if vector is not None else text, k, where, metric, (None,) * 4)
+        del arguments["options"]
+        found = self.surface.hybrid_search(text, **arguments, text_column=column, options=options)
+        return [self._hybrid_hit(row) for row in found]
+
+    @translating("tuning")
+    def tune(self, target: float = DEFAULT_RECALL, *, k: int = 10, sample: int = 50) -> TuningResult:
+        """Find and store the smallest ``ef_search`` / ``probes`` of the index whose recall@k against exact
+        search reaches ``target`` (see :mod:`vectorpg.search.tuning`)."""
+        return tune(self.surface, target, k=k, sample=sample)
+
+    @translating("measuring recall")
+    def recall(self, *, k: int = 10, sample: int = 50, **search: Any) -> float:
+        """Mean recall@k of index search with the current settings (or ``search``'s knobs)."""
+        return recall(self.surface, k=k, sample=sample, **search)

@@ -1,0 +1,333 @@
+"""The search surface: ONE object per table (or collection partition) that runs every kind of search.
+
+:class:`SearchSurface` holds what a search needs to know about the rows (the table, its vector column,
+what a result row carries, the declared or built vector indexes) and runs nearest-neighbour search (the
+planner's exact / ANN choice, the fallbacks, MMR), ``explain``, hybrid search, and the hooks of
+:mod:`vectorpg.search.tuning`. :class:`~vectorpg.Collection` and :class:`~vectorpg.Repository` each hold
+one and only map their own arguments (JSON filters or SQLAlchemy expressions, texts, result types) onto it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, Table, bindparam, func, select
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
+from sqlalchemy.types import TypeEngine
+
+from vectorpg.db.engine import ensure_vector_types
+from vectorpg.errors import InvalidArgumentError
+from vectorpg.indexes import VectorIndex
+from vectorpg.metrics import MetricSpec, check_metric
+from vectorpg.search.hybrid import HybridOptions, hybrid_statement
+from vectorpg.search.mmr import mmr_order
+from vectorpg.search.planner import (
+    DEFAULT_CONFIG,
+    PlannerConfig,
+    Runner,
+    SearchPlan,
+    SearchRequest,
+    exact_plan,
+    plan_search,
+)
+from vectorpg.search.statements import Explain, QueryOptions, apply_settings, check_strategy, choose_index
+from vectorpg.search.tuning import with_tuning
+from vectorpg.sqltypes import VectorType, describe
+
+Row = tuple[Any, ...]
+#: the declared or built vector indexes of the table, as (name, spec)
+IndexSource = Callable[[], Sequence[tuple[str, VectorIndex]]]
+
+
+@contextmanager
+def statement_runner(bind: Engine | Session, *, orm: bool = False) -> Iterator[Runner]:
+    """One connection for all the statements of one search, and ``run(statement, settings) -> rows``.
+
+    On an :class:`~sqlalchemy.Engine` the connection is in autocommit mode, so a search whose statements
+    need no settings costs no BEGIN / COMMIT round trips; the first settings open a transaction
+    (``set_config(..., true)`` lasts until its end: psycopg's ``transaction()``), rolled back when the
+    search is done. In a caller's :class:`~sqlalchemy.orm.Session` the statements join its transaction
+    and the settings are put back afterwards. ``orm`` runs ORM statements (rows of mapped objects).
+    """
+    if isinstance(bind, Session):
+        with _session_runner(bind) as run:
+            yield run
+        return
+    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, ExitStack() as stack:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        ensure_vector_types(conn.connection)  # an application's own engine, too
+        executor: Any = stack.enter_context(Session(bind=conn, expire_on_commit=False)) if orm else conn
+        in_transaction = False
+
+        def run(stmt: Any, settings: dict[str, str]) -> list[Any]:
+            nonlocal in_transaction
+            if settings and not in_transaction:
+                stack.enter_context(raw.transaction(force_rollback=True))
+                in_transaction = True
+            apply_settings(executor, settings, remember=False)
+            return list(executor.execute(stmt).all())
+
+        yield run
+
+
+@contextmanager
+def _session_runner(session: Session) -> Iterator[Runner]:
+    ensure_vector_types(session.connection().connection)
+    restore: dict[str, str] = {}
+
+    def run(stmt: Any, settings: dict[str, str]) -> list[Any]:
+        for name, value in apply_settings(session, settings, remember=True).items():
+            restore.setdefault(name, value)
+        return list(session.execute(stmt).all())
+
+    try:
+        yield run
+    except BaseException:
+        if restore:  # the session may be broken: keep the error that got us here
+            with suppress(Exception):
+                apply_settings(session, restore, remember=False)
+        raise
+    if restore:
+        apply_settings(session, restore, remember=False)
+
+
+class SearchSurface:
+    """Search over one table: nearest neighbours, explain, hybrid, and the tuning hooks.
+
+    ``source`` is the table (or one partition of it); ``vector_column`` and ``id_column`` name its
+    columns. ``columns(rows, with_vectors)`` says what a result row carries, read from ``rows`` (the
+    table itself or a subquery of it); ``id_of`` / ``vector_of`` read the id and the vector back from a
+    result row (for tuning and MMR). ``indexes`` lists the vector indexes a search may use. ``bind`` is an
+    Engine (a connection per search) or a Session (the caller's transaction). Creating one runs no SQL.
+    """
+
+    def __init__(
+        self,
+        source: Table,
+        *,
+        vector_column: str,
+        id_column: str,
+        metric: MetricSpec,
+        bind: Engine | Session,
+        columns: Callable[[FromClause, bool], Sequence[Any]],
+        id_of: Callable[[Row], Any],
+        vector_of: Callable[[Row], Any],
+        indexes: IndexSource,
+        query_type: TypeEngine[Any] | None = None,
+        planner: PlannerConfig = DEFAULT_CONFIG,
+        orm: bool = False,
+    ) -> None:
+        self.source = source
+        self.vector_column = vector_column
+        self.id_column = id_column
+        self.metric = metric
+        self.bind = bind
+        self.columns = columns
+        self.id_of = id_of
+        self.vector_of = vector_of
+        self.indexes = indexes
+        self.query_type = query_type if query_type is not None else source.c[vector_column].type
+        described = describe(source.c[vector_column].type)
+        self.vector_type: VectorType = described[0] if described else VectorType.VECTOR
+        self.planner = planner
+        self.orm = orm
+
+    @property
+    def engine(self) -> Engine:
+        bind = self.bind.get_bind() if isinstance(self.bind, Session) else self.bind
+        assert isinstance(bind, Engine)
+        return bind
+
+    def metric_for(self, name: str | None) -> MetricSpec:
+        """The metric ``name`` on this column (the surface's own when ``None``)."""
+        return self.metric if name is None else check_metric(name, self.vector_type)
+
+    def run(self, stmt: Any, settings: dict[str, str] | None = None) -> list[Any]:
+        """Run one statement (with ``set_config`` settings) and return its rows."""
+        with statement_runner(self.bind, orm=self.orm) as run:
+            return run(stmt, settings or {})
+
+    # -- nearest neighbours -------------------------------------------------------------------------
+
+    def search(
+        self,
+        vector: Any,
+        k: int = 10,
+        *,
+        where: Sequence[ColumnElement[bool]] = (),
+        metric: MetricSpec | None = None,
+        index: VectorIndex | str | None = "auto",
+        overfetch: int | None = None,
+        options: QueryOptions | None = None,
+        strategy: str = "auto",
+        diversity: float | None = None,
+        fetch_k: int | None = None,
+        recall: float | None = None,
+    ) -> list[Row]:
+        """The ``k`` rows nearest to ``vector`` (validated by the caller), nearest first: each row is
+        ``columns(...)`` then the exact distance. See :mod:`vectorpg.search.planner` for ``strategy``;
+        ``diversity`` re-orders ``fetch_k`` nearest rows by maximal marginal relevance."""
+        request = self._request(vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k)
+        with statement_runner(self.bind, orm=self.orm) as run:
+            rows = self._nearest(request, strategy, run)
+        if diversity is not None and rows:
+            vectors = np.stack([np.asarray(self.vector_of(row), dtype=np.float64) for row in rows])
+            picked = mmr_order(np.asarray(request.vector, dtype=np.float64), vectors, k, diversity)
+            rows = [rows[i] for i in picked]
+        return rows
+
+    def explain(
+        self,
+        vector: Any,
+        k: int = 10,
+        *,
+        where: Sequence[ColumnElement[bool]] = (),
+        metric: MetricSpec | None = None,
+        index: VectorIndex | str | None = "auto",
+        overfetch: int | None = None,
+        options: QueryOptions | None = None,
+        strategy: str = "auto",
+        diversity: float | None = None,
+        fetch_k: int | None = None,
+        recall: float | None = None,
+        analyze: bool = False,
+    ) -> SearchPlan:
+        """What :meth:`search` with the same arguments would do: the strategy and why, the estimates, the
+        settings, the SQL text and PostgreSQL's ``EXPLAIN`` (``ANALYZE`` runs the query)."""
+        request = self._request(vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k)
+        with statement_runner(self.bind, orm=self.orm) as run:
+            plan, stmt, _ = plan_search(request, check_strategy(strategy), self.planner, run)
+            lines = run(Explain(stmt, analyze=analyze), plan.settings)
+        sql = str(stmt.compile(dialect=psycopg_dialect()))  # type: ignore[no-untyped-call]
+        return replace(plan, sql=sql, plan="\n".join(str(r[0]) for r in lines))
+
+    def _request(
+        self,
+        vector: Any,
+        k: int,
+        where: Sequence[ColumnElement[bool]],
+        metric: MetricSpec | None,
+        index: VectorIndex | str | None,
+        overfetch: int | None,
+        options: QueryOptions | None,
+        recall: float | None,
+        diversity: float | None,
+        fetch_k: int | None,
+    ) -> SearchRequest:
+        spec = metric or self.metric
+        declared = list(self.indexes())
+        chosen: VectorIndex | None
+        if index == "auto":
+            chosen = choose_index([s for _, s in declared], self.vector_column, spec)
+        elif index is None or isinstance(index, VectorIndex):
+            chosen = index
+        else:
+            raise InvalidArgumentError("index is 'auto', None or a VectorIndex")
+        name = next((n for n, s in declared if chosen is not None and s == chosen), None)
+        tuned = with_tuning(options or QueryOptions(), self.engine, self.source.fullname, name, recall)
+        if diversity is not None:
+            wanted = fetch_k if fetch_k is not None else max(4 * k, 20)
+            if isinstance(wanted, bool) or not isinstance(wanted, int) or not k <= wanted <= 100_000:
+                raise InvalidArgumentError(f"fetch_k must be an integer from k ({k}) to 100000, got {fetch_k!r}")
+            k = wanted
+        return SearchRequest(
+            source=self.source,
+            vector_column=self.vector_column,
+            columns=lambda rows: self.columns(rows, diversity is not None),
+            cache_key=f"{self.engine.url}|{self.source.fullname}",
+            metric=spec,
+            query=bindparam("query_vector", vector, type_=self.query_type),
+            vector=vector,
+            k=k,
+            where=list(where),
+            index=chosen,
+            options=tuned,
+            overfetch=overfetch,
+        )
+
+    def _nearest(self, request: SearchRequest, strategy: str, run: Runner) -> list[Row]:
+        """Plan and run; continue or re-run exactly when an ANN result comes back short."""
+        check_strategy(strategy)
+        plan, stmt, rows = plan_search(request, strategy, self.planner, run)
+        if rows is None:
+            rows = [tuple(row) for row in run(stmt, plan.settings)]
+        short = plan.strategy == "ann" and strategy == "auto" and len(rows) < request.k
+        options = request.options
+        if short and not request.where:
+            if options.ef_search is not None or options.probes is not None or options.iterative_scan is not None:
+                short = False  # the caller's own knobs, applied as given
+            else:
+                # Dead rows (deleted or updated, not yet vacuumed) use up an index scan's candidates: go on
+                # scanning the index past them (relaxed order, so re-sorted here).
+                retry = replace(request, options=replace(options, iterative_scan="relaxed_order"))
+                plan, stmt, _ = plan_search(retry, strategy, self.planner, run)
+                rows = sorted((tuple(row) for row in run(stmt, plan.settings)), key=lambda row: row[-1])
+                short = len(rows) < request.k
+        if short:
+            plan, stmt = exact_plan(request, "the ANN result was short")
+            rows = [tuple(row) for row in run(stmt, plan.settings)]
+        return rows
+
+    # -- hybrid --------------------------------------------------------------------------------------
+
+    def hybrid_search(
+        self,
+        text: str,
+        vector: Any,
+        k: int = 10,
+        *,
+        text_column: str,
+        where: Sequence[ColumnElement[bool]] = (),
+        metric: MetricSpec | None = None,
+        options: HybridOptions | None = None,
+    ) -> list[Any]:
+        """Full-text + vector search fused in one statement (:mod:`vectorpg.search.hybrid`): rows of
+        ``columns(...)`` then ``score, vector_rank, vector_distance, text_rank, text_score``, best first."""
+        fused = hybrid_statement(
+            self.source,
+            id_column=self.id_column,
+            text_column=text_column,
+            vector_column=self.vector_column,
+            query_text=text,
+            query_vector=bindparam("query_vector", vector, type_=self.query_type),
+            metric=metric or self.metric,
+            k=k,
+            where=list(where),
+            options=options or HybridOptions(),
+        ).subquery("fused")
+        stmt = (
+            select(*self.columns(self.source, False), *(c for c in fused.c if c.name != "id"))
+            .join(fused, self.source.c[self.id_column] == fused.c.id)
+            .order_by(fused.c.score.desc(), fused.c.id)
+        )
+        return self.run(stmt)
+
+    # -- tuning hooks (vectorpg.search.tuning) -------------------------------------------------------
+
+    def tuning_key(self) -> tuple[Engine, str, str | None, VectorIndex | None]:
+        """(engine, table, index name, index spec) of the index a default search uses."""
+        declared = list(self.indexes())
+        spec = choose_index([s for _, s in declared], self.vector_column, self.metric)
+        name = next((n for n, s in declared if spec is not None and s == spec), None)
+        return self.engine, self.source.fullname, name, spec
+
+    def sample_rows(self, n: int) -> list[tuple[Any, Any]]:
+        """``n`` random (id, vector) pairs of the table: the queries of a recall measurement."""
+        source = self.source
+        stmt = select(source.c[self.id_column], source.c[self.vector_column]).order_by(func.random()).limit(n)
+        with statement_runner(self.bind) as run:
+            return [(row[0], row[1]) for row in run(stmt, {})]
+
+    def nearest_ids(self, vector: Any, k: int, **search: Any) -> list[Any]:
+        """The ids of the ``k`` rows nearest to a stored ``vector`` (``search`` as for :meth:`search`,
+        index knobs by name: ``ef_search=...``)."""
+        knobs = {n: search.pop(n) for n in ("ef_search", "probes", "iterative_scan", "max_scan_tuples") if n in search}
+        return [self.id_of(row) for row in self.search(vector, k, options=QueryOptions(**knobs), **search)]

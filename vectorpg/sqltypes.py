@@ -1,0 +1,195 @@
+"""pgvector column types for SQLAlchemy, sent to the server in binary form.
+
+The classes extend pgvector-python's SQLAlchemy types. pgvector's own bind processors turn every vector
+into text (``'[0.1,0.2,...]'``); these pass pgvector value objects instead, which the psycopg binary dumpers
+registered by :func:`vectorpg.connect` send in binary. Results come back as NumPy arrays (vector, halfvec),
+:class:`pgvector.SparseVector` (sparsevec) or a NumPy bool array (bit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import pgvector
+from pgvector import sqlalchemy as pgsa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
+
+from vectorpg.errors import InvalidArgumentError
+
+
+class VectorType(str, Enum):
+    """The four pgvector column types."""
+
+    VECTOR = "vector"
+    HALFVEC = "halfvec"
+    SPARSEVEC = "sparsevec"
+    BIT = "bit"
+
+    @classmethod
+    def parse(cls, value: str | VectorType) -> VectorType:
+        """Return the member for ``value`` (case-insensitive), or raise :class:`InvalidArgumentError`."""
+        if isinstance(value, VectorType):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            names = ", ".join(m.value for m in cls)
+            raise InvalidArgumentError(f"unknown vector type {value!r}; use one of: {names}") from None
+
+
+#: Largest dimension each type can store (pgvector's limits; the bit limit is its varbit length).
+MAX_DIMENSIONS = {
+    VectorType.VECTOR: 16_000,
+    VectorType.HALFVEC: 16_000,
+    VectorType.SPARSEVEC: 1_000_000_000,
+    VectorType.BIT: 83_886_080,
+}
+
+
+def _to_numpy(value: Any) -> Any:
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, str):  # text result format without a registered loader
+        return np.array([float(v) for v in value[1:-1].split(",") if v], dtype=np.float32)
+    return np.asarray(value.to_numpy(), dtype=np.float32)
+
+
+class VECTOR(pgsa.VECTOR):
+    """``vector(dim)``: single-precision floats."""
+
+    cache_ok = True
+    value_class: Any = pgvector.Vector
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        value_class = self.value_class
+
+        def process(value: Any) -> Any:
+            if value is None or isinstance(value, value_class):
+                return value
+            return value_class(np.asarray(value, dtype=np.float32))
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        return _to_numpy
+
+
+class HALFVEC(pgsa.HALFVEC):
+    """``halfvec(dim)``: half-precision floats (half the storage, dimension up to 4,000 in an index)."""
+
+    cache_ok = True
+    bind_processor = VECTOR.bind_processor
+    value_class: Any = pgvector.HalfVector
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        return _to_numpy
+
+
+class SPARSEVEC(pgsa.SPARSEVEC):
+    """``sparsevec(dim)``: only non-zero elements are stored."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        dim = self.dim
+
+        def process(value: Any) -> Any:
+            if value is None or isinstance(value, pgvector.SparseVector):
+                return value
+            if isinstance(value, dict):
+                if dim is None:
+                    raise InvalidArgumentError("a dict sparse vector needs a column with a dimension")
+                return pgvector.SparseVector(value, dim)
+            return pgvector.SparseVector(np.asarray(value, dtype=np.float32))
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        def process(value: Any) -> Any:
+            if value is None or isinstance(value, pgvector.SparseVector):
+                return value
+            return pgvector.SparseVector.from_text(value)
+
+        return process
+
+
+class BIT(pgsa.BIT):
+    """``bit(length)``: binary vectors for hamming and jaccard distance."""
+
+    cache_ok = True
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__(length)
+        self.dim = length
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or isinstance(value, pgvector.Bit):
+            return value
+        if isinstance(value, np.ndarray) and value.dtype != np.bool_:
+            value = value.astype(bool)
+        return pgvector.Bit(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, pgvector.Bit):
+            return value.to_numpy()
+        return np.array([c == "1" for c in str(value)], dtype=bool)
+
+
+class EncodedVector(bytes):
+    """A vector already in pgvector's binary wire format (``vector`` or ``halfvec``): COPY sends it as is."""
+
+
+def encode_block(matrix: np.ndarray, *, half: bool = False) -> np.ndarray:
+    """Rows of a float matrix in pgvector's binary format, encoded in one NumPy pass, as a ``(n, 4 + width)``
+    byte matrix: a big-endian int16 dimension, an int16 0, then big-endian float32 (``vector``) or float16
+    (``halfvec``) values."""
+    rows = np.ascontiguousarray(matrix, dtype=">f2" if half else ">f4")
+    n, dim = rows.shape
+    width = rows.itemsize * dim
+    block = np.empty((n, 4 + width), dtype=np.uint8)
+    block[:, :4] = np.frombuffer(np.array([dim, 0], dtype=">u2").tobytes(), dtype=np.uint8)
+    block[:, 4:] = rows.view(np.uint8).reshape(n, width)
+    return block
+
+
+_SQLALCHEMY_TYPES: dict[VectorType, Callable[[int | None], TypeEngine[Any]]] = {
+    VectorType.VECTOR: VECTOR,
+    VectorType.HALFVEC: HALFVEC,
+    VectorType.SPARSEVEC: SPARSEVEC,
+    VectorType.BIT: BIT,
+}
+
+
+def column_type(vector_type: str | VectorType, dimension: int | None) -> TypeEngine[Any]:
+    """The SQLAlchemy type for a pgvector column of ``vector_type`` with ``dimension`` elements."""
+    vtype = VectorType.parse(vector_type)
+    if dimension is not None:
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+            raise InvalidArgumentError(f"dimension must be a positive integer, got {dimension!r}")
+        if dimension > MAX_DIMENSIONS[vtype]:
+            raise InvalidArgumentError(
+                f"{vtype.value} columns hold at most {MAX_DIMENSIONS[vtype]:,} dimensions, got {dimension:,}"
+            )
+    return _SQLALCHEMY_TYPES[vtype](dimension)
+
+
+def describe(sa_type: TypeEngine[Any]) -> tuple[VectorType, int | None] | None:
+    """``(vector type, dimension)`` of a SQLAlchemy column type, or ``None`` if it is no pgvector type."""
+    checks: list[tuple[type[Any], VectorType]] = [
+        (pgsa.VECTOR, VectorType.VECTOR),
+        (pgsa.HALFVEC, VectorType.HALFVEC),
+        (pgsa.SPARSEVEC, VectorType.SPARSEVEC),
+        (pgsa.BIT, VectorType.BIT),
+    ]
+    for cls, vtype in checks:
+        if isinstance(sa_type, cls):
+            if vtype is VectorType.BIT:
+                return vtype, getattr(sa_type, "dim", None) or getattr(sa_type.impl, "length", None)
+            return vtype, sa_type.dim
+    return None

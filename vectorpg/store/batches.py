@@ -1,0 +1,198 @@
+"""The write path that :meth:`Collection.add` / :meth:`~Collection.upsert` and file ingest share.
+
+A batch is first *prepared* (:func:`prepare_batch`): ids, metadata and vectors validated, the texts that
+changed embedded (through the embedding cache), nothing written. It is then *written*
+(:func:`write_batch`) in the caller's transaction: full rows by binary COPY or INSERT, and rows whose
+metadata alone changed by an UPDATE. A batch is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from vectorpg import validation
+from vectorpg.db import writes
+from vectorpg.embeddings import check_texts
+from vectorpg.errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
+from vectorpg.own_schema.tables import documents_table
+from vectorpg.store.embedding_cache import content_hash, embed_cached, point_at_row
+
+if TYPE_CHECKING:
+    from vectorpg.store.collection import Collection
+
+MAX_ID_LENGTH = 1024
+#: Limits on one document's metadata: JSON text size and nesting (PostgreSQL's own jsonb limits are far
+#: higher, but a 100 MB document or a 5,000-deep one is a mistake, and costs every search that reads it).
+MAX_METADATA_BYTES = 1_048_576
+MAX_METADATA_DEPTH = 32
+
+_COLUMNS = ["collection", "id", "content", "metadata", "embedding", "content_hash"]
+
+
+@dataclass
+class DocumentBatch:
+    """A validated, embedded batch, ready to write: full rows, and ids whose metadata alone changed."""
+
+    ids: list[str]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    metadata_only: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    unchanged: int = 0
+    #: ids of the batch that are stored already (the batch replaces them)
+    existing: set[str] = field(default_factory=set)
+    #: texts the model embedded now, and texts whose vector came from the embedding cache
+    embedded: int = 0
+    cached: int = 0
+
+
+def check_ids(ids: Sequence[object]) -> list[str]:
+    """Non-empty strings of at most :data:`MAX_ID_LENGTH` characters, no NUL, each once."""
+    out = []
+    for row, value in enumerate(ids):
+        if not isinstance(value, str) or not value:
+            raise InvalidInputError(f"ids are non-empty strings, got {value!r}", row=row)
+        if len(value) > MAX_ID_LENGTH or "\x00" in value:
+            raise InvalidInputError(f"id longer than {MAX_ID_LENGTH} characters or with a NUL", row=row)
+        out.append(value)
+    writes.check_unique_keys(out)
+    return out
+
+
+def check_metadata(items: Sequence[object]) -> list[dict[str, Any]]:
+    """Each item a JSON object within the limits (``None`` is ``{}``), as PostgreSQL will store it."""
+    out = []
+    for row, value in enumerate(items):
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise InvalidInputError(f"metadata is a dict, got {type(value).__name__}", row=row)
+        problem = validation.json_too_large(value, max_depth=MAX_METADATA_DEPTH, max_bytes=MAX_METADATA_BYTES)
+        if problem is not None:
+            raise InvalidInputError(
+                f"metadata is {problem} (the limits are {MAX_METADATA_DEPTH} levels and {MAX_METADATA_BYTES} "
+                "bytes a document); keep large data in the content or another table",
+                row=row,
+            )
+        try:
+            encoded = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"metadata is not JSON (finite numbers, str keys): {exc}", row=row) from None
+        if "\\u0000" in encoded:
+            raise InvalidInputError("metadata contains a NUL character, which PostgreSQL cannot store", row=row)
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError("metadata contains a string that is not valid Unicode", row=row) from None
+        out.append(json.loads(encoded))
+    return out
+
+
+def prepare_batch(
+    collection: Collection,
+    items: Sequence[Any] | None,
+    *,
+    metadata: Sequence[Mapping[str, Any] | None] | None,
+    ids: Sequence[str] | None,
+    vectors: Any,
+    progress: Callable[[int], None] | None,
+) -> DocumentBatch:
+    """Validate a batch and embed what must be embedded: everything a write does before writing."""
+    if items is None and vectors is None:
+        raise InvalidArgumentError("nothing to add: pass texts, vectors, or both")
+    texts: list[str] | None = None
+    if items is not None and len(items) and isinstance(items[0], str):
+        texts = check_texts(items)
+    elif items is not None and vectors is None:
+        vectors = items
+    count = len(texts) if texts is not None else len(vectors)
+    if vectors is not None and len(vectors) != count:
+        raise InvalidInputError(f"{count} texts but {len(vectors)} vectors")
+    id_list = check_ids(ids) if ids is not None else [uuid.uuid4().hex for _ in range(count)]
+    if len(id_list) != count:
+        raise InvalidInputError(f"{count} documents but {len(id_list)} ids")
+    metas = check_metadata(metadata if metadata is not None else [None] * count)
+    if len(metas) != count:
+        raise InvalidInputError(f"{count} documents but {len(metas)} metadata entries")
+    batch = DocumentBatch(id_list)
+    if count == 0:
+        return batch
+    hashes = [content_hash(t) for t in texts] if texts is not None else [None] * count
+
+    # Which rows really change? Unchanged text keeps its embedding.
+    write = list(range(count))
+    if ids is not None:
+        stored = _stored_state(collection, id_list)
+        batch.existing = set(stored)
+        if texts is not None and vectors is None:
+            write = []
+            for i in range(count):
+                old = stored.get(id_list[i])
+                if old is None or old[0] != hashes[i]:
+                    write.append(i)
+                elif old[1] != metas[i]:
+                    batch.metadata_only.append((id_list[i], metas[i]))
+            batch.unchanged = count - len(write) - len(batch.metadata_only)
+
+    if vectors is not None:
+        matrix = validation.dense_vectors(vectors, dimension=collection.dimension, metric=collection.metric)
+    elif write:
+        assert texts is not None
+        try:
+            embedded = embed_cached(
+                collection.engine,
+                collection.require_embedder(),
+                [texts[i] for i in write],
+                dimension=collection.dimension,
+                metric=collection.metric,
+                progress=progress,
+            )
+        except InvalidVectorError as exc:  # name the row of this batch
+            if exc.row is not None:
+                point_at_row(exc, write[exc.row])
+            raise
+        batch.embedded, batch.cached = embedded.computed, embedded.cached
+        matrix = np.zeros((count, collection.dimension), dtype=np.float32)
+        matrix[write] = embedded.vectors
+    batch.rows = [
+        (collection.name, id_list[i], texts[i] if texts is not None else None, metas[i], matrix[i], hashes[i])
+        for i in write
+    ]
+    return batch
+
+
+def _stored_state(collection: Collection, ids: list[str]) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    t = documents_table
+    stmt = select(t.c.id, t.c.content_hash, t.c.metadata).where(
+        t.c.collection == collection.name, writes.key_in(t.c.id, ids)
+    )
+    with collection.session_factory() as session:
+        return {row.id: (row.content_hash, row.metadata) for row in session.execute(stmt)}
+
+
+def write_batch(session: Session, collection: Collection, batch: DocumentBatch) -> None:
+    """Write a prepared batch in the caller's transaction (add-or-replace by id)."""
+    collection.check_current(session)
+    writes.write_rows(
+        session,
+        documents_table,
+        _COLUMNS,
+        batch.rows,
+        on_conflict="update",
+        conflict_columns=["collection", "id"],
+        update_extra={"updated_at": func.now()},
+    )
+    if batch.metadata_only:
+        t = documents_table
+        session.execute(
+            update(t)
+            .where(t.c.collection == bindparam("c"), t.c.id == bindparam("i"))
+            .values(metadata=bindparam("m"), updated_at=func.now()),
+            [{"c": collection.name, "i": i, "m": m} for i, m in batch.metadata_only],
+        )

@@ -1,0 +1,392 @@
+"""The store API: named collections of texts (or bare vectors) with JSON metadata.
+
+::
+
+    docs = db.collection("articles")                       # packaged all-MiniLM-L6-v2, cosine
+    docs.add(["first text", "second text"], metadata=[{"lang": "en"}, {"lang": "fr"}], ids=["a", "b"])
+    docs.search("a question", k=5, where={"lang": "en"})   # [Hit(id, content, metadata, distance)]
+
+Each collection is one partition of ``vectorpg.documents`` (LIST by collection) with a CHECK on its
+dimension, and a row in ``vectorpg.collections`` recording its dimension, metric and embedder.
+``add`` inserts, ``upsert`` adds or replaces by id; text whose content hash is unchanged is not embedded
+again. Searches go through the collection's :class:`~vectorpg.search.surface.SearchSurface`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from psycopg import sql
+from sqlalchemy import Column, Engine, MetaData, Table, delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
+
+from vectorpg import validation
+from vectorpg.db.engine import HasEngine, engine_of
+from vectorpg.db.translate import translating
+from vectorpg.db.writes import key_in
+from vectorpg.ddl.builds import BuildProgress, create_vector_index, drop_vector_index
+from vectorpg.embeddings import Embedder, check_texts
+from vectorpg.errors import (
+    CollectionMismatchError,
+    CollectionNotFoundError,
+    InvalidArgumentError,
+    VectorPgError,
+)
+from vectorpg.filters import compile_filter
+from vectorpg.indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
+from vectorpg.metrics import Metric, MetricSpec, check_metric
+from vectorpg.own_schema.tables import SCHEMA, collections_table, documents_table, partition_name
+from vectorpg.search.face import Searchable
+from vectorpg.search.hybrid import HybridScore, text_index
+from vectorpg.search.planner import DEFAULT_CONFIG, PlannerConfig
+from vectorpg.search.surface import Row, SearchSurface
+from vectorpg.sqltypes import VECTOR, VectorType
+from vectorpg.store import reembed as reembedding
+from vectorpg.store.batches import DocumentBatch, check_ids, prepare_batch, write_batch
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the document and its distance to the query (smaller is nearer)."""
+
+    id: str
+    content: str | None
+    metadata: dict[str, Any]
+    distance: float
+
+
+@dataclass(frozen=True)
+class HybridHit:
+    """One hybrid search result: the document and how each leg scored it."""
+
+    id: str
+    content: str | None
+    metadata: dict[str, Any]
+    score: HybridScore
+
+
+@dataclass(frozen=True)
+class Document:
+    """A stored document."""
+
+    id: str
+    content: str | None
+    metadata: dict[str, Any]
+    embedding: np.ndarray = field(repr=False)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
+    """A named set of documents sharing a dimension, a metric and an embedder.
+
+    Get one from :meth:`vectorpg.Database.collection`; constructing it directly (from an Engine or a
+    Database) runs no SQL. ``search``, ``explain``, ``hybrid_search``, ``tune`` and ``recall`` come from
+    :class:`~vectorpg.search.face.Searchable`; their ``where`` is a JSON filter (:mod:`vectorpg.filters`).
+    """
+
+    def __init__(
+        self,
+        bind: Engine | HasEngine,
+        name: str,
+        *,
+        dimension: int,
+        metric: str = "cosine",
+        embedder: Embedder | None = None,
+        embedder_name: str | None = None,
+        planner: PlannerConfig = DEFAULT_CONFIG,
+    ) -> None:
+        self.engine = engine_of(bind)
+        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        self.name = validation.collection_name(name)
+        self.dimension = dimension
+        self.metric: MetricSpec = check_metric(metric, VectorType.VECTOR)
+        self.embedder = embedder
+        self.embedder_name = embedder_name if embedder_name is not None else (embedder.name if embedder else None)
+        self.planner = planner
+        self._index_cache: list[IndexInfo] | None = None
+        #: one Table object per collection, so that SQLAlchemy's compiled-statement cache recognises its statements
+        self.partition = Table(
+            partition_name(self.name),
+            MetaData(),
+            *(Column(c.name, c.type) for c in documents_table.columns),
+            schema=SCHEMA,
+        )
+        self.surface = SearchSurface(
+            self.partition,
+            vector_column="embedding",
+            id_column="id",
+            metric=self.metric,
+            bind=self.engine,
+            columns=_result_columns,
+            id_of=lambda row: row[0],
+            vector_of=lambda row: row[3],
+            indexes=lambda: [(i.name, i.spec) for i in self.indexes() if i.valid],
+            query_type=VECTOR(self.dimension),
+            planner=self.planner,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Collection {self.name!r} dimension={self.dimension} metric={self.metric.metric.value} "
+            f"embedder={self.embedder_name}>"
+        )
+
+    # -- the search surface and its hooks (vectorpg.search.face) ------------------------------------
+
+    def _query_vector(self, query: Any, metric: MetricSpec) -> Any:
+        if isinstance(query, str):
+            query = self.require_embedder().embed(check_texts([query]))[0]
+        return validation.query_vector(query, vector_type=VectorType.VECTOR, dimension=self.dimension, metric=metric)
+
+    def _conditions(self, where: Mapping[str, Any] | None) -> list[ColumnElement[bool]]:
+        return [compile_filter(where, self.partition.c.metadata)] if where else []
+
+    def _hit(self, row: Row) -> Hit:
+        return Hit(row[0], row[1], row[2], float(row[-1]))  # (id, content, metadata, [embedding], distance)
+
+    def _hybrid_hit(self, row: Row) -> HybridHit:
+        return HybridHit(row.id, row.content, row.metadata, HybridScore.from_row(row))  # type: ignore[attr-defined]
+
+    def _text_column(self, name: str | None) -> str:
+        if name not in (None, "content"):
+            raise InvalidArgumentError(f"a collection's text is its content; got text_column={name!r}")
+        return "content"
+
+    def require_embedder(self) -> Embedder:
+        """The collection's embedder; :class:`InvalidArgumentError` saying how to open it with one."""
+        if self.embedder is None:
+            recorded = f" (it was created with {self.embedder_name})" if self.embedder_name else ""
+            raise InvalidArgumentError(
+                f"collection {self.name!r} has no embedder{recorded}: pass vectors=..., "
+                "or open it with db.collection(name, embedder=...)"
+            )
+        return self.embedder
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    @translating("adding documents", retry=True)
+    def add(
+        self,
+        items: Sequence[Any] | None = None,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        vectors: Any = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Add documents; return their ids.
+
+        ``items`` are texts (embedded with the collection's embedder) or vectors. To store texts with
+        precomputed vectors pass both ``items`` (texts) and ``vectors``. ``ids`` default to new UUIDs. A
+        text the model embedded before (in any collection) comes from the embedding cache. The whole batch
+        is validated before anything is written, and written in one transaction. ``progress(n)`` is
+        called as texts are embedded.
+
+        An id that exists is replaced, as in vectorpg 0.1, with a :class:`DeprecationWarning`: from
+        vectorpg 0.3 ``add`` raises :class:`~vectorpg.errors.DuplicateIdError` for it. Call :meth:`upsert`
+        to add or replace.
+        """
+        batch = prepare_batch(self, items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
+        if batch.existing:
+            shown = ", ".join(repr(i) for i in sorted(batch.existing)[:3])
+            warnings.warn(
+                f"Collection.add() replaced {len(batch.existing)} existing document(s) ({shown}...); from "
+                "vectorpg 0.3 add() raises DuplicateIdError for an existing id: call upsert() to add or replace",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+        with self.session_factory() as session, session.begin():
+            write_batch(session, self, batch)
+        return batch.ids
+
+    @translating("upserting documents", retry=True)
+    def upsert(
+        self,
+        items: Sequence[Any] | None = None,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        vectors: Any = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Add documents or replace them by id; return their ids (arguments as for :meth:`add`).
+
+        A text whose id exists with the same content is not embedded again; if only its metadata changed,
+        only the metadata is written.
+        """
+        batch = prepare_batch(self, items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
+        with self.session_factory() as session, session.begin():
+            write_batch(session, self, batch)
+        return batch.ids
+
+    def prepare_batch(
+        self,
+        items: Sequence[Any] | None,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        vectors: Any = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> DocumentBatch:
+        """Validate and embed a batch without writing it (see :mod:`vectorpg.store.batches`)."""
+        return prepare_batch(self, items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
+
+    def write_batch(self, session: Session, batch: DocumentBatch) -> None:
+        """Write a prepared batch in ``session``'s transaction (add or replace by id)."""
+        write_batch(session, self, batch)
+
+    def check_current(self, session: Session) -> None:
+        """Raise :class:`CollectionMismatchError` if the collection changed model or dimension (a
+        ``reembed`` in another process) since this handle was opened. The ROW EXCLUSIVE locks of the write
+        itself are taken first: a swap, which locks it in SHARE ROW EXCLUSIVE mode, either committed
+        before this check or waits for the caller's transaction."""
+        c = collections_table.c
+        raw = session.connection().connection.driver_connection
+        assert raw is not None
+        # parent before partition: the order of the INSERT itself and of DDL on the table tree
+        raw.execute(
+            sql.SQL("LOCK TABLE ONLY {}, {} IN ROW EXCLUSIVE MODE").format(
+                sql.Identifier(SCHEMA, documents_table.name), sql.Identifier(SCHEMA, self.partition.name)
+            )
+        )
+        row = session.execute(select(c.dimension, c.embedder).where(c.name == self.name)).one_or_none()
+        if row is None:
+            raise CollectionNotFoundError(self.name)
+        for what, recorded, held in (
+            ("dimension", row.dimension, self.dimension),
+            ("embedder", row.embedder, self.embedder_name),
+        ):
+            if recorded != held:
+                raise CollectionMismatchError(
+                    self.name,
+                    what,
+                    recorded,
+                    held,
+                    message=f"collection {self.name!r} now has {what}={recorded!r} (re-embedded since this handle "
+                    f"was opened with {what}={held!r}); nothing was written. Reopen it: db.collection({self.name!r})",
+                )
+
+    def stale_error(self) -> VectorPgError | None:
+        """The error to raise if this handle no longer matches its collection (``None`` if it does)."""
+        try:
+            with self.session_factory() as session, session.begin():
+                self.check_current(session)
+        except (CollectionMismatchError, CollectionNotFoundError) as exc:
+            return exc
+        except Exception:  # the database is unreachable: the original error says more
+            return None
+        return None
+
+    @translating("deleting documents", retry=True)
+    def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None) -> int:
+        """Delete documents by id and/or by filter; return how many went. ``where={}`` deletes all."""
+        if ids is None and where is None:
+            raise InvalidArgumentError("delete() needs ids=..., where=..., or where={} to delete everything")
+        t = documents_table
+        stmt = delete(t).where(t.c.collection == self.name, compile_filter(where, t.c.metadata))
+        if ids is not None:
+            stmt = stmt.where(key_in(t.c.id, check_ids(list(ids))))
+        with self.session_factory() as session, session.begin():
+            return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    @translating("counting documents")
+    def count(self, where: Mapping[str, Any] | None = None) -> int:
+        """Number of documents (matching ``where``)."""
+        t = documents_table
+        stmt = (
+            select(func.count()).select_from(t).where(t.c.collection == self.name, compile_filter(where, t.c.metadata))
+        )
+        with self.session_factory() as session:
+            return int(session.scalar(stmt) or 0)
+
+    @translating("reading documents")
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        """The documents with these ids, in the order asked (missing ids are left out)."""
+        wanted = check_ids(list(ids))
+        t = documents_table
+        stmt = select(t).where(t.c.collection == self.name, key_in(t.c.id, wanted))
+        with self.session_factory() as session:
+            found = {
+                r.id: Document(r.id, r.content, r.metadata, np.asarray(r.embedding), r.created_at, r.updated_at)
+                for r in session.execute(stmt)
+            }
+        return [found[i] for i in wanted if i in found]
+
+    # -- indexes -----------------------------------------------------------------------------------
+
+    @translating("creating a text index")
+    def create_text_index(self, config: str = "english") -> str:
+        """A GIN index on ``to_tsvector(config, content)`` of this collection, for :meth:`hybrid_search`."""
+        name = validation.derived_name(partition_name(self.name), config, "tsv", "idx")
+        with self.engine.begin() as conn:
+            text_index(name, self.partition.c.content, config).create(conn, checkfirst=True)
+        return name
+
+    @translating("building a vector index")
+    def create_index(
+        self,
+        method: HNSW | IVFFlat | None = None,
+        *,
+        quantization: str | Quantization = Quantization.NONE,
+        concurrently: bool = False,
+        progress: Callable[[BuildProgress], None] | None = None,
+    ) -> str:
+        """Build a vector index (HNSW by default) on this collection's partition; return its name.
+
+        Build it after the bulk load. ``quantization="halfvec"`` or ``"binary"`` indexes a compact form
+        of the vectors and searches re-rank the candidates on the full vectors.
+        """
+        quant = Quantization(quantization)
+        spec = VectorIndex(
+            column="embedding",
+            metric=Metric.HAMMING if quant is Quantization.BINARY else self.metric.metric,
+            method=method or HNSW(),
+            quantization=quant,
+            dimension=self.dimension,
+            cast=quant is Quantization.NONE,
+        )
+        name = create_vector_index(self.engine, self.partition, spec, concurrently=concurrently, progress=progress)
+        self._index_cache = None
+        return name
+
+    @translating("dropping a vector index")
+    def drop_index(self, name: str) -> bool:
+        """Drop one of this collection's vector indexes; return whether it existed."""
+        dropped = drop_vector_index(self.engine, self.partition, name)
+        self._index_cache = None
+        return dropped
+
+    def indexes(self, *, refresh: bool = False) -> list[IndexInfo]:
+        """This collection's vector indexes, read from the catalog (cached; ``refresh=True`` re-reads)."""
+        if self._index_cache is None or refresh:
+            with self.engine.connect() as conn:
+                self._index_cache = list_vector_indexes(conn, self.partition)
+        return self._index_cache
+
+    # -- another model ---------------------------------------------------------------------------------
+
+    @translating("re-embedding")
+    def reembed(self, embedder: Embedder, *, batch_size: int = 256, progress: bool = True) -> Collection:
+        """Move this collection to ``embedder`` (any dimension): backfill in resumable batches while
+        searches use the old vectors, swap, rebuild the indexes; see :mod:`vectorpg.store.reembed`. Returns
+        the collection opened with the new embedder."""
+        dimension = reembedding.reembed(self, embedder, batch_size=batch_size, progress=progress)
+        return type(self)(
+            self.engine, self.name, dimension=dimension, metric=self.metric.metric.value, embedder=embedder,
+            planner=self.planner,
+        )  # fmt: skip
+
+
+def _result_columns(rows: FromClause, with_vectors: bool) -> list[Any]:
+    """What a search hit reads from the rows: id, content, metadata (and the embedding, for MMR)."""
+    return [rows.c.id, rows.c.content, rows.c.metadata, *([rows.c.embedding] if with_vectors else [])]
