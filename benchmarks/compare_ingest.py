@@ -1,7 +1,7 @@
 """Comparison 1: ingest of precomputed vectors, rows/s, on the same server and the same rows.
 
 - raw psycopg binary ``COPY`` (pgvector's binary dumper): the limit;
-- vectorpg ``Repository.add_many`` (binary COPY in one transaction, every row validated first);
+- vectorpg ``Repository.add`` (binary COPY in one transaction, every row validated first);
 - vectorpg ``Collection.add`` (the store API: ids, JSONB metadata, partitioned table);
 - pgvector-python's SQLAlchemy ORM: ``session.add_all`` of mapped objects, one commit;
 - LangChain ``PGVector.add_embeddings`` (langchain-postgres, in its own virtualenv), 1,000 rows per call.
@@ -75,7 +75,7 @@ def run_dataset(ctx: Context, data: Dataset) -> dict[str, Any]:
     rows = [{"id": i, "label": int(labels[i]), "embedding": data.rows[i]} for i in range(n)]
     with timer() as elapsed:
         repo.add(rows)
-    results["vectorpg Repository.add_many"] = n / elapsed()
+    results["vectorpg Repository.add"] = n / elapsed()
 
     store = db.collection("bench", dimension=dim, metric=data.metric, embedder=None)
     meta = [{"label": int(label)} for label in labels]
@@ -115,7 +115,7 @@ def render(data: dict[str, Any]) -> Section:
     goals = []
     for m in measured:
         r = m["rows_per_s"]
-        ours = r["vectorpg Repository.add_many"]
+        ours = r["vectorpg Repository.add"]
         for method, rate in r.items():
             rows.append([m["dataset"], m["rows"], method, rate, ours / rate if rate == rate else "n/a"])
         for peer, target in (
@@ -149,7 +149,7 @@ def render(data: dict[str, Any]) -> Section:
             )
     markdown = (
         "Precomputed vectors written into an empty table with a primary key, no vector index; rows/s "
-        "(higher is better). Ratio: vectorpg Repository.add_many ÷ the method.\n\n"
+        "(higher is better). Ratio: vectorpg Repository.add ÷ the method.\n\n"
         + table(["dataset", "rows", "method", "rows/s", "vectorpg ÷ it"], rows)
     )
     fig, ax = figure(9, 0.6 + 0.5 * len(rows))

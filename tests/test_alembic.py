@@ -99,7 +99,7 @@ def test_drop_renders_what_the_index_was_so_it_reverses() -> None:
 @pytest.mark.parametrize(
     ("column_type", "rendered", "module"),
     [
-        (VECTOR(384), "vectorpg.types.VECTOR(dim=384)", "vectorpg.types"),
+        (VECTOR(384), "vectorpg.sqltypes.VECTOR(dim=384)", "vectorpg.sqltypes"),
         (pgvector.sqlalchemy.VECTOR(384), "pgvector.sqlalchemy.VECTOR(dim=384)", "pgvector.sqlalchemy"),
         (pgvector.sqlalchemy.HALFVEC(16), "pgvector.sqlalchemy.HALFVEC(dim=16)", "pgvector.sqlalchemy"),
     ],
@@ -258,8 +258,8 @@ def app(database_url: str, tmp_path: Path) -> App:
 
 def test_autogenerate_round_trip(app: App) -> None:
     first = app.revision("init")
-    assert "import vectorpg.types" in first and "import vectorpg.alembic" in first
-    assert "vectorpg.types.VECTOR(dim=8)" in first
+    assert "import vectorpg.sqltypes" in first and "import vectorpg.alembic" in first
+    assert "vectorpg.sqltypes.VECTOR(dim=8)" in first
     assert "postgresql_partition_by='LIST (tenant)'" in first
     assert (
         "op.create_vector_index('items_embedding_l2_halfvec_idx', 'items', 'embedding', method='hnsw', metric='l2', "
@@ -420,13 +420,13 @@ def upgrade():
         "docs",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("tenant", sa.Text, primary_key=True),
-        sa.Column("embedding", vectorpg.types.VECTOR(3)),
+        sa.Column("embedding", vectorpg.sqltypes.VECTOR(3)),
         postgresql_partition_by="LIST (tenant)",
     )
     op.create_partition("docs", "docs_a", values=["a", "b:c"])
     op.create_partition("docs", "docs_rest", default=True)
     op.create_table("plain", sa.Column("id", sa.Integer, primary_key=True), sa.Column("embedding", sa.Text))
-    op.add_column("plain", sa.Column("vec", vectorpg.types.VECTOR(3)))
+    op.add_column("plain", sa.Column("vec", vectorpg.sqltypes.VECTOR(3)))
     op.drop_column("plain", "embedding")
     op.alter_column("plain", "vec", new_column_name="embedding")
     op.create_vector_index("plain_idx", "plain", "embedding", metric="l2", m=8, ef_construction=32, concurrently=True)

@@ -1,20 +1,37 @@
-"""The CLI's commands, run as subprocesses against temporary embedded servers."""
+"""The CLI's commands against temporary embedded servers: in this process (``main(argv)``, so that the model
+loads once), and through the real entry point (``python -m vectorpg.cli``) in a subprocess."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
 import vectorpg
 from vectorpg import HNSW
+from vectorpg.cli import main
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str) -> Any:
+    """``vectorpg ARGS`` in this process: its exit status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            status = main(list(args))
+        except SystemExit as exc:  # argparse: --help, usage errors
+            status = exc.code
+    return SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def run_subprocess(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "vectorpg.cli", *args], capture_output=True, text=True, timeout=300)
 
 
@@ -50,7 +67,7 @@ def _folder(root: Path) -> Path:
 
 @pytest.mark.embedder
 def test_ingest_search_and_collections_commands(tmp_path: Path) -> None:
-    """Every command in its own process against a temporary data directory (the server starts and stops)."""
+    """The commands against a temporary data directory, the last one in a process of its own."""
     folder = _folder(tmp_path / "docs")
     data = ["--data-dir", str(tmp_path / "pg")]
     first = run_cli("ingest", str(folder), "--collection", "kb", "--no-progress", *data)
@@ -74,7 +91,7 @@ def test_ingest_search_and_collections_commands(tmp_path: Path) -> None:
     bad = run_cli("search", "x", "--collection", "kb", "--filter", '{"a": {"$regex": "."}}', *data)
     assert bad.returncode == 2 and "unknown operator" in bad.stderr
 
-    listed = run_cli("collections", *data)
+    listed = run_subprocess("collections", *data)
     assert listed.returncode == 0, listed.stderr
     assert "kb: 2 rows, model all-MiniLM-L6-v2, 384 dimensions, cosine" in listed.stdout
 
@@ -88,3 +105,5 @@ def test_help_explains_every_command() -> None:
     for command in ("ingest", "search", "collections", "serve", "quickstart", "recall", "tune", "schema"):
         shown = run_cli(command, "--help")
         assert shown.returncode == 0 and len(shown.stdout.split()) > 30, command
+    entry = run_subprocess("--help")
+    assert entry.returncode == 0 and "quickstart" in entry.stdout

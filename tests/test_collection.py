@@ -9,9 +9,8 @@ import pytest
 from sqlalchemy import text
 
 import vectorpg
+from tests.fix_embedders import HashEmbedder
 from vectorpg.store.embedding_cache import content_hash
-
-from .conftest import HashEmbedder
 
 TEXTS = [
     "PostgreSQL stores vectors with pgvector",
@@ -73,10 +72,10 @@ def test_unchanged_text_is_not_embedded_again(db: vectorpg.Database, hash_embedd
     docs = db.collection("cache", embedder=hash_embedder)
     docs.add(TEXTS, ids=["a", "b", "c", "d"], metadata=[{"v": 1}] * 4)
     assert hash_embedder.texts_embedded == 4
-    docs.add(TEXTS, ids=["a", "b", "c", "d"], metadata=[{"v": 1}] * 4)
+    docs.upsert(TEXTS, ids=["a", "b", "c", "d"], metadata=[{"v": 1}] * 4)
     assert hash_embedder.texts_embedded == 4  # nothing changed: nothing embedded, nothing written
     before = {d.id: d.updated_at for d in docs.get(["a", "b", "c", "d"])}
-    docs.add(
+    docs.upsert(
         [*TEXTS[:3], "a brand new text"],
         ids=["a", "b", "c", "d"],
         metadata=[{"v": 1}, {"v": 2}, {"v": 1}, {"v": 1}],
@@ -90,6 +89,17 @@ def test_unchanged_text_is_not_embedded_again(db: vectorpg.Database, hash_embedd
     with db.engine.connect() as conn:
         stored = conn.execute(text("SELECT content_hash FROM vectorpg.documents WHERE id = 'd'")).scalar()
     assert stored == content_hash("a brand new text")
+
+
+def test_add_inserts_and_upsert_replaces(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
+    docs = db.collection("verbs", embedder=hash_embedder)
+    assert docs.add(["one", "two"], ids=["a", "b"]) == ["a", "b"]
+    with pytest.warns(DeprecationWarning, match=r"replaced 1 existing document\(s\) \('a'"):
+        docs.add(["one again"], ids=["a"])  # 0.1's add-or-replace, for one more release
+    assert [d.content for d in docs.get(["a"])] == ["one again"]
+    assert docs.upsert(["one, once more"], ids=["a"]) == ["a"]  # no warning: the suite errors on one
+    assert [d.content for d in docs.get(["b", "a"])] == ["two", "one, once more"]
+    assert docs.add(["three"]) and docs.count() == 3  # new ids: nothing to replace, no warning
 
 
 def test_texts_with_precomputed_vectors(db: vectorpg.Database) -> None:
@@ -216,7 +226,7 @@ def test_id_lists_larger_than_the_parameter_limit(db: vectorpg.Database) -> None
     ids = [f"doc{i}" for i in range(n)]
     texts = [f"text number {i}" for i in range(n)]
     docs.add(texts, ids=ids)
-    docs.add(texts, ids=ids)  # the unchanged-content check reads 70,000 stored hashes at once
+    docs.upsert(texts, ids=ids)  # the unchanged-content check reads 70,000 stored hashes at once
     assert embedder.texts_embedded == n
     assert len(docs.get(ids)) == n
     assert docs.delete(ids[::2]) == n // 2 and docs.count() == n // 2

@@ -15,9 +15,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 import vectorpg
+from tests.fix_db import with_database
 from vectorpg.db.engine import MIN_PGVECTOR, parse_version
-
-from .conftest import with_database
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 import vectorpg
-
-from .conftest import docker_engine_answers
+from tests.fix_db import docker_engine_answers
 
 
 @pytest.mark.docker

@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
-from tests.conftest import HashEmbedder
+from tests.fix_embedders import HashEmbedder
 from tests.test_readme import BLOCKS
 from vectorpg import Repository, vector_column
 
@@ -51,7 +51,7 @@ _WRITER = textwrap.dedent(
         ids = [str(i) for i in range(400)]
         rng.shuffle(ids)  # every process in its own order: the worst case for row locks
         try:
-            docs.add(vectors=np.random.default_rng(call).normal(size=(400, 8)).astype("float32"), ids=ids)
+            docs.upsert(vectors=np.random.default_rng(call).normal(size=(400, 8)).astype("float32"), ids=ids)
         except vectorpg.VectorPgError:
             typed += 1
         except Exception as exc:

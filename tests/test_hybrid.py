@@ -9,10 +9,9 @@ from sqlalchemy import Integer, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
+from tests.fix_embedders import HashEmbedder
 from vectorpg import Repository, vector_column
 from vectorpg.search.hybrid import HybridOptions, text_index
-
-from .conftest import HashEmbedder
 
 
 class Base(DeclarativeBase):

@@ -12,11 +12,10 @@ import pytest
 from sqlalchemy import text
 
 import vectorpg
+from tests.fix_embedders import HashEmbedder
 from vectorpg.rag.chunking import Chunker
 from vectorpg.rag.ingest import html_to_text, read_document
 from vectorpg.rag.retrieval import build_prompt
-
-from .conftest import HashEmbedder
 
 GUIDE = """# Guide
 

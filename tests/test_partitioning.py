@@ -12,8 +12,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vectorpg
 from vectorpg import HNSW, Repository, vector_column, vector_index
+from vectorpg.ddl.partitioning import (
+    Partitioning,
+    attach_partition,
+    create_hash_partitions,
+    create_partition,
+    detach_partition,
+    list_partitions,
+)
 from vectorpg.indexes import Quantization, list_vector_indexes
-from vectorpg.ddl.partitioning import Partitioning, attach_partition, create_hash_partitions, create_partition, detach_partition, list_partitions
 
 DIM = 8
 

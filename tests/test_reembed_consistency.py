@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 import vectorpg
-from tests.conftest import HashEmbedder
+from tests.fix_embedders import HashEmbedder
 
 N = 300
 
@@ -43,7 +43,7 @@ class WritesWhileEmbedding(HashEmbedder):
 
     def embed(self, texts: Any) -> np.ndarray:
         if self.calls == 1:  # second call: batch 2 (ids 100..199 in id order) is being embedded
-            self.writer.add(["rewritten first batch text", "rewritten second batch text"], ids=["1", "150"])
+            self.writer.upsert(["rewritten first batch text", "rewritten second batch text"], ids=["1", "150"])
         return super().embed(texts)
 
 

@@ -119,9 +119,9 @@ def test_add_get_upsert_delete_count(db: vectorpg.Database) -> None:
     base, item = make_model(dimension=3)
     base.metadata.create_all(db.engine)
     repo = Repository(item, db)
-    repo.add({"id": 1, "category": "a", "embedding": [1, 2, 3]})
-    assert repo.get(1).category == "a"
-    assert repo.get(99) is None
+    assert repo.add({"id": 1, "category": "a", "embedding": [1, 2, 3]}) == 1
+    assert [r.category for r in repo.get([1])] == ["a"]
+    assert repo.get([99]) == []
     with pytest.raises(vectorpg.DuplicateIdError):
         repo.add({"id": 1, "category": "b", "embedding": [1, 2, 3]})
     assert (
@@ -134,13 +134,34 @@ def test_add_get_upsert_delete_count(db: vectorpg.Database) -> None:
         == 2
     )
     assert repo.count() == 2
-    got = repo.get(1)
+    (got,) = repo.get([1])
     assert got.category == "b"
     np.testing.assert_allclose(got.embedding, [3, 2, 1])
-    assert {r.id for r in repo.get_many([1, 2, 3])} == {1, 2}
+    assert [r.id for r in repo.get([2, 3, 1])] == [2, 1]  # in the order asked, missing keys left out
     assert repo.count(item.category == "c") == 1
     assert repo.delete([1, 3]) == 1
     assert repo.count() == 1
+    repo.add([{"id": 5, "category": "c", "embedding": [1, 0, 0]}, {"id": 6, "category": "d", "embedding": [0, 1, 0]}])
+    assert repo.delete(where=item.category == "c") == 2
+    assert [r.id for r in repo.get([6, 2, 5])] == [6]
+    with pytest.raises(vectorpg.InvalidArgumentError, match="where=\\[\\]"):
+        repo.delete()
+    assert repo.delete(where=[]) == 1 and repo.count() == 0
+
+
+def test_the_0_1_spellings_still_work_with_a_deprecation_warning(db: vectorpg.Database) -> None:
+    base, item = make_model(dimension=3)
+    base.metadata.create_all(db.engine)
+    with pytest.warns(DeprecationWarning, match="vector_attribute"):
+        repo = Repository(item, db, vector_column="embedding")
+    with pytest.warns(DeprecationWarning, match="add_many"):
+        assert repo.add_many([{"id": 1, "category": "a", "embedding": [1, 2, 3]}]) == 1
+    with pytest.warns(DeprecationWarning, match="get\\(\\[id\\]\\)"):
+        assert repo.get(1).category == "a"  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match="get\\(\\[id\\]\\)"):
+        assert repo.get(99) is None  # type: ignore[comparison-overlap]
+    with pytest.warns(DeprecationWarning, match="get_many"):
+        assert [r.id for r in repo.get_many([1, 7])] == [1]
 
 
 @pytest.mark.parametrize("size", [COPY_THRESHOLD - 1, COPY_THRESHOLD, 1000])
@@ -166,7 +187,7 @@ def test_duplicate_ids_in_one_batch_are_a_clear_error(db: vectorpg.Database) -> 
     base.metadata.create_all(db.engine)
     repo = Repository(item, db)
     rows = [{"id": i % 150, "category": "x", "embedding": [1, i]} for i in range(200)]
-    for write in (repo.add_many, repo.upsert):
+    for write in (repo.add, repo.upsert):
         with pytest.raises(vectorpg.DuplicateIdError) as info:
             write(rows)
         assert "rows 0 and 150" in str(info.value)
@@ -253,10 +274,10 @@ def test_model_with_two_vector_columns_needs_a_choice() -> None:
         a: Mapped[Any] = vector_column(3)
         b: Mapped[Any] = vector_column(3, "halfvec")
 
-    with pytest.raises(vectorpg.InvalidArgumentError, match="vector_column"):
+    with pytest.raises(vectorpg.InvalidArgumentError, match="vector_attribute"):
         Repository(Two, None)  # type: ignore[arg-type]  # refused before any SQL
     with pytest.raises(vectorpg.UnsupportedMetricError):
-        Repository(Two, None, vector_column="b", metric="hamming")  # type: ignore[arg-type]
+        Repository(Two, None, vector_attribute="b", metric="hamming")  # type: ignore[arg-type]
 
 
 def test_applications_own_engine(db: vectorpg.Database) -> None:

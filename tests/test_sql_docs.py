@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vectorpg.own_schema.scripts import sql_dir
 from vectorpg.db.server import postgres_binary
+from vectorpg.own_schema.scripts import sql_dir
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "sql.md"
 _BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)

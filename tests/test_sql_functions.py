@@ -359,7 +359,7 @@ def test_a_collection_created_meanwhile_with_other_settings(
 
 
 def test_the_sql_planner_uses_the_python_planners_threshold() -> None:
-    from vectorpg.search.planner import DEFAULT_CONFIG
     from vectorpg.own_schema.scripts import read_script
+    from vectorpg.search.planner import DEFAULT_CONFIG
 
     assert f"exact_max_rows constant int := {DEFAULT_CONFIG.exact_max_rows};" in read_script("functions.sql")

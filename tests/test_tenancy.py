@@ -116,7 +116,7 @@ def test_no_operation_crosses_tenants(app_db: Any, ops: list[tuple[str, str, int
             else:
                 pool = sorted(set().union(*expected.values()))
                 asked = rng.sample(pool, min(len(pool), 30)) if pool else []
-                assert {row.id for row in repo.get_many(asked)} == {a for a in asked if a in expected[tenant]}
+                assert {row.id for row in repo.get(asked)} == {a for a in asked if a in expected[tenant]}
 
 
 def test_without_a_tenant_nothing_is_visible_and_nothing_leaks_through_the_pool(app_db: Any) -> None:

@@ -23,8 +23,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vectorpg
 from vectorpg import vector_column
-from vectorpg.own_schema.tables import documents_table
 from vectorpg.ddl.tenancy import enable_tenant_isolation, tenant_session
+from vectorpg.own_schema.tables import documents_table
 
 DIM = 4
 SUFFIX = f"{os.getpid()}"

@@ -10,8 +10,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
 from vectorpg import validation
-from vectorpg.metrics import metric_spec
 from vectorpg.errors import DimensionMismatchError, InvalidVectorError
+from vectorpg.metrics import metric_spec
 from vectorpg.sqltypes import VectorType
 
 DIM = 4
@@ -155,7 +155,7 @@ def test_poisoned_batch_writes_nothing(
     repo = vectorpg.Repository(Thing, db, metric=metric)
     repo.add({"id": -1, "embedding": GOOD})
     rows = [{"id": i, "embedding": v} for i, v in enumerate(batch_with(bad, at=size - 3, size=size))]
-    for write in (repo.add_many, repo.upsert):
+    for write in (repo.add, repo.upsert):
         with pytest.raises(error) as info:
             write(rows)
         assert info.value.row == size - 3

@@ -17,9 +17,9 @@ from sqlalchemy.dialects import postgresql
 import vectorpg
 from tests import filter_oracle
 from tests.test_fuzz_filters import MARK, ROWS, filters
+from vectorpg.db.server import embedded_server
 from vectorpg.filters import compile_filter
 from vectorpg.own_schema.tables import documents_table
-from vectorpg.db.server import embedded_server
 
 
 def main(argv: list[str] | None = None) -> int:

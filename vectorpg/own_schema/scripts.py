@@ -26,9 +26,11 @@ SCHEMA_VERSION = 3
 
 
 def sql_dir() -> Path:
-    """The directory that holds the SQL scripts (packaged as ``vectorpg/sql``, a link to the top-level ``sql/``)."""
-    packaged = Path(__file__).with_name("sql")
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "sql"
+    """The directory that holds the SQL scripts: ``vectorpg/sql`` in an installed wheel (pyproject maps the
+    top-level ``sql/`` there), the top-level ``sql/`` itself in a source checkout or editable install."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "sql"
+    return installed if installed.is_dir() else package.parent / "sql"
 
 
 def read_script(name: str) -> str:

@@ -195,6 +195,8 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
         to add or replace.
         """
         batch = prepare_batch(self, items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
+        with self.session_factory() as session, session.begin():
+            write_batch(session, self, batch)
         if batch.existing:
             shown = ", ".join(repr(i) for i in sorted(batch.existing)[:3])
             warnings.warn(
@@ -203,8 +205,6 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
                 DeprecationWarning,
                 stacklevel=3,
             )
-        with self.session_factory() as session, session.begin():
-            write_batch(session, self, batch)
         return batch.ids
 
     @translating("upserting documents", retry=True)
