@@ -58,8 +58,8 @@ def stdlib_embeddings(queries: int) -> tuple[np.ndarray, np.ndarray]:
     CACHE.mkdir(exist_ok=True)
     path = CACHE / "stdlib_minilm.npy"
     if not path.exists():
-        from vectorpg.embeddings import default_embedder
         from vectorpg.cli.quickstart import stdlib_corpus
+        from vectorpg.embeddings import default_embedder
 
         print("embedding the quickstart corpus once (cached for later runs)...")
         path.parent.mkdir(exist_ok=True)

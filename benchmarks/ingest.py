@@ -32,9 +32,9 @@ from sqlalchemy.engine import make_url
 import vectorpg
 from benchmarks.common import Context
 from benchmarks.corpus import DOCS
+from vectorpg.db.server import embedded_server
 from vectorpg.embeddings import default_embedder
 from vectorpg.rag.ingest import collect_files, default_chunker, read_document
-from vectorpg.db.server import embedded_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATABASE = "vectorpg_bench_ingest"

@@ -140,9 +140,7 @@ def test_large_dimension_through_halfvec_expression(db: vectorpg.Database) -> No
     rng = np.random.default_rng(2)
     with Session(db.engine) as session:
         repo = Repository(item, session)
-        repo.add(
-            {"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 100, rng, 3000))
-        )
+        repo.add({"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 100, rng, 3000)))
         session.execute(text("SET LOCAL enable_seqscan = off"))
         assert declared.name in repo.explain(np.ones(3000), k=3).plan
 
@@ -257,9 +255,7 @@ def test_auto_strategy_never_returns_short_under_a_selective_filter(db: vectorpg
     rng = np.random.default_rng(6)
     data = data_for("vector", 5000, rng)
     repo = Repository(item, db, metric="l2")
-    repo.add(
-        {"id": i, "category": "rare" if i % 100 == 0 else "common", "embedding": v} for i, v in enumerate(data)
-    )
+    repo.add({"id": i, "category": "rare" if i % 100 == 0 else "common", "embedding": v} for i, v in enumerate(data))
     with db.engine.begin() as conn:
         conn.execute(text("ANALYZE items"))
     query = np.zeros(DIM)

@@ -122,9 +122,7 @@ def test_no_operation_crosses_tenants(app_db: Any, ops: list[tuple[str, str, int
 def test_without_a_tenant_nothing_is_visible_and_nothing_leaks_through_the_pool(app_db: Any) -> None:
     _, app = app_db
     with tenant_session(app, "acme") as session:
-        Repository(Item, session).add(
-            [{"id": 5_000_000, "tenant": "acme", "body": "b", "embedding": np.ones(DIM)}]
-        )
+        Repository(Item, session).add([{"id": 5_000_000, "tenant": "acme", "body": "b", "embedding": np.ones(DIM)}])
         assert Repository(Item, session).count() >= 1
     # the same pooled connection, next transaction: the setting ended with the previous one
     repo = Repository(Item, app)
