@@ -16,6 +16,7 @@ and proposes to drop every partition (alembic issue #539). The ``vectorpg`` auto
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -268,14 +269,15 @@ def setup(plugin: Plugin) -> None:
     )
 
 
+_registered = False
+
+
 def register() -> None:
     """Register the plugin with Alembic once per process."""
-    from alembic.runtime import plugins
-
-    if PLUGIN not in plugins._all_plugins:
-        import sys
-
+    global _registered
+    if not _registered:
         Plugin.setup_plugin_from_module(sys.modules[__name__], PLUGIN)
+        _registered = True
 
 
 def configure_kwargs(**user: Any) -> dict[str, Any]:

@@ -392,10 +392,9 @@ class _PartitionOp(MigrateOperation):
     def _ident(self, name: str) -> sql.Identifier:
         return sql.Identifier(*([self.schema] if self.schema else []), name)
 
-    def statement(self, template: str) -> str:
+    def composed(self, template: sql.SQL) -> sql.Composed:
         bound = bound_clause(**self.bound) if self.needs_bound else sql.SQL("")
-        composed = sql.SQL(template).format(parent=self._ident(self.parent), name=self._ident(self.name), bound=bound)
-        return composed.as_string(None)
+        return template.format(parent=self._ident(self.parent), name=self._ident(self.name), bound=bound)
 
     def _reversed(self, other: type[_PartitionOp]) -> _PartitionOp:
         if other.needs_bound and not self.has_bound:
@@ -467,17 +466,23 @@ class DetachPartitionOp(_PartitionOp):
 
 
 _PARTITION_SQL = {
-    CreatePartitionOp: ("create_partition", "CREATE TABLE {name} PARTITION OF {parent} {bound}"),
-    DropPartitionOp: ("drop_partition", "DROP TABLE {name}"),
-    AttachPartitionOp: ("attach_partition", "ALTER TABLE {parent} ATTACH PARTITION {name} {bound}"),
-    DetachPartitionOp: ("detach_partition", "ALTER TABLE {parent} DETACH PARTITION {name}"),
+    CreatePartitionOp: ("create_partition", sql.SQL("CREATE TABLE {name} PARTITION OF {parent} {bound}")),
+    DropPartitionOp: ("drop_partition", sql.SQL("DROP TABLE {name}")),
+    AttachPartitionOp: ("attach_partition", sql.SQL("ALTER TABLE {parent} ATTACH PARTITION {name} {bound}")),
+    DetachPartitionOp: ("detach_partition", sql.SQL("ALTER TABLE {parent} DETACH PARTITION {name}")),
 }
 
 
 def _implement_partition(operations: Operations, operation: _PartitionOp) -> None:
     _, template = _PARTITION_SQL[type(operation)]
-    # values are quoted literals in the text: escape ':' so that text() does not read them as parameters
-    operations.execute(text(operation.statement(template).replace(":", "\\:")))
+    statement = operation.composed(template)
+    if operations.get_context().as_sql:  # offline: the SQL text goes into the script, literals quoted
+        # escape ':' so that text() does not read quoted values as parameters
+        operations.execute(text(statement.as_string(None).replace(":", "\\:")))
+        return
+    raw = operations.get_bind().connection.driver_connection
+    assert raw is not None
+    raw.execute(statement)
 
 
 def _render_partition(autogen_context: AutogenContext, operation: _PartitionOp) -> str:

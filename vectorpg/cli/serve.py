@@ -96,11 +96,12 @@ def _prepare_client_role(admin_url: str, password: str) -> None:
         # the verifier is computed here by libpq: the password itself never travels or gets logged
         verifier = conn.pgconn.encrypt_password(password.encode(), CLIENT_ROLE.encode(), b"scram-sha-256")
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [CLIENT_ROLE]).fetchone()
-        verb = "ALTER" if exists else "CREATE"
+        verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+        options = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
         conn.execute(
-            sql.SQL(
-                verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
-            ).format(sql.Identifier(CLIENT_ROLE), sql.Literal(verifier.decode()))
+            sql.SQL("{} ROLE {} {} PASSWORD {}").format(
+                verb, sql.Identifier(CLIENT_ROLE), options, sql.Literal(verifier.decode())
+            )
         )
         conn.execute("SELECT vectorpg.set_owner(%s)", [CLIENT_ROLE])
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import errors
 from sqlalchemy.exc import DBAPIError
 
 from vectorpg.errors import (
@@ -34,7 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: How many times an operation that is one whole transaction runs again after a deadlock or a serialization
 #: failure (each retry waits a little longer: 50 ms, 100 ms, 200 ms).
 RETRIES = 3
-_CONFLICTS = ("40P01", "40001")
+_CONFLICTS = (errors.DeadlockDetected, errors.SerializationFailure)
 
 
 def translate(exc: BaseException, action: str) -> VectorPgError | None:
@@ -46,7 +47,7 @@ def translate(exc: BaseException, action: str) -> VectorPgError | None:
         return None
     state = original.sqlstate or ""
     detail = (original.diag.message_primary if original.diag else None) or str(original).strip().splitlines()[0]
-    if state == "42501":
+    if isinstance(original, errors.InsufficientPrivilege):
         return PermissionDeniedError(
             f"permission denied while {action}: {detail}. The database role lacks a privilege on vectorpg's "
             "objects: run Database.setup() (or `alembic upgrade head`) as their owner, then, as the owner, "
@@ -54,35 +55,41 @@ def translate(exc: BaseException, action: str) -> VectorPgError | None:
             "building indexes stay with the owner.",
             sqlstate=state,
         )
-    if state == "53100":
+    if isinstance(original, errors.DiskFull):
         return DiskFullError(
             f"the database server's disk is full ({action}): {detail}. Nothing of this operation was written "
             "(its transaction rolled back). Free space on the server (VACUUM FULL, drop unused indexes or "
             "collections) or move its data directory, then retry.",
             sqlstate=state,
         )
-    if state == "57014":
+    if isinstance(original, errors.QueryCanceled) and "statement timeout" not in detail:
+        return DatabaseError(
+            f"a statement was cancelled while {action}: {detail}. Someone asked for it (Ctrl-C, "
+            "pg_cancel_backend(), a pooler's query timeout); nothing of this operation was written.",
+            sqlstate=state,
+        )
+    if isinstance(original, errors.QueryCanceled):
         return StatementTimeoutError(
             f"a statement ran past statement_timeout while {action} and was cancelled: {detail}. Raise the "
             "timeout (SET statement_timeout, or options='-c statement_timeout=...' in the URL), build a vector "
             "index (collection.create_index()) or ask for fewer rows.",
             sqlstate=state,
         )
-    if state in _CONFLICTS:
+    if isinstance(original, _CONFLICTS):
         return ConflictError(
             f"concurrent transactions conflicted while {action} ({detail}), again after {RETRIES} retries. "
             "Nothing of this operation was written; retry it later, or write overlapping ids from fewer "
             "processes at once.",
             sqlstate=state,
         )
-    if state == "55P03":
+    if isinstance(original, errors.LockNotAvailable):
         return LockNotAvailableError(
             f"a lock needed while {action} was not available in time: {detail}. Nothing was written. Another "
             "transaction holds it (an index build, a reembed swap, a migration): retry once it is done, or "
             "raise lock_timeout.",
             sqlstate=state,
         )
-    if state == "08P01":  # a protocol violation is a bug or a proxy in the way, not a network failure
+    if isinstance(original, errors.ProtocolViolation):  # a bug or a proxy in the way, not a network failure
         return DatabaseError(
             f"PostgreSQL reported a protocol violation while {action}: {detail}. A pooler or proxy between "
             "the application and the server may not support what was sent.",
@@ -96,7 +103,9 @@ def translate(exc: BaseException, action: str) -> VectorPgError | None:
     pgconn = getattr(original, "pgconn", None)
     still_connected = pgconn is not None and pgconn.status == psycopg.pq.ConnStatus.OK
     lost = isinstance(original, psycopg.OperationalError) and not state and not still_connected
-    if state.startswith("08") or state in ("57P01", "57P02", "57P03") or lost:
+    shutdown = (errors.AdminShutdown, errors.CrashShutdown, errors.CannotConnectNow)
+    # SQLSTATE classes (psycopg has a class per SQLSTATE, none per class): 08 connection, 54 limits, 53 / 58 server
+    if state.startswith("08") or isinstance(original, shutdown) or lost:
         return ConnectionLostError(
             f"the connection to PostgreSQL was lost while {action}: {detail}. The operation's transaction "
             "did not commit, so nothing of it was written; retry it (add / upsert with the same ids is "
@@ -129,7 +138,7 @@ def translating(action: str, *, retry: bool = False) -> Callable[[F], F]:
                     return fn(*args, **kwargs)
                 except (DBAPIError, psycopg.Error) as exc:
                     original = exc.orig if isinstance(exc, DBAPIError) else exc
-                    if retry and attempt < RETRIES and getattr(original, "sqlstate", None) in _CONFLICTS:
+                    if retry and attempt < RETRIES and isinstance(original, _CONFLICTS):
                         attempt += 1
                         time.sleep(0.05 * 2 ** (attempt - 1))
                         continue

@@ -58,7 +58,7 @@ def _bound_rows(
     validated float arrays: those come back apart as one matrix per column (column position -> (matrix,
     halfvec?)), with ``None`` in their place in the rows, to be encoded for the wire in one NumPy pass."""
     dialect = session.get_bind().dialect
-    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
     blocks: dict[int, tuple[np.ndarray, bool]] = {}
     for i, name in enumerate(columns):
         column_type = table.c[name].type

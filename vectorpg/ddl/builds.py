@@ -72,10 +72,9 @@ def _bound_index(table: Table, index: Index | VectorIndex, name: str | None, con
         raise InvalidArgumentError("not a vector index: declare it with vectorpg.vector_index(...)")
     index_name = name or (index.name if isinstance(index, Index) else None) or spec.default_name(table.name)
     identifier(str(index_name), "index")
-    copy = Table(table.name, MetaData(), *(Column(c.name, c.type) for c in table.columns), schema=table.schema)
     bound = spec.to_index(str(index_name))
     bound.dialect_options["postgresql"]["concurrently"] = concurrently
-    bound._set_parent(copy)  # the Index API attaches string columns this way
+    Table(table.name, MetaData(), *(Column(c.name, c.type) for c in table.columns), bound, schema=table.schema)
     return bound
 
 
