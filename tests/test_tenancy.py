@@ -140,8 +140,7 @@ def test_a_small_tenant_on_a_shared_index(app_db: Any) -> None:
     rng = np.random.default_rng(1)
     with tenant_session(app, "big") as session:
         Repository(Item, session).add(
-            {"id": 6_000_000 + i, "tenant": "big", "body": "b", "embedding": rng.normal(size=DIM)}
-            for i in range(20_000)
+            {"id": 6_000_000 + i, "tenant": "big", "body": "b", "embedding": rng.normal(size=DIM)} for i in range(5_000)
         )
     with tenant_session(app, "small") as session:
         Repository(Item, session).add(

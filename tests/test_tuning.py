@@ -86,7 +86,9 @@ def test_collection_tune_and_recall(db: vectorpg.Database) -> None:
 
 
 def test_bad_tuning_arguments(db: vectorpg.Database) -> None:
-    repo, _ = loaded(db, HNSW())
+    base, point = make_model(HNSW())
+    base.metadata.create_all(db.engine)  # the arguments are checked before any row is read
+    repo = Repository(point, db, metric="l2")
     for kwargs in ({"target": 0}, {"target": 1.5}, {"k": 0}, {"sample": 0}):
         with pytest.raises(vectorpg.InvalidArgumentError):
             vectorpg.tune(repo, **kwargs)
