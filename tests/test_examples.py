@@ -1,12 +1,11 @@
-"""The examples run as written, as ``__main__`` against the test database (in this process, so that the
-model loads once; ``test_rag_loop_as_a_script`` runs one as its own process too)."""
+"""The examples run as written, as ``__main__`` against the test database: in this process, so that the
+model loads once (the CLI and quickstart tests run vectorpg as a process of its own)."""
 
 from __future__ import annotations
 
 import io
 import os
 import runpy
-import subprocess
 import sys
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -40,15 +39,8 @@ def test_rag_loop(database_url: str) -> None:
     prompt = out.split("----- prompt sent to the model -----")[1]
     assert "Question: How does the planner keep filtered searches complete?" in prompt
     assert "docs/sql.md" in prompt or "README.md" in prompt  # sources are cited with their files
-    again = subprocess.run(
-        [sys.executable, str(EXAMPLES / "rag.py"), "anything"],
-        env={**os.environ, "VECTORPG_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stderr
-    assert "0 new, 0 embedded" in again.stdout  # the second run, a process of its own, embeds nothing
+    again = run("rag.py", database_url, "anything")
+    assert "0 new, 0 embedded" in again  # the second run embeds nothing
 
 
 @pytest.mark.embedder

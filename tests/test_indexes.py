@@ -223,7 +223,7 @@ def test_failed_concurrent_build_leaves_invalid_index_detected_and_rebuilt(db: v
     base.metadata.create_all(db.engine)
     rng = np.random.default_rng(5)
     Repository(item, db).add(
-        {"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 20_000, rng))
+        {"id": i, "category": "x", "embedding": v} for i, v in enumerate(data_for("vector", 5_000, rng))
     )
     index = vector_index(item.embedding, HNSW(), metric="l2", name="items_l2_idx")
     with pytest.raises(vectorpg.IndexBuildError, match="INVALID") as info:

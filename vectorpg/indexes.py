@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from psycopg import sql
 from sqlalchemy import Column, Index, Table, cast, column, event, func, text
+from sqlalchemy.dialects.postgresql import dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -244,8 +246,6 @@ def vector_index(
     dim = dimension if dimension is not None else (described[1] if described else None)
     predicate = where
     if isinstance(where, ColumnElement):
-        from sqlalchemy.dialects.postgresql import dialect
-
         compiled = where.compile(dialect=dialect(), compile_kwargs={"literal_binds": True})  # type: ignore[no-untyped-call]
         predicate = str(compiled)
     quant = Quantization(quantization)
@@ -315,8 +315,6 @@ def _dimension(type_text: str | None) -> int | None:
 def list_vector_indexes(conn: Connection, table: Table | str) -> list[IndexInfo]:
     """The HNSW / IVFFlat indexes of ``table`` with their full spec, validity and size, from the catalog."""
     if isinstance(table, Table):
-        from psycopg import sql
-
         raw = conn.connection.driver_connection
         qualified = sql.Identifier(*([table.schema] if table.schema else []), table.name).as_string(raw)
     else:

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from vectorpg.alembic.dimension import ChangeVectorDimensionOp
 from vectorpg.alembic.ops import CreateVectorIndexOp, DropVectorIndexOp
-from vectorpg.indexes import VectorIndex, list_vector_indexes, vector_index
+from vectorpg.indexes import HNSW, IVFFlat, VectorIndex, list_vector_indexes, vector_index
 from vectorpg.sqltypes import describe
 
 PLUGIN = "vectorpg"
@@ -91,7 +91,6 @@ def declared_spec(index: Index, table: Table) -> VectorIndex:
         opclass = (options.get("ops") or {}).get(column.name, "")
         metric = re.sub(r"^(vector|halfvec|sparsevec|bit)_|_ops$", "", opclass) or "l2"
         method_options = {k: int(v) for k, v in (options.get("with") or {}).items()}
-        from vectorpg.indexes import HNSW, IVFFlat
 
         method = HNSW(**method_options) if options["using"] == "hnsw" else IVFFlat(**method_options)
         where = options.get("where")

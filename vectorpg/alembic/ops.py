@@ -21,6 +21,7 @@ operation would live in three files.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import psycopg
@@ -306,7 +307,6 @@ class DropVectorIndexOp(MigrateOperation):
 
 
 def _autocommit_if(operations: Operations, concurrently: bool) -> Any:
-    from contextlib import nullcontext
 
     return operations.get_context().autocommit_block() if concurrently else nullcontext()
 

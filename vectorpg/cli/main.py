@@ -7,22 +7,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from vectorpg.cli import quickstart
+from vectorpg.cli.serve import CLIENT_ROLE, PASSWORD_FILE, serve
+from vectorpg.database import connect
+from vectorpg.db.server import resolve_data_dir, status, stop
 from vectorpg.errors import InvalidArgumentError, VectorPgError
+from vectorpg.own_schema.scripts import sql_dir, write_schema
 
 
 def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from vectorpg.database import connect
 
     return connect(args.url, data_dir=args.data_dir)
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from vectorpg.cli import quickstart
 
     start = time.perf_counter()
     db = _connect(args)
@@ -152,8 +157,6 @@ def _cmd_collections(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from vectorpg.cli.serve import CLIENT_ROLE, PASSWORD_FILE, serve
-    from vectorpg.db.server import resolve_data_dir
 
     def ready(url: str) -> None:
         print(f"PostgreSQL + pgvector with vectorpg's schema is listening: {url}", flush=True)
@@ -170,7 +173,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from vectorpg.db.server import status
 
     state = status(args.data_dir)
     if not state["running"]:
@@ -185,7 +187,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from vectorpg.db.server import stop
 
     data_dir = args.data_dir
     if stop(data_dir):
@@ -196,8 +197,6 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import subprocess
-    from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     if not (root / "benchmarks" / "__main__.py").exists():
@@ -211,7 +210,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from vectorpg.own_schema.scripts import sql_dir, write_schema
 
     target = sql_dir() / "schema.sql"
     if args.check:
@@ -372,7 +370,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VectorPgError as exc:
         print(f"vectorpg: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

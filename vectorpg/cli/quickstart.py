@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from vectorpg.indexes import HNSW
+
 # Modules that open windows, play sounds, print on import, or exist only on other platforms.
 _SKIP = {
     "antigravity",
@@ -128,8 +130,6 @@ def run(
 ) -> dict[str, float]:
     """Index the corpus into ``collection`` and run the example searches; return timings in seconds."""
     from tqdm import tqdm
-
-    from vectorpg.indexes import HNSW
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pgvector
 import psycopg
+from pgvector.psycopg.bit import register_bit_info
+from pgvector.psycopg.halfvec import register_halfvec_info
+from pgvector.psycopg.sparsevec import register_sparsevec_info
+from pgvector.psycopg.vector import register_vector_info
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
@@ -65,10 +69,6 @@ def parse_version(text: str) -> tuple[int, ...]:
 def _register_vector_types(conn: psycopg.Connection[Any]) -> bool:
     """Register pgvector's binary dumpers and loaders on a psycopg connection; ``False`` if the extension
     is not installed yet (:meth:`vectorpg.Database.install_extension` then resets the pool)."""
-    from pgvector.psycopg.bit import register_bit_info
-    from pgvector.psycopg.halfvec import register_halfvec_info
-    from pgvector.psycopg.sparsevec import register_sparsevec_info
-    from pgvector.psycopg.vector import register_vector_info
 
     info = TypeInfo.fetch(conn, "vector")
     if info is None:

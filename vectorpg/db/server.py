@@ -17,6 +17,7 @@ import importlib
 import json
 import logging
 import os
+import subprocess
 import threading
 import warnings
 from pathlib import Path
@@ -198,7 +199,6 @@ def status(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.0) -> bool:
     """Stop the server on a data directory (a fast shutdown: open transactions roll back); return whether
     one was running. Processes still using it get :class:`ConnectionLostError` and start it again."""
-    import subprocess
 
     postgres_server, _ = pgserver_classes()
     path = resolve_data_dir(data_dir)
