@@ -70,15 +70,15 @@ def test_disk_full_during_copy(db: vectorpg.Database) -> None:
 
 
 def test_statement_timeout(db: vectorpg.Database, database_url: str) -> None:
-    """An exact search over 40,000 rows takes longer than a 1 ms statement_timeout, set on every new
+    """An exact search over 80,000 rows takes longer than a 5 ms statement_timeout, set on every new
     connection once vectorpg has set it up (so that connecting itself is not what times out)."""
     docs = db.collection("kb", dimension=96, embedder=None)
-    rows = np.random.default_rng(0).normal(size=(40_000, 96)).astype(np.float32)
+    rows = np.random.default_rng(0).normal(size=(80_000, 96)).astype(np.float32)
     docs.add(vectors=rows, ids=[str(i) for i in range(len(rows))])
     hurried = vectorpg.connect(database_url)
 
     def hurry(dbapi: Any, record: Any) -> None:
-        dbapi.execute("SET statement_timeout = 1")
+        dbapi.execute("SET statement_timeout = 5")
         dbapi.commit()  # a SET inside a transaction that is rolled back would not last
 
     event.listen(hurried.engine, "connect", hurry)

@@ -106,6 +106,10 @@ def stdlib_corpus(limit: int | None = None) -> list[DocItem]:
             warnings.simplefilter("ignore")  # e.g. typing.io warns when its docstring is read
             for item in _module_items(module_name, module):
                 items.setdefault(item.id, item)
+        # ids start with their module's name, so every id of this module sorts before the next module's:
+        # the first `limit` ids are all read once `limit` items are
+        if limit is not None and len(items) >= limit:
+            break
     ordered = [items[k] for k in sorted(items)]
     return ordered[:limit] if limit is not None else ordered
 
