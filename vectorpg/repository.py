@@ -74,8 +74,7 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
             warnings.warn(
                 "Repository(..., vector_column=) is Repository(..., vector_attribute=) now", DeprecationWarning, 2
             )
-            vector_attribute = vector_attribute or vector_column
-        vector_column = vector_attribute
+        attribute = vector_attribute or vector_column
         mapper: Mapper[ModelT] = inspect(model)
         if not isinstance(mapper.local_table, Table):
             raise InvalidArgumentError(f"{model.__name__} is not mapped to a table")
@@ -89,21 +88,21 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
             for key, name in self._attr_to_column.items()
             if (described := describe(self.table.c[name].type)) is not None
         }
-        if vector_column is None:
+        if attribute is None:
             if len(vector_attrs) != 1:
                 found = ", ".join(vector_attrs) or "none"
                 raise InvalidArgumentError(
                     f"{model.__name__} has {len(vector_attrs)} vector columns ({found}); "
                     "name the one to use with vector_attribute=..."
                 )
-            vector_column = next(iter(vector_attrs))
-        if vector_column not in vector_attrs:
-            raise InvalidArgumentError(f"{model.__name__}.{vector_column} is not a pgvector column")
-        self.vector_attribute = vector_column
+            attribute = next(iter(vector_attrs))
+        if attribute not in vector_attrs:
+            raise InvalidArgumentError(f"{model.__name__}.{attribute} is not a pgvector column")
+        self.vector_attribute = attribute
         self.vector_type: VectorType
         self.dimension: int | None
-        self.vector_type, self.dimension = vector_attrs[vector_column]
-        self._vector_column_name = self._attr_to_column[vector_column]
+        self.vector_type, self.dimension = vector_attrs[attribute]
+        self._vector_column_name = self._attr_to_column[attribute]
         self.metric: MetricSpec = check_metric(metric, self.vector_type)
         self.embedder = embedder
         self.text_column = text_column
