@@ -1,4 +1,4 @@
--- vectorpg's tables and indexes. GENERATED from vectorpg/models.py by `vectorpg schema`: do not
+-- vectorpg's tables and indexes. GENERATED from vectorpg/own_schema/tables.py by `vectorpg schema`: do not
 -- edit; change the models and regenerate (tests/test_migrations.py fails while they differ).
 -- Idempotent, and it upgrades: columns added since a table was created are added (DO blocks).
 -- Apply with sql/install.sql, Database.setup() or `alembic upgrade head`.

@@ -57,7 +57,7 @@ def test_schema_sql_is_generated_from_the_models() -> None:
 def test_upgrade_check_downgrade_on_a_fresh_database(bare_database_url: str) -> None:
     cfg = config(bare_database_url)
     command.upgrade(cfg, "head")
-    command.check(cfg)  # raises when the database and vectorpg/models.py differ
+    command.check(cfg)  # raises when the database and vectorpg/own_schema/tables.py differ
     found = leftovers(bare_database_url)
     assert found["schemas"] == ["vectorpg"] and found["extensions"] == ["vector"] and found["versions"] == [HEAD]
     assert sorted(found["functions"]) == ["filter_sql", "hybrid_search", "search"]

@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser(
         "schema",
         help="write sql/schema.sql from vectorpg's models (for vectorpg developers)",
-        description="vectorpg's tables are declared once, in vectorpg/models.py; sql/schema.sql, which "
+        description="vectorpg's tables are declared once, in vectorpg/own_schema/tables.py; sql/schema.sql, which "
         "Database.setup(), the Alembic migrations and psql apply, is generated from them. Run this after "
         "changing the models. With --check, exit with status 1 when the file is out of date (for CI).",
     )

@@ -60,7 +60,7 @@ def render_schema() -> str:
             statements.append(sql(SetTableComment(table)))
         statements.extend(sql(SetColumnComment(column)) for column in table.columns if column.comment)
     header = (
-        "-- vectorpg's tables and indexes. GENERATED from vectorpg/models.py by `vectorpg schema`: do not\n"
+        "-- vectorpg's tables and indexes. GENERATED from vectorpg/own_schema/tables.py by `vectorpg schema`: do not\n"
         "-- edit; change the models and regenerate (tests/test_migrations.py fails while they differ).\n"
         "-- Idempotent, and it upgrades: columns added since a table was created are added (DO blocks).\n"
         "-- Apply with sql/install.sql, Database.setup() or `alembic upgrade head`.\n"
