@@ -57,15 +57,14 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         k: int,
         where: WhereT | None,
         metric: str | None,
-        knobs: tuple[int | None, int | None, str | None, int | None],
     ) -> dict[str, Any]:
+        """The arguments every surface call shares: the query vector, ``k``, the conditions, the metric."""
         spec = self.surface.metric_for(metric)
         return {
             "vector": self._query_vector(query, spec),
             "k": validation.positive_k(k),
             "where": self._conditions(where),
             "metric": spec,
-            "options": QueryOptions(*knobs),
         }
 
     @translating("searching")
@@ -101,7 +100,8 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         picks the knob values :meth:`tune` stored for that target (default: the values tuned for 0.95, if any).
         """
         found = self.surface.search(
-            **self._arguments(query, k, where, metric, (ef_search, probes, iterative_scan, max_scan_tuples)),
+            **self._arguments(query, k, where, metric),
+            options=QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples),
             index=index,
             overfetch=overfetch,
             strategy=strategy,
@@ -134,7 +134,8 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         """What :meth:`search` with the same arguments would do: the strategy and why, the row estimates,
         the settings, the SQL and PostgreSQL's ``EXPLAIN`` (``analyze=True`` runs the query)."""
         return self.surface.explain(
-            **self._arguments(query, k, where, metric, (ef_search, probes, iterative_scan, max_scan_tuples)),
+            **self._arguments(query, k, where, metric),
+            options=QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples),
             index=index,
             overfetch=overfetch,
             strategy=strategy,
@@ -169,8 +170,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         """
         options = HybridOptions(fusion, rrf_k, weights, config, candidates)
         column = self._text_column(text_column)
-        arguments = self._arguments(vector if vector is not None else text, k, where, metric, (None,) * 4)
-        del arguments["options"]
+        arguments = self._arguments(vector if vector is not None else text, k, where, metric)
         found = self.surface.hybrid_search(text, **arguments, text_column=column, options=options)
         return [self._hybrid_hit(row) for row in found]
 

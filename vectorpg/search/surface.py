@@ -223,15 +223,9 @@ class SearchSurface:
         fetch_k: int | None,
     ) -> SearchRequest:
         spec = metric or self.metric
-        declared = list(self.indexes())
-        chosen: VectorIndex | None
-        if index == "auto":
-            chosen = choose_index([s for _, s in declared], self.vector_column, spec)
-        elif index is None or isinstance(index, VectorIndex):
-            chosen = index
-        else:
+        if index != "auto" and index is not None and not isinstance(index, VectorIndex):
             raise InvalidArgumentError("index is 'auto', None or a VectorIndex")
-        name = next((n for n, s in declared if chosen is not None and s == chosen), None)
+        chosen, name = self._index_for(spec, index)
         tuned = with_tuning(options or QueryOptions(), self.engine, self.source.fullname, name, recall)
         if diversity is not None:
             wanted = fetch_k if fetch_k is not None else max(4 * k, 20)
@@ -314,10 +308,15 @@ class SearchSurface:
 
     def tuning_key(self) -> tuple[Engine, str, str | None, VectorIndex | None]:
         """(engine, table, index name, index spec) of the index a default search uses."""
-        declared = list(self.indexes())
-        spec = choose_index([s for _, s in declared], self.vector_column, self.metric)
-        name = next((n for n, s in declared if spec is not None and s == spec), None)
+        spec, name = self._index_for(self.metric, "auto")
         return self.engine, self.source.fullname, name, spec
+
+    def _index_for(self, metric: MetricSpec, index: VectorIndex | str | None) -> tuple[VectorIndex | None, str | None]:
+        """The index a search uses (``"auto"``: the one that fits ``metric``) and its name, if it is built."""
+        declared = list(self.indexes())
+        chosen = choose_index([s for _, s in declared], self.vector_column, metric) if index == "auto" else index
+        assert chosen is None or isinstance(chosen, VectorIndex)
+        return chosen, next((n for n, s in declared if chosen is not None and s == chosen), None)
 
     def sample_rows(self, n: int) -> list[tuple[Any, Any]]:
         """``n`` random (id, vector) pairs of the table: the queries of a recall measurement."""

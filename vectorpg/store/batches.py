@@ -102,8 +102,12 @@ def prepare_batch(
     ids: Sequence[str] | None,
     vectors: Any,
     progress: Callable[[int], None] | None,
+    find_existing: bool = False,
 ) -> DocumentBatch:
-    """Validate a batch and embed what must be embedded: everything a write does before writing."""
+    """Validate a batch and embed what must be embedded: everything a write does before writing.
+
+    ``batch.existing`` lists the ids that are stored already whenever texts come with ids (their stored
+    hashes decide what to embed again), and with ``find_existing`` in every case."""
     if items is None and vectors is None:
         raise InvalidArgumentError("nothing to add: pass texts, vectors, or both")
     texts: list[str] | None = None
@@ -127,10 +131,11 @@ def prepare_batch(
 
     # Which rows really change? Unchanged text keeps its embedding.
     write = list(range(count))
-    if ids is not None:
+    reuse = texts is not None and vectors is None
+    if ids is not None and (reuse or find_existing):
         stored = _stored_state(collection, id_list)
         batch.existing = set(stored)
-        if texts is not None and vectors is None:
+        if reuse:
             write = []
             for i in range(count):
                 old = stored.get(id_list[i])

@@ -194,9 +194,10 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
         vectorpg 0.3 ``add`` raises :class:`~vectorpg.errors.DuplicateIdError` for it. Call :meth:`upsert`
         to add or replace.
         """
-        batch = prepare_batch(self, items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
-        with self.session_factory() as session, session.begin():
-            write_batch(session, self, batch)
+        batch = self.prepare_batch(
+            items, metadata=metadata, ids=ids, vectors=vectors, progress=progress, find_existing=True
+        )
+        self._commit(batch)
         if batch.existing:
             shown = ", ".join(repr(i) for i in sorted(batch.existing)[:3])
             warnings.warn(
@@ -222,10 +223,13 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
         A text whose id exists with the same content is not embedded again; if only its metadata changed,
         only the metadata is written.
         """
-        batch = prepare_batch(self, items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
+        batch = self.prepare_batch(items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
+        return self._commit(batch).ids
+
+    def _commit(self, batch: DocumentBatch) -> DocumentBatch:
         with self.session_factory() as session, session.begin():
             write_batch(session, self, batch)
-        return batch.ids
+        return batch
 
     def prepare_batch(
         self,
@@ -235,9 +239,12 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
         ids: Sequence[str] | None = None,
         vectors: Any = None,
         progress: Callable[[int], None] | None = None,
+        find_existing: bool = False,
     ) -> DocumentBatch:
         """Validate and embed a batch without writing it (see :mod:`vectorpg.store.batches`)."""
-        return prepare_batch(self, items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
+        return prepare_batch(
+            self, items, metadata=metadata, ids=ids, vectors=vectors, progress=progress, find_existing=find_existing
+        )
 
     def write_batch(self, session: Session, batch: DocumentBatch) -> None:
         """Write a prepared batch in ``session``'s transaction (add or replace by id)."""
