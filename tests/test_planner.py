@@ -83,9 +83,11 @@ def test_k_rows_and_recall_at_every_selectivity(skewed: tuple[Repository[Item], 
 def test_explain_reports_the_choice(skewed: tuple[Repository[Item], np.ndarray, np.ndarray]) -> None:
     repo, data, _ = skewed
     tiny = repo.explain(data[0], k=10, where=Item.category == "tiny")
-    assert tiny.strategy == "exact" and tiny.counted_rows == 20 and "20 rows match" in tiny.reason
-    # one statement both counted the matches (capped) and answered exactly, without the HNSW index
-    assert "count(*) OVER ()" in tiny.sql and "items_embedding_cosine_idx" not in tiny.plan
+    # a typed column has statistics: the estimate alone decides (no counting probe), and the exact plan
+    # reads the matching rows through the btree, never the HNSW index
+    assert tiny.strategy == "exact" and tiny.estimated_rows == 20 and "from statistics" in tiny.reason
+    assert tiny.counted_rows is None and "count(*) OVER ()" not in tiny.sql
+    assert "items_embedding_cosine_idx" not in tiny.plan and "items_category_idx" in tiny.plan
     most = repo.explain(data[0], k=10, where=Item.category == "most")
     assert most.strategy == "ann" and most.estimated_rows is not None and most.estimated_rows > 4_000
     assert most.settings["hnsw.iterative_scan"] == "relaxed_order"

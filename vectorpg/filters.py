@@ -18,15 +18,16 @@ Operators and their meaning (``v`` is the value at the path):
 ``$and``    all of a non-empty list of filters; ``$or``: any of them; ``$not``: the filter is false
 =========== ====================================================================================
 
-Every key is validated and every value becomes a bound parameter: nothing from the filter is ever
-written into SQL text. Unknown operators, malformed keys and unsupported values raise
-:class:`~vectorpg.errors.FilterError` before any SQL runs.
+Every key is validated and every value becomes a bound parameter: nothing from the filter's values is
+ever written into SQL text. A condition on a key with a field index (:mod:`vectorpg.fields`) is written on
+the indexed expression instead (the key a quoted constant, the value still bound), with the same result.
+Unknown operators, malformed keys and unsupported values raise :class:`~vectorpg.errors.FilterError`
+before any SQL runs.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,10 +37,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Numeric, Text
 
 from vectorpg.errors import FilterError
+from vectorpg.fields import KEY, Fields, FieldType, expression
 from vectorpg.validation import json_too_large
 
-_KEY_PART = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
-_KEY = re.compile(rf"{_KEY_PART}(\.{_KEY_PART}){{0,15}}\Z")
 MAX_DEPTH = 32
 MAX_LIST = 10_000
 MAX_STRING = 65_536
@@ -58,7 +58,7 @@ Scalar = str | int | float | bool | None
 
 
 def _check_key(key: object, path: str) -> list[str]:
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not KEY.match(key):
         raise FilterError(
             f"invalid metadata key {key!r}: use identifiers (letters, digits, '_') joined by '.', "
             "or one of the operators $and, $or, $not",
@@ -125,9 +125,47 @@ def check_filter_size(spec: object) -> None:
 
 
 class _Compiler:
-    def __init__(self, column: ColumnElement[Any]) -> None:
+    def __init__(self, column: ColumnElement[Any], fields: Fields) -> None:
         self.column = column
+        self.fields = fields
         self.conditions = 0
+        #: inside a $not: an indexed expression is NULL where the key is missing, and NOT NULL is not true
+        self.negated = 0
+        #: conditions not written on a field index (PostgreSQL estimates those with a fixed guess)
+        self.unindexed = 0
+
+    def _indexed(self, key: str, parts: list[str], op: str, value: Any) -> ColumnElement[bool] | None:
+        """The condition on the field index of ``key``, when it has one that serves ``op`` with ``value``."""
+        kind = self.fields.get(key)
+        if kind is None or self.negated:
+            return None
+        values = value if op == "$in" else [value]
+        sql_type: Any
+        if kind is FieldType.KEYWORD and op in ("$eq", "$in"):
+            sql_type = JSONB
+        elif kind is FieldType.NUMBER and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            sql_type = Numeric
+        elif kind is FieldType.TEXT and all(isinstance(v, str) for v in values):
+            sql_type = Text
+        else:
+            return None
+        param = bindparam(None, value, type_=ARRAY(sql_type) if op == "$in" else sql_type)
+        target = expression(self.column, parts, kind)
+        if op == "$in":
+            return target.op("=", return_type=Boolean)(any_(param))
+        return target.op("=" if op == "$eq" else _COMPARISONS[op], return_type=Boolean)(param)
+
+    def _positive(self, key: str, parts: list[str], op: str, value: Any, path: str) -> ColumnElement[bool]:
+        """``$eq``, ``$in`` or a comparison: on the field index of ``key`` when one serves it."""
+        if op in _COMPARISONS and (isinstance(value, bool) or value is None):
+            raise FilterError(f"{op} needs a number or a string, got {value!r}", path=path)
+        indexed = self._indexed(key, parts, op, value)
+        if indexed is not None:
+            return indexed
+        self.unindexed += 1
+        if op == "$eq":
+            return self._eq(parts, value)
+        return self._in(parts, value) if op == "$in" else self._compare(parts, op, value)
 
     def _value_at(self, parts: list[str]) -> ColumnElement[Any]:
         return self.column.op("#>", return_type=JSONB)(bindparam(None, parts, type_=ARRAY(Text)))
@@ -140,10 +178,8 @@ class _Compiler:
         docs = [_nest(parts, v) for v in values]
         return self.column.op("@>", return_type=Boolean)(any_(bindparam(None, docs, type_=ARRAY(JSONB))))
 
-    def _compare(self, parts: list[str], op: str, bound: Scalar, path: str) -> ColumnElement[bool]:
+    def _compare(self, parts: list[str], op: str, bound: str | float) -> ColumnElement[bool]:
         value = self._value_at(parts)
-        if isinstance(bound, bool) or bound is None:
-            raise FilterError(f"{op} needs a number or a string, got {bound!r}", path=path)
         sql_op = _COMPARISONS[op]
         if isinstance(bound, str):
             as_text = value.op("#>>", return_type=Text)(bindparam(None, [], type_=ARRAY(Text)))
@@ -166,7 +202,7 @@ class _Compiler:
         parts = _check_key(key, path)
         if not isinstance(condition, Mapping):
             self._count(path)
-            return self._eq(parts, _scalar(condition, path))
+            return self._positive(key, parts, "$eq", _scalar(condition, path), path)
         if not condition:
             raise FilterError("empty operator dict", path=path)
         if len(condition) > MAX_KEYS:
@@ -180,23 +216,29 @@ class _Compiler:
                     f"unknown operator {op!r}; field operators are {', '.join(sorted(_FIELD_OPS))}", path=here
                 )
             if op == "$eq":
-                clauses.append(self._eq(parts, _scalar(arg, here)))
+                clauses.append(self._positive(key, parts, op, _scalar(arg, here), here))
             elif op == "$ne":
+                self.unindexed += 1
                 clauses.append(not_(self._eq(parts, _scalar(arg, here))))
             elif op in ("$in", "$nin"):
                 if not isinstance(arg, (list, tuple)) or not arg:
                     raise FilterError(f"{op} needs a non-empty list", path=here)
                 if len(arg) > MAX_LIST:
                     raise FilterError(f"{op} list longer than {MAX_LIST}", path=here)
-                clause = self._in(parts, [_scalar(v, here) for v in arg])
-                clauses.append(clause if op == "$in" else not_(clause))
+                values = [_scalar(v, here) for v in arg]
+                if op == "$in":
+                    clauses.append(self._positive(key, parts, "$in", values, here))
+                else:
+                    self.unindexed += 1
+                    clauses.append(not_(self._in(parts, values)))
             elif op == "$exists":
                 if not isinstance(arg, bool):
                     raise FilterError("$exists needs true or false", path=here)
+                self.unindexed += 1
                 present = self._value_at(parts).is_not(None)
                 clauses.append(present if arg else not_(present))
             else:
-                clauses.append(self._compare(parts, op, _scalar(arg, here), here))
+                clauses.append(self._positive(key, parts, op, _scalar(arg, here), here))
         return and_(*clauses) if len(clauses) > 1 else clauses[0]
 
     def compile(self, spec: object, path: str = "", depth: int = 0) -> ColumnElement[bool]:
@@ -217,7 +259,9 @@ class _Compiler:
                 parts = [self.compile(s, f"{here}[{i}]", depth + 1) for i, s in enumerate(arg)]
                 clauses.append(and_(*parts) if key == "$and" else or_(*parts))
             elif key == "$not":
+                self.negated += 1
                 clauses.append(not_(self.compile(arg, here, depth + 1)))
+                self.negated -= 1
             elif isinstance(key, str) and key.startswith("$"):
                 raise FilterError(f"unknown logical operator {key!r}; use $and, $or or $not at this level", path=here)
             else:
@@ -227,12 +271,32 @@ class _Compiler:
         return and_(*clauses) if len(clauses) > 1 else clauses[0]
 
 
-def compile_filter(spec: Mapping[str, Any] | None, column: ColumnElement[Any]) -> ColumnElement[bool]:
+def compile_filter(
+    spec: Mapping[str, Any] | None, column: ColumnElement[Any], fields: Fields | None = None
+) -> ColumnElement[bool]:
     """Compile a JSON filter over the JSONB ``column`` into a SQLAlchemy boolean expression.
 
-    ``None`` and ``{}`` match everything. Raises :class:`FilterError` on anything malformed.
+    ``None`` and ``{}`` match everything. ``fields`` are the keys with a field index (and their types):
+    conditions on them are written on the indexed expression. Raises :class:`FilterError` on anything
+    malformed.
     """
+    return _compile(spec, column, fields)[0]
+
+
+def compile_filter_estimable(
+    spec: Mapping[str, Any] | None, column: ColumnElement[Any], fields: Fields | None = None
+) -> tuple[ColumnElement[bool], bool]:
+    """:func:`compile_filter`, and whether every condition is on a field index (so PostgreSQL estimates
+    the filter from statistics rather than a fixed guess)."""
+    return _compile(spec, column, fields)
+
+
+def _compile(
+    spec: Mapping[str, Any] | None, column: ColumnElement[Any], fields: Fields | None
+) -> tuple[ColumnElement[bool], bool]:
     if spec is None:
-        return true()
+        return true(), True
     check_filter_size(spec)
-    return _Compiler(column).compile(spec)
+    compiler = _Compiler(column, fields or {})
+    clause = compiler.compile(spec)
+    return clause, compiler.unindexed == 0

@@ -41,6 +41,10 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         """``where`` as SQL conditions on :attr:`surface`'s table."""
         raise NotImplementedError
 
+    def _estimable(self, where: WhereT | None) -> bool:
+        """Whether PostgreSQL estimates ``where``'s conditions from statistics (typed columns: yes)."""
+        return True
+
     def _hit(self, row: Row) -> HitT:
         raise NotImplementedError
 
@@ -101,6 +105,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         """
         found = self.surface.search(
             **self._arguments(query, k, where, metric),
+            estimate_reliable=self._estimable(where),
             options=QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples),
             index=index,
             overfetch=overfetch,
@@ -135,6 +140,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         the settings, the SQL and PostgreSQL's ``EXPLAIN`` (``analyze=True`` runs the query)."""
         return self.surface.explain(
             **self._arguments(query, k, where, metric),
+            estimate_reliable=self._estimable(where),
             options=QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples),
             index=index,
             overfetch=overfetch,

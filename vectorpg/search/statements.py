@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, literal, select, true
+from sqlalchemy import Connection, Select, bindparam, func, literal, literal_column, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
@@ -32,9 +32,6 @@ ITERATIVE_SCAN_MODES = ("off", "strict_order", "relaxed_order")
 DEFAULT_EF_SEARCH = 40  # pgvector's default hnsw.ef_search
 STRATEGIES = ("auto", "exact", "ann")
 
-#: An exact scan: no plain index scans in this transaction (an ANN index can serve ORDER BY ... LIMIT only
-#: through one); btree filters stay usable through bitmap scans.
-EXACT_SETTINGS = {"enable_indexscan": "off", "plan_cache_mode": "force_custom_plan"}
 #: Make the planner use the vector index even where it would not (``strategy="ann"``).
 ANN_SETTINGS = {
     "enable_seqscan": "off",
@@ -228,6 +225,10 @@ def nearest_statement(
     else:
         dist = order_expression(index, column, query, metric)
         stmt = select(*columns(source), dist.label("distance")).where(*where)
+        if index is None:
+            # ``distance + 0``: no vector index can serve this ORDER BY, so the plan is an exact scan of the
+            # matching rows (through the filter's own index) whatever indexes exist, with no settings.
+            return stmt.order_by(dist + literal_column("0")).limit(k), settings_for(None, options, k)
     return stmt.order_by(dist).limit(k), settings_for(index, options, candidates or k)
 
 

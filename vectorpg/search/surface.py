@@ -146,6 +146,11 @@ class SearchSurface:
         assert isinstance(bind, Engine)
         return bind
 
+    @property
+    def cache_key(self) -> str:
+        """Names these rows across calls (server, database, table): the key of the planner's kept estimates."""
+        return f"{self.engine.url}|{self.source.fullname}"
+
     def metric_for(self, name: str | None) -> MetricSpec:
         """The metric ``name`` on this column (the surface's own when ``None``)."""
         return self.metric if name is None else check_metric(name, self.vector_type)
@@ -171,11 +176,13 @@ class SearchSurface:
         diversity: float | None = None,
         fetch_k: int | None = None,
         recall: float | None = None,
+        estimate_reliable: bool = True,
     ) -> list[Row]:
         """The ``k`` rows nearest to ``vector`` (validated by the caller), nearest first: each row is
         ``columns(...)`` then the exact distance. See :mod:`vectorpg.search.planner` for ``strategy``;
         ``diversity`` re-orders ``fetch_k`` nearest rows by maximal marginal relevance."""
         request = self._request(vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k)
+        request = replace(request, estimate_reliable=estimate_reliable)
         with statement_runner(self.bind, orm=self.orm) as run:
             rows = self._nearest(request, strategy, run)
         if diversity is not None and rows:
@@ -199,10 +206,12 @@ class SearchSurface:
         fetch_k: int | None = None,
         recall: float | None = None,
         analyze: bool = False,
+        estimate_reliable: bool = True,
     ) -> SearchPlan:
         """What :meth:`search` with the same arguments would do: the strategy and why, the estimates, the
         settings, the SQL text and PostgreSQL's ``EXPLAIN`` (``ANALYZE`` runs the query)."""
         request = self._request(vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k)
+        request = replace(request, estimate_reliable=estimate_reliable)
         with statement_runner(self.bind, orm=self.orm) as run:
             plan, stmt, _ = plan_search(request, check_strategy(strategy), self.planner, run)
             lines = run(Explain(stmt, analyze=analyze), plan.settings)
@@ -236,7 +245,7 @@ class SearchSurface:
             source=self.source,
             vector_column=self.vector_column,
             columns=lambda rows: self.columns(rows, diversity is not None),
-            cache_key=f"{self.engine.url}|{self.source.fullname}",
+            cache_key=self.cache_key,
             metric=spec,
             query=bindparam("query_vector", vector, type_=self.query_type),
             vector=vector,

@@ -31,7 +31,6 @@ from vectorpg import validation
 from vectorpg.db.engine import HasEngine, engine_of
 from vectorpg.db.translate import translating
 from vectorpg.db.writes import key_in
-from vectorpg.ddl.builds import BuildProgress, create_vector_index, drop_vector_index
 from vectorpg.embeddings import Embedder, check_texts
 from vectorpg.errors import (
     CollectionMismatchError,
@@ -39,17 +38,19 @@ from vectorpg.errors import (
     InvalidArgumentError,
     VectorPgError,
 )
-from vectorpg.filters import compile_filter
-from vectorpg.indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
-from vectorpg.metrics import Metric, MetricSpec, check_metric
+from vectorpg.fields import FieldIndex
+from vectorpg.filters import compile_filter, compile_filter_estimable
+from vectorpg.indexes import IndexInfo
+from vectorpg.metrics import MetricSpec, check_metric
 from vectorpg.own_schema.tables import SCHEMA, collections_table, documents_table, partition_name
 from vectorpg.search.face import Searchable
-from vectorpg.search.hybrid import HybridScore, text_index
+from vectorpg.search.hybrid import HybridScore
 from vectorpg.search.planner import DEFAULT_CONFIG, PlannerConfig
 from vectorpg.search.surface import Row, SearchSurface
 from vectorpg.sqltypes import VECTOR, VectorType
 from vectorpg.store import reembed as reembedding
 from vectorpg.store.batches import DocumentBatch, check_ids, prepare_batch, write_batch
+from vectorpg.store.indexing import CollectionIndexes
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,14 @@ class Document:
     updated_at: datetime | None = None
 
 
-class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
+class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit]):
     """A named set of documents sharing a dimension, a metric and an embedder.
 
     Get one from :meth:`vectorpg.Database.collection`; constructing it directly (from an Engine or a
     Database) runs no SQL. ``search``, ``explain``, ``hybrid_search``, ``tune`` and ``recall`` come from
     :class:`~vectorpg.search.face.Searchable`; their ``where`` is a JSON filter (:mod:`vectorpg.filters`).
+    Index management (vector, text and field indexes, the automatic HNSW index) comes from
+    :class:`~vectorpg.store.indexing.CollectionIndexes`.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
         embedder: Embedder | None = None,
         embedder_name: str | None = None,
         planner: PlannerConfig = DEFAULT_CONFIG,
+        auto_index: bool = True,
     ) -> None:
         self.engine = engine_of(bind)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
@@ -111,7 +115,9 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
         self.embedder = embedder
         self.embedder_name = embedder_name if embedder_name is not None else (embedder.name if embedder else None)
         self.planner = planner
+        self.auto_index = auto_index
         self._index_cache: list[IndexInfo] | None = None
+        self._field_cache: list[FieldIndex] | None = None
         #: one Table object per collection, so that SQLAlchemy's compiled-statement cache recognises its statements
         self.partition = Table(
             partition_name(self.name),
@@ -147,7 +153,14 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
         return validation.query_vector(query, vector_type=VectorType.VECTOR, dimension=self.dimension, metric=metric)
 
     def _conditions(self, where: Mapping[str, Any] | None) -> list[ColumnElement[bool]]:
-        return [compile_filter(where, self.partition.c.metadata)] if where else []
+        return [self._filter(where, self.partition.c.metadata)] if where else []
+
+    def _estimable(self, where: Mapping[str, Any] | None) -> bool:
+        return compile_filter_estimable(where, self.partition.c.metadata, self.indexed_fields())[1]
+
+    def _filter(self, where: Mapping[str, Any] | None, column: ColumnElement[Any]) -> ColumnElement[bool]:
+        """``where`` compiled over ``column``, conditions on indexed keys written on their field index."""
+        return compile_filter(where, column, self.indexed_fields())
 
     def _hit(self, row: Row) -> Hit:
         return Hit(row[0], row[1], row[2], float(row[-1]))  # (id, content, metadata, [embedding], distance)
@@ -229,6 +242,8 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
     def _commit(self, batch: DocumentBatch) -> DocumentBatch:
         with self.session_factory() as session, session.begin():
             write_batch(session, self, batch)
+        if batch.ids:
+            self.index_if_large()
         return batch
 
     def prepare_batch(
@@ -298,7 +313,7 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
         if ids is None and where is None:
             raise InvalidArgumentError("delete() needs ids=..., where=..., or where={} to delete everything")
         t = documents_table
-        stmt = delete(t).where(t.c.collection == self.name, compile_filter(where, t.c.metadata))
+        stmt = delete(t).where(t.c.collection == self.name, self._filter(where, t.c.metadata))
         if ids is not None:
             stmt = stmt.where(key_in(t.c.id, check_ids(list(ids))))
         with self.session_factory() as session, session.begin():
@@ -310,9 +325,7 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
     def count(self, where: Mapping[str, Any] | None = None) -> int:
         """Number of documents (matching ``where``)."""
         t = documents_table
-        stmt = (
-            select(func.count()).select_from(t).where(t.c.collection == self.name, compile_filter(where, t.c.metadata))
-        )
+        stmt = select(func.count()).select_from(t).where(t.c.collection == self.name, self._filter(where, t.c.metadata))
         with self.session_factory() as session:
             return int(session.scalar(stmt) or 0)
 
@@ -329,57 +342,6 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
             }
         return [found[i] for i in wanted if i in found]
 
-    # -- indexes -----------------------------------------------------------------------------------
-
-    @translating("creating a text index")
-    def create_text_index(self, config: str = "english") -> str:
-        """A GIN index on ``to_tsvector(config, content)`` of this collection, for :meth:`hybrid_search`."""
-        name = validation.derived_name(partition_name(self.name), config, "tsv", "idx")
-        with self.engine.begin() as conn:
-            text_index(name, self.partition.c.content, config).create(conn, checkfirst=True)
-        return name
-
-    @translating("building a vector index")
-    def create_index(
-        self,
-        method: HNSW | IVFFlat | None = None,
-        *,
-        quantization: str | Quantization = Quantization.NONE,
-        concurrently: bool = False,
-        progress: Callable[[BuildProgress], None] | None = None,
-    ) -> str:
-        """Build a vector index (HNSW by default) on this collection's partition; return its name.
-
-        Build it after the bulk load. ``quantization="halfvec"`` or ``"binary"`` indexes a compact form
-        of the vectors and searches re-rank the candidates on the full vectors.
-        """
-        quant = Quantization(quantization)
-        spec = VectorIndex(
-            column="embedding",
-            metric=Metric.HAMMING if quant is Quantization.BINARY else self.metric.metric,
-            method=method or HNSW(),
-            quantization=quant,
-            dimension=self.dimension,
-            cast=quant is Quantization.NONE,
-        )
-        name = create_vector_index(self.engine, self.partition, spec, concurrently=concurrently, progress=progress)
-        self._index_cache = None
-        return name
-
-    @translating("dropping a vector index")
-    def drop_index(self, name: str) -> bool:
-        """Drop one of this collection's vector indexes; return whether it existed."""
-        dropped = drop_vector_index(self.engine, self.partition, name)
-        self._index_cache = None
-        return dropped
-
-    def indexes(self, *, refresh: bool = False) -> list[IndexInfo]:
-        """This collection's vector indexes, read from the catalog (cached; ``refresh=True`` re-reads)."""
-        if self._index_cache is None or refresh:
-            with self.engine.connect() as conn:
-                self._index_cache = list_vector_indexes(conn, self.partition)
-        return self._index_cache
-
     # -- another model ---------------------------------------------------------------------------------
 
     @translating("re-embedding")
@@ -390,7 +352,7 @@ class Collection(Searchable[Mapping[str, Any], Hit, HybridHit]):
         dimension = reembedding.reembed(self, embedder, batch_size=batch_size, progress=progress)
         return type(self)(
             self.engine, self.name, dimension=dimension, metric=self.metric.metric.value, embedder=embedder,
-            planner=self.planner,
+            planner=self.planner, auto_index=self.auto_index,
         )  # fmt: skip
 
 
