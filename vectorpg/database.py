@@ -9,7 +9,7 @@ install_extension`) and vectorpg's own schema (:meth:`Database.setup`) are expli
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,8 @@ class Database:
         metric: str | None = None,
         embedder: Embedder | str | None = "default",
         create: bool = True,
+        field_indexes: Mapping[str, str] | None = None,
+        auto_index: bool = True,
     ) -> DocumentCollection:
         """Open the collection ``name``, creating it (and vectorpg's schema) if needed.
 
@@ -98,10 +100,15 @@ class Database:
         ``dimension`` is given, which makes a vector-only collection. ``metric`` defaults to cosine for a
         new collection and to the recorded one for an existing collection. An existing collection must
         be opened with the same dimension, metric and embedder it was created with (or without them).
+
+        ``field_indexes`` (key -> ``"keyword"``, ``"integer"``, ``"float"``, ``"boolean"``, ``"text"`` or
+        ``"timestamp"``) creates the field indexes that are missing (:mod:`vectorpg.fields`): filters on
+        those keys are then planned from real statistics. ``auto_index=False`` keeps the collection from
+        building its HNSW index by itself once it is large (:mod:`vectorpg.store.indexing`).
         """
         return registry.open_collection(
             self.engine, name, dimension=dimension, metric=metric, embedder=embedder, create=create,
-            kind=DocumentCollection,
+            kind=DocumentCollection, auto_index=auto_index, field_indexes=field_indexes,
         )  # fmt: skip
 
     @translating("listing collections")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Boolean, and_, any_, bindparam, case, false, func, not_, or_, true
@@ -149,6 +150,9 @@ class _Compiler:
             sql_type = Text
         else:
             return None
+        if sql_type is Numeric:  # one type for the list (psycopg dumps no mixed int/float list), exactly
+            values = [Decimal(v) if isinstance(v, int) else Decimal(repr(v)) for v in values]
+            value = values if op == "$in" else values[0]
         param = bindparam(None, value, type_=ARRAY(sql_type) if op == "$in" else sql_type)
         target = expression(self.column, parts, kind)
         if op == "$in":

@@ -13,6 +13,8 @@ from typing import Any
 from psycopg import sql
 from sqlalchemy import Engine, Index, Table, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex
+from sqlalchemy.sql.elements import Grouping
 
 from vectorpg.fields import FieldIndex, FieldType, expression, field_type, key_parts
 from vectorpg.validation import derived_name
@@ -60,11 +62,11 @@ def create_field_index(engine: Engine, table: Table, key: str, kind: str | Field
     parts = key_parts(key)
     resolved = field_type(kind)
     name = derived_name(table.name, key.replace(".", "__"), resolved.value, "idx")
-    index = Index(name, expression(table.c[column], parts, resolved))
+    index = Index(name, Grouping(expression(table.c[column], parts, resolved)), _table=table)
     table.indexes.discard(index)  # built here, not declared on the table
     comment = COMMENT_PREFIX + json.dumps({"key": key, "type": resolved.value})
     with engine.begin() as conn:
-        index.create(conn, checkfirst=True)
+        conn.execute(CreateIndex(index, if_not_exists=True))
         _raw(conn).execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(_sibling(table, name), sql.Literal(comment)))
         _raw(conn).execute(sql.SQL("ANALYZE {}").format(_qualified(table)))
     return name

@@ -8,12 +8,14 @@ how a query becomes a vector, how ``where`` becomes SQL conditions, and what a h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.sql.elements import ColumnElement
 
 from vectorpg import validation
 from vectorpg.db.translate import translating
+from vectorpg.errors import InvalidArgumentError
 from vectorpg.indexes import VectorIndex
 from vectorpg.metrics import MetricSpec
 from vectorpg.search.hybrid import HybridOptions
@@ -22,6 +24,7 @@ from vectorpg.search.statements import QueryOptions
 from vectorpg.search.surface import Row, SearchSurface
 from vectorpg.search.tuning import DEFAULT_RECALL, TuningResult, recall, tune
 
+MAX_BATCH_QUERIES = 10_000
 WhereT = TypeVar("WhereT")
 HitT = TypeVar("HitT")
 HybridT = TypeVar("HybridT")
@@ -115,6 +118,30 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
             recall=recall,
         )
         return [self._hit(row) for row in found]
+
+    @translating("searching (batch)")
+    def search_many(
+        self,
+        queries: Sequence[Any],
+        k: int = 10,
+        *,
+        where: WhereT | None = None,
+        metric: str | None = None,
+        strategy: str = "auto",
+    ) -> list[list[HitT]]:
+        """The ``k`` nearest hits of each query (vectors, or texts with an embedder) that match ``where``,
+        answered in one SQL statement (a LATERAL join over the unnested query vectors): for evaluation
+        runs and recommendations. One list per query, in order, each nearest first. At most 10,000 queries."""
+        spec = self.surface.metric_for(metric)
+        items = list(queries)
+        if len(items) > MAX_BATCH_QUERIES:
+            raise InvalidArgumentError(f"search_many takes at most {MAX_BATCH_QUERIES} queries, got {len(items)}")
+        vectors = [self._query_vector(query, spec) for query in items]
+        found = self.surface.search_many(
+            vectors, validation.positive_k(k), where=self._conditions(where), metric=spec, strategy=strategy,
+            estimate_reliable=self._estimable(where),
+        )  # fmt: skip
+        return [[self._hit(row) for row in rows] for rows in found]
 
     @translating("explaining a search")
     def explain(

@@ -236,7 +236,7 @@ def plan_search(
 
 def filtered_ef_search(base: int, k: int, selectivity: float, config: PlannerConfig) -> int:
     """``ef_search`` for a filtered iterative scan: ``base`` (the value ``tune()`` stored for the recall
-    target, else ``filtered_ef_search``) times ``1 + log10(0.5 / selectivity)`` below 50% selectivity, at
+    target, at least ``filtered_ef_search``) times ``1 + log10(0.5 / selectivity)`` below 50% selectivity, at
     least the ``relaxed_fetch * k`` rows the scan must return, at most pgvector's 1,000.
 
     Measured (clustered 384-d rows, HNSW m=16 ef_construction=64): recall@10 of relaxed iterative scans at
@@ -254,16 +254,50 @@ def _filtered_ann_options(options: QueryOptions, k: int, selectivity: float, con
         scan = max(config.min_scan_tuples, min(config.max_scan_tuples, wanted))
     ef = options.ef_search
     if ef is None:
-        ef = filtered_ef_search(options.tuned_ef_search or config.filtered_ef_search, k, selectivity, config)
+        base = max(options.tuned_ef_search or 0, config.filtered_ef_search)
+        ef = filtered_ef_search(base, k, selectivity, config)
     return replace(
         options, iterative_scan=options.iterative_scan or "relaxed_order", max_scan_tuples=scan, ef_search=ef
     )
 
 
-def exact_plan(request: SearchRequest, reason: str) -> tuple[SearchPlan, Any]:
-    """The exact plan: every matching row, ordered by exact distance (an ORDER BY no vector index serves)."""
-    stmt, settings = nearest_statement(
+@dataclass(frozen=True)
+class BatchPlan:
+    """How :meth:`~vectorpg.search.surface.SearchSurface.search_many` answers a batch of queries."""
+
+    index: VectorIndex | None
+    #: rows each query fetches (more than k for a relaxed-order scan, re-ranked afterwards)
+    k: int
+    options: QueryOptions
+    settings: dict[str, str]
+
+
+def plan_batch(request: SearchRequest, strategy: str, config: PlannerConfig, run: Runner) -> BatchPlan:
+    """The plan of a batch of queries that share a filter: exact, or the index (filtered: relaxed iterative
+    scan, widened ``ef_search``, planner settings that keep the index), decided from the estimate alone."""
+    index, where, k = request.index, request.where, request.k
+    if strategy == "exact" or index is None:
+        return BatchPlan(None, k, request.options, {})
+    if not where:
+        return BatchPlan(index, k, request.options, {})
+    estimated = _estimate(run, request, where, config)
+    if strategy == "auto" and estimated <= config.exact_max_rows:
+        return BatchPlan(None, k, request.options, {})
+    selectivity = min(1.0, max(estimated, 1) / _table_size(run, request, config))
+    options = _filtered_ann_options(request.options, k, selectivity, config)
+    fetch = k * config.relaxed_fetch if index.quantization is Quantization.NONE else k
+    return BatchPlan(index, fetch, options, dict(ANN_SETTINGS))
+
+
+def exact_statement(request: SearchRequest) -> tuple[Any, dict[str, str]]:
+    """The exact statement of ``request``: every matching row, by exact distance."""
+    return nearest_statement(
         request.source, request.vector_column, request.columns, request.query, request.metric, request.k,
         request.where, None, None, request.options,
     )  # fmt: skip
+
+
+def exact_plan(request: SearchRequest, reason: str) -> tuple[SearchPlan, Any]:
+    """The exact plan: every matching row, ordered by exact distance (an ORDER BY no vector index serves)."""
+    stmt, settings = exact_statement(request)
     return SearchPlan("exact", reason, None, None, None, settings), stmt

@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Table, bindparam, func, select
+from sqlalchemy import Engine, Table, bindparam, cast, func, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -35,6 +36,8 @@ from vectorpg.search.planner import (
     SearchPlan,
     SearchRequest,
     exact_plan,
+    exact_statement,
+    plan_batch,
     plan_search,
 )
 from vectorpg.search.statements import Explain, QueryOptions, apply_settings, check_strategy, choose_index
@@ -278,6 +281,57 @@ class SearchSurface:
             plan, stmt = exact_plan(request, "the ANN result was short")
             rows = [tuple(row) for row in run(stmt, plan.settings)]
         return rows
+
+    def search_many(
+        self,
+        vectors: Sequence[Any],
+        k: int = 10,
+        *,
+        where: Sequence[ColumnElement[bool]] = (),
+        metric: MetricSpec | None = None,
+        strategy: str = "auto",
+        estimate_reliable: bool = True,
+    ) -> list[list[Row]]:
+        """The ``k`` nearest rows of each of ``vectors`` (validated by the caller), in ONE statement: a
+        LATERAL join of the nearest-neighbour query over ``unnest`` of the query vectors.
+
+        The planner decides once for the batch (the filter is the same for every query): exact when few
+        rows match or no index fits, else the index with the filtered-scan settings of :meth:`search`.
+        Results are in the order of ``vectors``; each list is nearest first.
+        """
+        check_strategy(strategy)
+        if not vectors:
+            return []
+        spec = metric or self.metric
+        chosen, name = self._index_for(spec, "auto")
+        tuned = with_tuning(QueryOptions(), self.engine, self.source.fullname, name, None)
+        element = self.query_type
+        batch = func.unnest(cast(bindparam("query_vectors", list(vectors), type_=ARRAY(element)), ARRAY(element)))
+        queries = batch.table_valued("vec", with_ordinality="ord").render_derived().alias("q")
+        request = SearchRequest(
+            source=self.source, vector_column=self.vector_column, columns=lambda rows: self.columns(rows, False),
+            cache_key=self.cache_key, metric=spec, query=queries.c.vec, vector=None, k=k, where=list(where),
+            index=chosen, options=tuned, estimate_reliable=estimate_reliable,
+        )  # fmt: skip
+        with statement_runner(self.bind, orm=self.orm) as run:
+            plan = plan_batch(request, strategy, self.planner, run)
+            if plan.index is None:
+                inner, settings = exact_statement(request)
+            else:
+                inner, settings = request.nearest(plan.k, plan.options)
+            hits = inner.lateral("hits")
+            rank = func.row_number().over(partition_by=queries.c.ord, order_by=hits.c.distance).label("rank")
+            ranked = select(queries.c.ord, hits, rank).select_from(queries).join(hits, true()).subquery("ranked")
+            stmt = (
+                select(ranked.c.ord, *(c for c in ranked.c if c.name not in ("ord", "rank")))
+                .where(ranked.c.rank <= k)
+                .order_by(ranked.c.ord, ranked.c.rank)
+            )
+            found = run(stmt, {**settings, **plan.settings})
+        groups: list[list[Row]] = [[] for _ in vectors]
+        for row in found:
+            groups[int(row[0]) - 1].append(tuple(row[1:]))
+        return groups
 
     # -- hybrid --------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ under an advisory lock on the name, whether Python or plain SQL does it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TypeVar
 
 import psycopg
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from vectorpg import validation
 from vectorpg.embeddings import DEFAULT_MODEL, Embedder, default_embedder
 from vectorpg.errors import CollectionMismatchError, CollectionNotFoundError, InvalidArgumentError
+from vectorpg.fields import FieldType
 from vectorpg.metrics import MetricSpec, check_metric
 from vectorpg.own_schema.install import has_store_schema, setup
 from vectorpg.own_schema.tables import collections_table
@@ -36,9 +38,27 @@ def open_collection(
     embedder: Embedder | str | None,
     create: bool,
     kind: type[CollectionT],
+    auto_index: bool = True,
+    field_indexes: Mapping[str, str | FieldType] | None = None,
 ) -> CollectionT:
     """Open (or create) a collection as a ``kind`` (:class:`Collection` or a subclass); see
     :meth:`vectorpg.Database.collection`."""
+    opened = _open(engine, name, dimension, metric, embedder, create, kind)
+    opened.auto_index = auto_index
+    if field_indexes:
+        opened.ensure_field_indexes(field_indexes)
+    return opened
+
+
+def _open(
+    engine: Engine,
+    name: str,
+    dimension: int | None,
+    metric: str | None,
+    embedder: Embedder | str | None,
+    create: bool,
+    kind: type[CollectionT],
+) -> CollectionT:
     name = validation.collection_name(name)
     spec = check_metric(metric or "cosine", VectorType.VECTOR)
     if dimension is not None:

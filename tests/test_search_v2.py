@@ -1,0 +1,268 @@
+"""Search v2: field indexes (plans and results), statements per search, EXPLAIN-verified plans, recall at
+every selectivity, k rows past dead rows, the automatic HNSW index, and search_many."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+import vectorpg
+from vectorpg import HNSW, IVFFlat
+from vectorpg.fields import FieldType
+from vectorpg.search.planner import PlannerConfig, filtered_ef_search
+from vectorpg.store.collection import Collection
+
+DIM = 16
+SHARES = {"p0_1": 0.001, "p1": 0.01, "p5": 0.05, "p20": 0.2, "p50": 0.5}
+
+
+def _rows(n: int, seed: int = 0) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, DIM))
+    data = centres[rng.integers(0, 20, n)] + rng.normal(scale=0.35, size=(n, DIM))
+    names = [*SHARES, "rest"]
+    tags = rng.choice(names, size=n, p=[*SHARES.values(), 1 - sum(SHARES.values())])
+    meta: list[dict[str, Any]] = []
+    for i in range(n):
+        row: dict[str, Any] = {"tag": str(tags[i]), "size": int(i % 1000), "day": f"2026-{1 + i % 12:02d}-01"}
+        if i % 7 == 0:
+            row["size"] = str(i % 1000)  # the wrong type for a number index: never a range match
+        if i % 11 == 0:
+            row["tag"] = i % 3  # a number where the keyword is a string: equality is typed
+        if i % 13 == 0:
+            del row["day"]
+        row["flag"] = i % 2 == 0
+        meta.append(row)
+    return data.astype(np.float32), meta
+
+
+FILTERS: list[dict[str, Any]] = [
+    {"tag": "p1"},
+    {"tag": {"$in": ["p0_1", "p5"]}},
+    {"tag": 1},
+    {"tag": {"$in": [0, "p1"]}},
+    {"size": {"$lt": 30}},
+    {"size": {"$gte": 500, "$lt": 520}},
+    {"size": 7},
+    {"size": {"$in": [1, 2.0, 3]}},
+    {"day": {"$gte": "2026-11-01"}},
+    {"day": {"$lt": "2026-02-15"}},
+    {"flag": True, "tag": "p5"},
+    {"$or": [{"tag": "p0_1"}, {"size": {"$gt": 995}}]},
+    {"$not": {"size": {"$lt": 900}}},
+    {"$not": {"tag": "p50"}},
+    {"tag": {"$ne": "p50"}, "size": {"$lt": 10}},
+    {"tag": {"$nin": ["p50", "p20", "rest"]}},
+    {"day": {"$exists": False}},
+    {"size": {"$lt": "5"}},
+]
+
+
+@pytest.fixture(scope="module")
+def pair(module_database_url: str) -> Any:
+    """The same rows twice: ``plain`` (GIN only) and ``indexed`` (field indexes on every key)."""
+    db = vectorpg.connect(module_database_url)
+    data, meta = _rows(6_000)
+    ids = [str(i) for i in range(len(data))]
+    plain = db.collection("plain", dimension=DIM, embedder=None, auto_index=False)
+    plain.add(vectors=data, ids=ids, metadata=meta)
+    fields = {"tag": "keyword", "size": "integer", "day": "timestamp", "flag": "boolean"}
+    indexed = db.collection("indexed", dimension=DIM, embedder=None, field_indexes=fields, auto_index=False)
+    indexed.add(vectors=data, ids=ids, metadata=meta)
+    for docs in (plain, indexed):
+        docs.create_index(HNSW())
+    with db.psycopg_connection() as raw:
+        raw.execute("ANALYZE vectorpg.documents")
+    yield db, plain, indexed, data, meta
+    db.close()
+
+
+def test_field_indexes_are_listed_with_their_types(pair: Any) -> None:
+    _, plain, indexed, _, _ = pair
+    found = {f.key: f.type for f in indexed.field_indexes(refresh=True)}
+    assert found == {
+        "tag": FieldType.KEYWORD,
+        "size": FieldType.NUMBER,
+        "day": FieldType.TEXT,
+        "flag": FieldType.KEYWORD,
+    }
+    assert plain.field_indexes() == []
+    with pytest.raises(vectorpg.InvalidArgumentError, match="field index type"):
+        indexed.create_field_index("size", "decimal128")
+    with pytest.raises(vectorpg.InvalidArgumentError, match="invalid metadata key"):
+        indexed.create_field_index("a'); DROP TABLE x; --")
+
+
+@pytest.mark.parametrize("spec", FILTERS, ids=[str(i) for i in range(len(FILTERS))])
+def test_field_indexes_change_plans_not_results(pair: Any, spec: dict[str, Any]) -> None:
+    _, plain, indexed, data, _ = pair
+    query = data[3]
+    want = [h.id for h in plain.search(query, 6_000, where=spec, strategy="exact")]
+    got = [h.id for h in indexed.search(query, 6_000, where=spec, strategy="exact")]
+    assert got == want
+    assert plain.count(spec) == indexed.count(spec) == len(want)
+
+
+def test_filters_on_field_indexes_use_them_and_their_statistics(pair: Any) -> None:
+    _, plain, indexed, data, meta = pair
+    rare = sum(1 for m in meta if m["tag"] == "p1")
+    plan = indexed.explain(data[0], k=10, where={"tag": "p1"}, analyze=True)
+    assert plan.strategy == "exact" and "from statistics" in plan.reason
+    assert "indexed_tag_keyword_idx" in plan.plan.replace("documents_indexed_tag", "indexed_tag"), plan.plan
+    assert plan.estimated_rows is not None and rare / 3 <= plan.estimated_rows <= rare * 3
+    ranged = indexed.explain(data[0], k=10, where={"size": {"$lt": 30}})
+    assert "size_number_idx" in ranged.plan, ranged.plan
+    # without a field index the same filter is estimated by a fixed guess and counted by a probe
+    guess = plain.explain(data[0], k=10, where={"tag": "p1"})
+    assert guess.counted_rows == rare
+
+
+def test_statements_per_search(pair: Any) -> None:
+    db, _, indexed, data, _ = pair
+    sent: list[str] = []
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    try:
+        indexed.search(data[0], k=10, where={"tag": "p20"})  # the first one reads the estimate
+        for where, most in (({"tag": "p20"}, 2), ({"tag": "p1"}, 1), (None, 1)):
+            sent.clear()
+            hits = indexed.search(data[1], k=10, where=where)
+            assert len(hits) == 10
+            # a repeated filter: no EXPLAIN, no probe; at most the settings and the query itself
+            assert not any(s.lstrip().upper().startswith("EXPLAIN") for s in sent), sent
+            assert len(sent) <= most, sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", _count)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "inner_product"])
+@pytest.mark.parametrize(
+    "method,quantization",
+    [
+        (HNSW(), "none"),
+        (HNSW(), "halfvec"),
+        (HNSW(), "binary"),
+        (IVFFlat(lists=20), "none"),
+        (IVFFlat(lists=20), "halfvec"),
+    ],
+    ids=["hnsw", "hnsw-halfvec", "hnsw-binary", "ivfflat", "ivfflat-halfvec"],
+)
+def test_plans_are_what_they_say(db: vectorpg.Database, metric: str, method: Any, quantization: str) -> None:
+    data, meta = _rows(6_000, seed=1)
+    docs = db.collection("plans", dimension=DIM, embedder=None, metric=metric, auto_index=False,
+                         field_indexes={"tag": "keyword"})  # fmt: skip
+    docs.add(vectors=data + 0.01, metadata=meta)
+    name = docs.create_index(method, quantization=quantization)
+    with db.psycopg_connection() as raw:
+        raw.execute("ANALYZE vectorpg.documents")
+    query = data[5]
+    for where in (None, {"tag": "p50"}, {"tag": "p1"}):
+        for strategy in ("ann", "exact", "auto"):
+            plan = docs.explain(query, k=10, where=where, strategy=strategy)
+            uses = name in plan.plan
+            assert uses == (plan.strategy == "ann"), (where, strategy, plan.strategy, plan.plan)
+            if strategy != "auto":
+                assert plan.strategy == strategy
+    # the selective filter goes exact through its btree; the broad one uses the index
+    assert docs.explain(query, k=10, where={"tag": "p1"}).strategy == "exact"
+    assert docs.explain(query, k=10, where={"tag": "p50"}).strategy == "ann"
+
+
+def test_recall_at_every_selectivity_and_k_rows(db: vectorpg.Database) -> None:
+    data, meta = _rows(20_000, seed=2)
+    tags = np.array([m["tag"] for m in meta], dtype=object)
+    docs = db.collection("recall", dimension=DIM, embedder=None, auto_index=False, field_indexes={"tag": "keyword"})
+    docs.add(vectors=data, ids=[str(i) for i in range(len(data))], metadata=meta)
+    docs.create_index(HNSW())
+    with db.psycopg_connection() as raw:
+        raw.execute("ANALYZE vectorpg.documents")
+    docs.tune(0.97)
+    rng = np.random.default_rng(9)
+    queries = data[rng.choice(len(data), 25, replace=False)] + rng.normal(scale=0.05, size=(25, DIM))
+    norms = np.linalg.norm(data, axis=1)
+    for tag in [*SHARES, None]:
+        allowed = np.arange(len(data)) if tag is None else np.where(tags == tag)[0]
+        where = None if tag is None else {"tag": tag}
+        total = 0.0
+        for q in queries:
+            dist = 1 - data[allowed] @ q / (norms[allowed] * np.linalg.norm(q))
+            truth = set(allowed[np.argsort(dist)[:10]].astype(str))
+            hits = docs.search(q, k=10, where=where, recall=0.97)
+            assert len(hits) == 10
+            total += len(truth & {h.id for h in hits}) / 10
+        assert total / len(queries) >= 0.97, (tag, total / len(queries))
+
+
+def test_filtered_ef_search_widens_as_the_filter_narrows() -> None:
+    config = PlannerConfig()
+    values = [filtered_ef_search(100, 10, s, config) for s in (1.0, 0.5, 0.2, 0.05, 0.01)]
+    assert values[0] == values[1] == 100 and values == sorted(values) and values[-1] <= 1000
+    assert filtered_ef_search(100, 400, 0.5, config) == 1000  # at least relaxed_fetch * k, at most 1,000
+
+
+def test_k_rows_past_dead_rows(db: vectorpg.Database) -> None:
+    data, meta = _rows(6_000, seed=3)
+    docs = db.collection("dead", dimension=DIM, embedder=None, auto_index=False, field_indexes={"tag": "keyword"})
+    ids = [str(i) for i in range(len(data))]
+    docs.add(vectors=data, ids=ids, metadata=meta)
+    docs.create_index(HNSW())
+    query = data[0]
+    nearest = [h.id for h in docs.search(query, k=400, strategy="exact")]
+    docs.delete(nearest[:390])  # the nearest rows die; VACUUM has not run, the index still holds them
+    for where in (None, {"tag": "p50"}):
+        hits = docs.search(query, k=10, where=where)
+        assert len(hits) == 10 and not set(nearest[:390]) & {h.id for h in hits}
+
+
+def test_a_large_collection_is_indexed_by_default(db: vectorpg.Database) -> None:
+    db.collection("auto", dimension=DIM, embedder=None)
+    config = PlannerConfig(auto_index_cells=2_000 * DIM)
+    assert config.auto_index_rows(DIM) == 2_000 and PlannerConfig().auto_index_rows(384) == 2_084
+    docs = Collection(db, "auto", dimension=DIM, planner=config)
+    data, _ = _rows(2_500, seed=4)
+    docs.add(vectors=data[:1_500])
+    assert docs.indexes(refresh=True) == []  # below the threshold
+    docs.add(vectors=data[1_500:])
+    (built,) = docs.indexes(refresh=True)
+    assert isinstance(built.spec.method, HNSW) and built.valid
+    assert built.name in docs.explain(data[0], k=5).plan
+    docs.add(vectors=data[:10])
+    assert len(docs.indexes(refresh=True)) == 1  # never a second one
+    manual = Collection(db, "auto", dimension=DIM, planner=config, auto_index=False)
+    manual.drop_index(built.name)
+    manual.add(vectors=data[:10])
+    assert manual.indexes(refresh=True) == []
+
+
+def test_search_many_answers_each_query_in_one_statement(pair: Any) -> None:
+    db, _, indexed, data, _ = pair
+    queries = data[:30] + 0.01
+    sent: list[str] = []
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    try:
+        for where in (None, {"tag": "p1"}, {"tag": "p50"}):
+            indexed.search_many(queries[:2], 5, where=where)  # the estimate is read once
+            sent.clear()
+            many = indexed.search_many(queries, 5, where=where)
+            assert len([s for s in sent if "unnest" in s]) == 1 and len(sent) <= 2, sent
+            exact = indexed.search_many(queries, 5, where=where, strategy="exact")
+            one = [[h.id for h in indexed.search(q, 5, where=where, strategy="exact")] for q in queries]
+            assert [[h.id for h in hits] for hits in exact] == one
+            found = sum(len({h.id for h in a} & set(b)) for a, b in zip(many, one))
+            assert found / (5 * len(queries)) >= 0.9, where
+            assert all(len(hits) == 5 for hits in many)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", _count)
+    assert indexed.search_many([], 5) == []
+    with pytest.raises(vectorpg.InvalidVectorError):
+        indexed.search_many([data[0], [1.0, 2.0]], 5)
