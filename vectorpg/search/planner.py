@@ -70,7 +70,7 @@ class PlannerConfig:
     #: a filtered ANN scan (relaxed order) takes ``relaxed_fetch * k`` rows before the exact re-sort
     relaxed_fetch: int = 4
     #: ef_search of a filtered scan before widening when ``tune()`` stored none (see filtered_ef_search)
-    filtered_ef_search: int = 100
+    filtered_ef_search: int = 200
     #: a collection of at least this many rows x dimensions (and at least 2,000 rows) gets its HNSW index
     #: built automatically. Measured (benchmarks/search_v2.py): an exact scan of 384-d rows costs about
     #: 0.8 us a row on 2 cores, an HNSW search 1-1.5 ms, so exact stops being fastest near 2,000 rows;
