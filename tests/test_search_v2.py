@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Integer, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
-from vectorpg import HNSW, IVFFlat
+from vectorpg import HNSW, IVFFlat, Repository, vector_column
 from vectorpg.fields import FieldType
 from vectorpg.search.planner import PlannerConfig, filtered_ef_search
 from vectorpg.store.collection import Collection
@@ -129,8 +130,10 @@ def test_statements_per_search(pair: Any) -> None:
         sent.append(statement)
 
     try:
-        indexed.search(data[0], k=10, where={"tag": "p20"})  # the first one reads the estimate
-        for where, most in (({"tag": "p20"}, 2), ({"tag": "p1"}, 1), (None, 1)):
+        cases = (({"tag": "p20"}, 2), ({"tag": "p1"}, 1), (None, 1))
+        for where, _ in cases:
+            indexed.search(data[0], k=10, where=where)  # the first search of a filter reads its estimate
+        for where, most in cases:
             sent.clear()
             hits = indexed.search(data[1], k=10, where=where)
             assert len(hits) == 10
@@ -271,3 +274,28 @@ def test_search_many_answers_each_query_in_one_statement(pair: Any) -> None:
     assert indexed.search_many([], 5) == []
     with pytest.raises(vectorpg.InvalidVectorError):
         indexed.search_many([data[0], [1.0, 2.0]], 5)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Plain(Base):
+    """A model with no vector index."""
+
+    __tablename__ = "plain_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    embedding: Mapped[Any] = vector_column(DIM)
+
+
+def test_a_large_model_without_an_index_warns_once(db: vectorpg.Database) -> None:
+    Base.metadata.create_all(db.engine)
+    repo = Repository(Plain, db, planner=PlannerConfig(auto_index_cells=1))
+    data, _ = _rows(2_100, seed=5)
+    repo.add({"id": i, "embedding": v} for i, v in enumerate(data))
+    with db.psycopg_connection() as raw:
+        raw.execute("ANALYZE plain_items")
+    with pytest.warns(vectorpg.PerformanceWarning, match="no vector index.*vector_index") as caught:
+        assert len(repo.search(data[0], k=5)) == 5
+        repo.search(data[1], k=5)
+    assert len([w for w in caught if issubclass(w.category, vectorpg.PerformanceWarning)]) == 1

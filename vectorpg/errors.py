@@ -198,3 +198,7 @@ class LockNotAvailableError(DatabaseError, TimeoutError):
 
 class ConnectionLostError(DatabaseError, ConnectionError):
     """The connection to PostgreSQL broke during an operation (SQLSTATE class 08, 57P01-57P03)."""
+
+
+class PerformanceWarning(UserWarning):
+    """A search runs much slower than it could, and the message says what to change (warned once)."""

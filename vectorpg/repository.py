@@ -123,6 +123,8 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
             indexes=self._declared_indexes,
             planner=planner,
             orm=True,
+            index_hint="Declare one on the model (vector_index(...) in __table_args__) and create it "
+            "(metadata.create_all, or an Alembic migration).",
         )
 
     # -- plumbing ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ how a query becomes a vector, how ``where`` becomes SQL conditions, and what a h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.sql.elements import ColumnElement
@@ -43,6 +43,11 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
     def _conditions(self, where: WhereT | None) -> list[ColumnElement[bool]]:
         """``where`` as SQL conditions on :attr:`surface`'s table."""
         raise NotImplementedError
+
+    def _where_key(self, where: WhereT | None) -> Hashable | None:
+        """A key that names ``where`` across calls (the same key: the same SQL conditions), or ``None``
+        when it cannot be named; a search with a key keeps its statement for the next one."""
+        return "" if where is None else None
 
     def _estimable(self, where: WhereT | None) -> bool:
         """Whether PostgreSQL estimates ``where``'s conditions from statistics (typed columns: yes)."""
@@ -106,10 +111,20 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         ``diversity`` (0 to 1) re-orders the ``fetch_k`` nearest by maximal marginal relevance. ``recall``
         picks the knob values :meth:`tune` stored for that target (default: the values tuned for 0.95, if any).
         """
+        options = QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
+        spec = self.surface.metric_for(metric)
+        where_key = self._where_key(where) if diversity is None and fetch_k is None else None
+        key = None if where_key is None else (where_key, k, metric, index, overfetch, options, strategy, recall)
+        if key is not None:
+            vector = self._query_vector(query, spec)
+            kept = self.surface.remembered_search(key, vector)
+            if kept is not None:
+                return [self._hit(row) for row in kept]
         found = self.surface.search(
             **self._arguments(query, k, where, metric),
             estimate_reliable=self._estimable(where),
-            options=QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples),
+            remember_as=key,
+            options=options,
             index=index,
             overfetch=overfetch,
             strategy=strategy,

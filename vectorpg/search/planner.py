@@ -139,12 +139,15 @@ class SearchRequest:
     overfetch: int | None = None
     #: PostgreSQL estimates ``where`` from real statistics (typed columns, field indexes), not a fixed guess
     estimate_reliable: bool = False
+    #: statements run in an autocommit connection: index-scan settings may be set inside the statement
+    inline_settings: bool = False
 
     def nearest(self, k: int, options: QueryOptions, *, columns: Any = None) -> tuple[Any, dict[str, str]]:
-        """:func:`~vectorpg.search.statements.nearest_statement` for this request."""
+        """:func:`~vectorpg.search.statements.nearest_statement` for this request (settings inline when
+        the statement needs no planner settings: no filter)."""
         return nearest_statement(
             self.source, self.vector_column, columns or self.columns, self.query, self.metric, k, self.where,
-            self.index, self.overfetch, options,
+            self.index, self.overfetch, options, inline=self.inline_settings and not self.where,
         )  # fmt: skip
 
 
@@ -176,7 +179,7 @@ def forget_estimates(cache_key: str) -> None:
         del _estimates[key]
 
 
-def _table_size(run: Runner, request: SearchRequest, config: PlannerConfig) -> int:
+def table_size(run: Runner, request: SearchRequest, config: PlannerConfig) -> int:
     """PostgreSQL's estimate of the rows in the table (it only scales scan limits)."""
     return max(1, _estimate(run, request, [], config))
 
@@ -220,7 +223,7 @@ def plan_search(
                 return plan, first, [tuple(row[:-1]) for row in rows]
             reason = f"more than {config.exact_max_rows} rows match"
         matching = max(estimated or 0, counted or 0, 1)
-        selectivity = min(1.0, matching / _table_size(run, request, config))
+        selectivity = min(1.0, matching / table_size(run, request, config))
         options = _filtered_ann_options(options, k, selectivity, config)
     if where and index.quantization is Quantization.NONE:
         # relaxed_order yields rows only nearly sorted: take more than k, re-sort them exactly, keep k.
@@ -283,7 +286,7 @@ def plan_batch(request: SearchRequest, strategy: str, config: PlannerConfig, run
     estimated = _estimate(run, request, where, config)
     if strategy == "auto" and estimated <= config.exact_max_rows:
         return BatchPlan(None, k, request.options, {})
-    selectivity = min(1.0, max(estimated, 1) / _table_size(run, request, config))
+    selectivity = min(1.0, max(estimated, 1) / table_size(run, request, config))
     options = _filtered_ann_options(request.options, k, selectivity, config)
     fetch = k * config.relaxed_fetch if index.quantization is Quantization.NONE else k
     return BatchPlan(index, fetch, options, dict(ANN_SETTINGS))

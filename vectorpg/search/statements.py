@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, literal, literal_column, select, true
+from sqlalchemy import Connection, Select, bindparam, cast, func, literal, literal_column, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
@@ -202,34 +203,59 @@ def nearest_statement(
     index: VectorIndex | None,
     overfetch: int | None,
     options: QueryOptions,
+    inline: bool = False,
 ) -> tuple[Select[Any], dict[str, str]]:
     """``SELECT project(rows), distance ... ORDER BY distance LIMIT k`` and the settings it runs with.
 
     With a quantized ``index`` the rows are the ``k * overfetch`` candidates the index orders best,
     re-ranked by exact distance; otherwise the ORDER BY is written as ``index`` (or no index) expects.
-    ``columns`` picks what to return from the rows (the table, or the candidate subquery).
+    ``columns`` picks what to return from the rows (the table, or the candidate subquery). ``inline``
+    (an autocommit connection) sets index-scan settings inside the statement (:func:`with_settings`) and
+    returns them as :class:`InStatement` (reported, not set before it).
     """
     column = source.c[vector_column]
-    candidates = None
-    if index is not None and index.quantization is not Quantization.NONE:
-        candidates = candidate_limit(k, index, overfetch)
+    quantized = index is not None and index.quantization is not Quantization.NONE
+    candidates = candidate_limit(k, index, overfetch) if index is not None and quantized else k
+    settings = settings_for(index, options, candidates)
+    order_query = query
+    if inline and index is not None and settings and all(n.startswith(EXECUTOR_SETTINGS) for n in settings):
+        order_query, settings = with_settings(query, settings), InStatement(settings)
+    if index is not None and quantized:
         rows: FromClause = (
             select(source)
             .where(*where)
-            .order_by(candidate_order(index, column, query, metric))
+            .order_by(candidate_order(index, column, order_query, metric))
             .limit(candidates)
             .subquery("candidates")
         )
         dist = distance(rows.c[vector_column], query, metric.metric)
         stmt = select(*columns(rows), dist.label("distance"))
-    else:
-        dist = order_expression(index, column, query, metric)
-        stmt = select(*columns(source), dist.label("distance")).where(*where)
-        if index is None:
-            # ``distance + 0``: no vector index can serve this ORDER BY, so the plan is an exact scan of the
-            # matching rows (through the filter's own index) whatever indexes exist, with no settings.
-            return stmt.order_by(dist + literal_column("0")).limit(k), settings_for(None, options, k)
-    return stmt.order_by(dist).limit(k), settings_for(index, options, candidates or k)
+        return stmt.order_by(dist).limit(k), settings
+    dist = order_expression(index, column, query, metric)
+    stmt = select(*columns(source), dist.label("distance")).where(*where)
+    if index is None:
+        # ``distance + 0``: no vector index can serve this ORDER BY, so the plan is an exact scan of the
+        # matching rows (through the filter's own index) whatever indexes exist, with no settings.
+        return stmt.order_by(dist + literal_column("0")).limit(k), settings
+    return stmt.order_by(order_expression(index, column, order_query, metric)).limit(k), settings
+
+
+class InStatement(dict[str, str]):
+    """Settings the statement sets itself (:func:`with_settings`): runners report them, never apply them."""
+
+
+#: settings an index scan reads when it starts scanning, not when the statement is planned
+EXECUTOR_SETTINGS = ("hnsw.", "ivfflat.")
+
+
+def with_settings(query: ColumnElement[Any], settings: dict[str, str]) -> ColumnElement[Any]:
+    """``(SELECT :query FROM (SELECT set_config(name, value, true), ...) AS knobs)``: the query vector as an
+    InitPlan that applies ``settings`` (index-scan settings only) when the scan evaluates its ORDER BY
+    key, before the scan reads them. In an autocommit connection the settings end with the statement, so
+    one statement (one round trip) both sets and searches, and nothing leaks to the connection's next user.
+    """
+    calls = [func.set_config(bindparam(None, n), bindparam(None, v), true()) for n, v in settings.items()]
+    return select(query).select_from(select(*calls).subquery("knobs")).scalar_subquery()
 
 
 def estimate_statement(source: FromClause, where: Sequence[ColumnElement[bool]]) -> Explain:
@@ -257,6 +283,25 @@ def exact_first_statement(
         select(*columns(matching), matching.c.distance, func.count().over().label("matched"))
         .order_by(matching.c.distance)
         .limit(k)
+    )
+
+
+def batch_queries(vectors: Sequence[Any], element: Any) -> Any:
+    """``unnest(:query_vectors) WITH ORDINALITY AS q(vec, ord)``: a batch of query vectors as rows."""
+    batch = func.unnest(cast(bindparam("query_vectors", list(vectors), type_=ARRAY(element)), ARRAY(element)))
+    return batch.table_valued("vec", with_ordinality="ord").render_derived().alias("q")
+
+
+def batch_statement(queries: Any, inner: Select[Any], k: int) -> Select[Any]:
+    """``inner`` (a nearest-neighbour query on ``queries.c.vec``) as a LATERAL join over the batch: each
+    query's ``k`` nearest rows by exact distance, as ``(ord, columns..., distance)`` in query order."""
+    hits = inner.lateral("hits")
+    rank = func.row_number().over(partition_by=queries.c.ord, order_by=hits.c.distance).label("rank")
+    ranked = select(queries.c.ord, hits, rank).select_from(queries).join(hits, true()).subquery("ranked")
+    return (
+        select(ranked.c.ord, *(c for c in ranked.c if c.name not in ("ord", "rank")))
+        .where(ranked.c.rank <= k)
+        .order_by(ranked.c.ord, ranked.c.rank)
     )
 
 

@@ -9,22 +9,20 @@ one and only map their own arguments (JSON filters or SQLAlchemy expressions, te
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+import warnings
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Table, bindparam, cast, func, select, true
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Engine, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 from sqlalchemy.types import TypeEngine
 
-from vectorpg.db.engine import ensure_vector_types
-from vectorpg.errors import InvalidArgumentError
+from vectorpg.errors import InvalidArgumentError, PerformanceWarning
 from vectorpg.indexes import VectorIndex
 from vectorpg.metrics import MetricSpec, check_metric
 from vectorpg.search.hybrid import HybridOptions, hybrid_statement
@@ -37,69 +35,28 @@ from vectorpg.search.planner import (
     SearchRequest,
     exact_plan,
     exact_statement,
+    forget_estimates,
     plan_batch,
     plan_search,
+    table_size,
 )
-from vectorpg.search.statements import Explain, QueryOptions, apply_settings, check_strategy, choose_index
+from vectorpg.search.runner import StatementMemory, statement_runner
+from vectorpg.search.statements import (
+    Explain,
+    QueryOptions,
+    batch_queries,
+    batch_statement,
+    check_strategy,
+    choose_index,
+)
 from vectorpg.search.tuning import with_tuning
 from vectorpg.sqltypes import VectorType, describe
 
 Row = tuple[Any, ...]
+#: tables a large-table warning was given for (once per process)
+_warned: set[str] = set()
 #: the declared or built vector indexes of the table, as (name, spec)
 IndexSource = Callable[[], Sequence[tuple[str, VectorIndex]]]
-
-
-@contextmanager
-def statement_runner(bind: Engine | Session, *, orm: bool = False) -> Iterator[Runner]:
-    """One connection for all the statements of one search, and ``run(statement, settings) -> rows``.
-
-    On an :class:`~sqlalchemy.Engine` the connection is in autocommit mode, so a search whose statements
-    need no settings costs no BEGIN / COMMIT round trips; the first settings open a transaction
-    (``set_config(..., true)`` lasts until its end: psycopg's ``transaction()``), rolled back when the
-    search is done. In a caller's :class:`~sqlalchemy.orm.Session` the statements join its transaction
-    and the settings are put back afterwards. ``orm`` runs ORM statements (rows of mapped objects).
-    """
-    if isinstance(bind, Session):
-        with _session_runner(bind) as run:
-            yield run
-        return
-    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, ExitStack() as stack:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        ensure_vector_types(conn.connection)  # an application's own engine, too
-        executor: Any = stack.enter_context(Session(bind=conn, expire_on_commit=False)) if orm else conn
-        in_transaction = False
-
-        def run(stmt: Any, settings: dict[str, str]) -> list[Any]:
-            nonlocal in_transaction
-            if settings and not in_transaction:
-                stack.enter_context(raw.transaction(force_rollback=True))
-                in_transaction = True
-            apply_settings(executor, settings, remember=False)
-            return list(executor.execute(stmt).all())
-
-        yield run
-
-
-@contextmanager
-def _session_runner(session: Session) -> Iterator[Runner]:
-    ensure_vector_types(session.connection().connection)
-    restore: dict[str, str] = {}
-
-    def run(stmt: Any, settings: dict[str, str]) -> list[Any]:
-        for name, value in apply_settings(session, settings, remember=True).items():
-            restore.setdefault(name, value)
-        return list(session.execute(stmt).all())
-
-    try:
-        yield run
-    except BaseException:
-        if restore:  # the session may be broken: keep the error that got us here
-            with suppress(Exception):
-                apply_settings(session, restore, remember=False)
-        raise
-    if restore:
-        apply_settings(session, restore, remember=False)
 
 
 class SearchSurface:
@@ -127,6 +84,7 @@ class SearchSurface:
         query_type: TypeEngine[Any] | None = None,
         planner: PlannerConfig = DEFAULT_CONFIG,
         orm: bool = False,
+        index_hint: str = "Build one: create_index(HNSW()).",
     ) -> None:
         self.source = source
         self.vector_column = vector_column
@@ -140,6 +98,10 @@ class SearchSurface:
         self.query_type = query_type if query_type is not None else source.c[vector_column].type
         described = describe(source.c[vector_column].type)
         self.vector_type: VectorType = described[0] if described else VectorType.VECTOR
+        self.dimension = described[1] if described else None
+        #: what the large-table warning tells the user to do
+        self.index_hint = index_hint
+        self._remembered = StatementMemory()
         self.planner = planner
         self.orm = orm
 
@@ -180,14 +142,19 @@ class SearchSurface:
         fetch_k: int | None = None,
         recall: float | None = None,
         estimate_reliable: bool = True,
+        remember_as: Hashable | None = None,
     ) -> list[Row]:
         """The ``k`` rows nearest to ``vector`` (validated by the caller), nearest first: each row is
         ``columns(...)`` then the exact distance. See :mod:`vectorpg.search.planner` for ``strategy``;
-        ``diversity`` re-orders ``fetch_k`` nearest rows by maximal marginal relevance."""
+        ``diversity`` re-orders ``fetch_k`` nearest rows by maximal marginal relevance. ``remember_as``
+        keeps the search's statement under that key when it was one statement decided without a probe
+        (:meth:`remembered_search` then answers the same search for another vector)."""
         request = self._request(vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k)
         request = replace(request, estimate_reliable=estimate_reliable)
         with statement_runner(self.bind, orm=self.orm) as run:
-            rows = self._nearest(request, strategy, run)
+            rows, plan = self._nearest(request, strategy, run)
+        if remember_as is not None and diversity is None and plan.counted_rows is None:
+            self._remembered.keep(remember_as, run, plan.strategy, request.k)
         if diversity is not None and rows:
             vectors = np.stack([np.asarray(self.vector_of(row), dtype=np.float64) for row in rows])
             picked = mmr_order(np.asarray(request.vector, dtype=np.float64), vectors, k, diversity)
@@ -257,11 +224,25 @@ class SearchSurface:
             index=chosen,
             options=tuned,
             overfetch=overfetch,
+            inline_settings=not isinstance(self.bind, Session),
         )
 
-    def _nearest(self, request: SearchRequest, strategy: str, run: Runner) -> list[Row]:
+    def remembered_search(self, key: Hashable, vector: Any) -> list[Row] | None:
+        """The rows of a search kept by :meth:`search` (``remember_as=key``) for ``vector``: the same
+        statement, plan and settings, one statement and no planning; ``None`` when nothing is kept (or it
+        is older than the planner's ``estimate_seconds``) or an ANN result came back short."""
+        return self._remembered.run(key, self.bind, vector, self.planner.estimate_seconds)
+
+    def forget(self) -> None:
+        """Drop kept statements and estimates of this table (after its indexes change)."""
+        self._remembered.clear()
+        forget_estimates(self.cache_key)
+
+    def _nearest(self, request: SearchRequest, strategy: str, run: Runner) -> tuple[list[Row], SearchPlan]:
         """Plan and run; continue or re-run exactly when an ANN result comes back short."""
         check_strategy(strategy)
+        if request.index is None and strategy == "auto" and self.source.fullname not in _warned:
+            self._warn_if_large(request, run)
         plan, stmt, rows = plan_search(request, strategy, self.planner, run)
         if rows is None:
             rows = [tuple(row) for row in run(stmt, plan.settings)]
@@ -280,7 +261,7 @@ class SearchSurface:
         if short:
             plan, stmt = exact_plan(request, "the ANN result was short")
             rows = [tuple(row) for row in run(stmt, plan.settings)]
-        return rows
+        return rows, plan
 
     def search_many(
         self,
@@ -305,9 +286,7 @@ class SearchSurface:
         spec = metric or self.metric
         chosen, name = self._index_for(spec, "auto")
         tuned = with_tuning(QueryOptions(), self.engine, self.source.fullname, name, None)
-        element = self.query_type
-        batch = func.unnest(cast(bindparam("query_vectors", list(vectors), type_=ARRAY(element)), ARRAY(element)))
-        queries = batch.table_valued("vec", with_ordinality="ord").render_derived().alias("q")
+        queries = batch_queries(vectors, self.query_type)
         request = SearchRequest(
             source=self.source, vector_column=self.vector_column, columns=lambda rows: self.columns(rows, False),
             cache_key=self.cache_key, metric=spec, query=queries.c.vec, vector=None, k=k, where=list(where),
@@ -319,19 +298,26 @@ class SearchSurface:
                 inner, settings = exact_statement(request)
             else:
                 inner, settings = request.nearest(plan.k, plan.options)
-            hits = inner.lateral("hits")
-            rank = func.row_number().over(partition_by=queries.c.ord, order_by=hits.c.distance).label("rank")
-            ranked = select(queries.c.ord, hits, rank).select_from(queries).join(hits, true()).subquery("ranked")
-            stmt = (
-                select(ranked.c.ord, *(c for c in ranked.c if c.name not in ("ord", "rank")))
-                .where(ranked.c.rank <= k)
-                .order_by(ranked.c.ord, ranked.c.rank)
-            )
-            found = run(stmt, {**settings, **plan.settings})
+            found = run(batch_statement(queries, inner, k), {**settings, **plan.settings})
         groups: list[list[Row]] = [[] for _ in vectors]
         for row in found:
             groups[int(row[0]) - 1].append(tuple(row[1:]))
         return groups
+
+    def _warn_if_large(self, request: SearchRequest, run: Runner) -> None:
+        """A :class:`PerformanceWarning`, once per table, when a search scans a large table exactly for want
+        of a vector index."""
+        rows = table_size(run, request, self.planner)
+        threshold = self.planner.auto_index_rows(self.dimension or 1)
+        if threshold and rows >= threshold:
+            _warned.add(self.source.fullname)
+            warnings.warn(
+                f"{self.source.fullname} has about {rows} rows and no vector index for the "
+                f"{request.metric.metric.value} metric on {self.vector_column!r}: every search scans it exactly. "
+                f"{self.index_hint}",
+                PerformanceWarning,
+                stacklevel=5,
+            )
 
     # -- hybrid --------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from vectorpg import validation
 from vectorpg.db import writes
+from vectorpg.db.engine import ensure_vector_types
 from vectorpg.embeddings import check_texts
 from vectorpg.errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
 from vectorpg.own_schema.tables import documents_table
@@ -183,6 +184,8 @@ def _stored_state(collection: Collection, ids: list[str]) -> dict[str, tuple[str
 
 def write_batch(session: Session, collection: Collection, batch: DocumentBatch) -> None:
     """Write a prepared batch in the caller's transaction (add-or-replace by id)."""
+    # a connection opened before another process installed pgvector has no vector types yet
+    ensure_vector_types(session.connection().connection)
     collection.check_current(session)
     writes.write_rows(
         session,

@@ -14,8 +14,9 @@ again. Searches go through the collection's :class:`~vectorpg.search.surface.Sea
 
 from __future__ import annotations
 
+import json
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,7 +29,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from vectorpg import validation
-from vectorpg.db.engine import HasEngine, engine_of
+from vectorpg.db.engine import HasEngine, engine_of, ensure_vector_types
 from vectorpg.db.translate import translating
 from vectorpg.db.writes import key_in
 from vectorpg.embeddings import Embedder, check_texts
@@ -137,6 +138,7 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
             indexes=lambda: [(i.name, i.spec) for i in self.indexes() if i.valid],
             query_type=VECTOR(self.dimension),
             planner=self.planner,
+            index_hint="Build one: create_index(HNSW()), or open the collection with auto_index=True.",
         )
 
     def __repr__(self) -> str:
@@ -154,6 +156,14 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
 
     def _conditions(self, where: Mapping[str, Any] | None) -> list[ColumnElement[bool]]:
         return [self._filter(where, self.partition.c.metadata)] if where else []
+
+    def _where_key(self, where: Mapping[str, Any] | None) -> Hashable | None:
+        if not where:
+            return ""
+        try:  # the filter's JSON (keys sorted) and the field indexes it is compiled with
+            return json.dumps(where, sort_keys=True, allow_nan=False), tuple(sorted(self.indexed_fields().items()))
+        except (TypeError, ValueError, RecursionError):  # not JSON: compile_filter says what is wrong
+            return None
 
     def _estimable(self, where: Mapping[str, Any] | None) -> bool:
         return compile_filter_estimable(where, self.partition.c.metadata, self.indexed_fields())[1]
@@ -336,6 +346,7 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
         t = documents_table
         stmt = select(t).where(t.c.collection == self.name, key_in(t.c.id, wanted))
         with self.session_factory() as session:
+            ensure_vector_types(session.connection().connection)
             found = {
                 r.id: Document(r.id, r.content, r.metadata, np.asarray(r.embedding), r.created_at, r.updated_at)
                 for r in session.execute(stmt)

@@ -28,8 +28,15 @@ from vectorpg.metrics import Metric, MetricSpec
 from vectorpg.own_schema.tables import partition_name
 from vectorpg.progress import progress_bar
 from vectorpg.search.hybrid import text_index
-from vectorpg.search.planner import PlannerConfig, forget_estimates
+from vectorpg.search.planner import PlannerConfig
 from vectorpg.search.surface import SearchSurface
+from vectorpg.search.tuning import tune
+
+#: the recall@10 a new vector index is tuned for (create_index(tune_recall=...)); collections smaller than
+#: TUNE_MIN_ROWS are not tuned (an exact scan answers them), TUNE_SAMPLE rows are the tuning queries
+TUNE_RECALL = 0.97
+TUNE_MIN_ROWS = 1_000
+TUNE_SAMPLE = 50
 
 
 class CollectionIndexes:
@@ -62,11 +69,15 @@ class CollectionIndexes:
         quantization: str | Quantization = Quantization.NONE,
         concurrently: bool = False,
         progress: Callable[[BuildProgress], None] | None = None,
+        tune_recall: float | None = TUNE_RECALL,
     ) -> str:
         """Build a vector index (HNSW by default) on this collection's partition; return its name.
 
         Build it after the bulk load. ``quantization="halfvec"`` or ``"binary"`` indexes a compact form
-        of the vectors and searches re-rank the candidates on the full vectors.
+        of the vectors and searches re-rank the candidates on the full vectors. With ``tune_recall`` (and
+        at least 1,000 documents) the new index is tuned for that recall@10 at once (:meth:`tune`: the
+        smallest ``ef_search`` / ``probes`` that reaches it, which searches then use by default and the
+        filtered scans widen); ``None`` skips it.
         """
         quant = Quantization(quantization)
         spec = VectorIndex(
@@ -79,7 +90,9 @@ class CollectionIndexes:
         )
         name = create_vector_index(self.engine, self.partition, spec, concurrently=concurrently, progress=progress)
         self._index_cache = None
-        forget_estimates(self.surface.cache_key)
+        self.surface.forget()
+        if tune_recall is not None and self._rows_at_least(TUNE_MIN_ROWS):
+            tune(self.surface, tune_recall, sample=TUNE_SAMPLE)
         return name
 
     @translating("dropping a vector index")
@@ -87,6 +100,7 @@ class CollectionIndexes:
         """Drop one of this collection's vector indexes; return whether it existed."""
         dropped = drop_vector_index(self.engine, self.partition, name)
         self._index_cache = None
+        self.surface.forget()
         return dropped
 
     def indexes(self, *, refresh: bool = False) -> list[IndexInfo]:
@@ -106,7 +120,7 @@ class CollectionIndexes:
         use the index and PostgreSQL's statistics of it; results do not change."""
         name = create_field_index(self.engine, self.partition, key, type)
         self._field_cache = None
-        forget_estimates(self.surface.cache_key)
+        self.surface.forget()
         return name
 
     @translating("dropping a field index")
@@ -114,6 +128,7 @@ class CollectionIndexes:
         """Drop the field index of ``key``; return whether there was one."""
         dropped = drop_field_index(self.engine, self.partition, key)
         self._field_cache = None
+        self.surface.forget()
         return dropped
 
     def field_indexes(self, *, refresh: bool = False) -> list[FieldIndex]:
@@ -142,15 +157,19 @@ class CollectionIndexes:
         threshold = self.planner.auto_index_rows(self.dimension)
         if not self.auto_index or threshold <= 0 or self.indexes(refresh=True):
             return None
-        capped = select(func.count()).select_from(select(self.partition.c.id).limit(threshold).subquery())
-        with self.engine.connect() as conn:
-            if int(conn.scalar(capped) or 0) < threshold:
-                return None
+        if not self._rows_at_least(threshold):
+            return None
         bar = progress_bar(total=100, desc=f"vectorpg: HNSW index on {self.name!r}", unit="%", disable=not _tty())
         try:
             return self.create_index(HNSW(), progress=_bar_step(bar))
         finally:
             bar.close()
+
+    def _rows_at_least(self, rows: int) -> bool:
+        """Whether the collection has at least ``rows`` documents (a count that stops there)."""
+        capped = select(func.count()).select_from(select(self.partition.c.id).limit(rows).subquery())
+        with self.engine.connect() as conn:
+            return int(conn.scalar(capped) or 0) >= rows
 
 
 def _tty() -> bool:

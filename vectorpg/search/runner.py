@@ -1,0 +1,152 @@
+"""How a search's statements run: one connection per search, settings local to it, rows as psycopg loads them.
+
+:func:`statement_runner` gives ``run(statement, settings) -> rows``. On an :class:`~sqlalchemy.Engine`
+(:class:`EngineRunner`) the connection is in autocommit mode and statements run on psycopg directly
+(:mod:`vectorpg.db.direct`): a search that needs no settings is one round trip; the first settings open a
+transaction (``set_config(..., true)`` lasts until its end), rolled back when the search is done. In a
+caller's :class:`~sqlalchemy.orm.Session` the statements join its transaction and the settings are put
+back afterwards. ``orm`` runs ORM statements (rows of mapped objects) through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
+
+from vectorpg.db.direct import execute_direct, execute_sql, set_local
+from vectorpg.db.engine import ensure_vector_types
+from vectorpg.search.planner import Runner
+from vectorpg.search.statements import InStatement, apply_settings
+
+
+class EngineRunner:
+    """``run(statement, settings) -> rows`` on one autocommit connection (see :func:`statement_runner`)."""
+
+    def __init__(self, conn: Connection, stack: ExitStack, orm: bool) -> None:
+        self.conn = conn
+        self.stack = stack
+        self.executor: Any = stack.enter_context(Session(bind=conn, expire_on_commit=False)) if orm else conn
+        self.orm = orm
+        self.in_transaction = False
+        #: (sql, parameters, bind processors, settings) of every statement run (None: run by SQLAlchemy)
+        self.executed: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str]] | None] = []
+
+    def _settings(self, settings: dict[str, str]) -> dict[str, str]:
+        """The settings to apply before the statement (opening the transaction they need)."""
+        if isinstance(settings, InStatement):
+            return {}
+        if settings and not self.in_transaction:
+            raw = self.conn.connection.driver_connection
+            assert raw is not None
+            self.stack.enter_context(raw.transaction(force_rollback=True))
+            self.in_transaction = True
+        return settings
+
+    def __call__(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
+        before = self._settings(settings)
+        if self.orm:
+            apply_settings(self.executor, before, remember=False)
+            return list(self.executor.execute(stmt).all())
+        set_local(self.conn, before)
+        compiled: list[Any] = []
+        rows = execute_direct(self.conn, stmt, compiled)  # rows as psycopg loads them (vectorpg.db.direct)
+        self.executed.append((*compiled[0], settings) if compiled else None)
+        return rows
+
+    def sql(self, sql: str, params: dict[str, Any], settings: dict[str, str]) -> list[Any]:
+        """Run SQL that :meth:`__call__` compiled before, with new parameters."""
+        set_local(self.conn, self._settings(settings))
+        return execute_sql(self.conn, sql, params)
+
+
+@contextmanager
+def statement_runner(bind: Engine | Session, *, orm: bool = False) -> Iterator[Runner]:
+    """One connection for all the statements of one search, and ``run(statement, settings) -> rows``.
+
+    On an :class:`~sqlalchemy.Engine` the connection is in autocommit mode, so a search whose statements
+    need no settings costs no BEGIN / COMMIT round trips; the first settings open a transaction
+    (``set_config(..., true)`` lasts until its end: psycopg's ``transaction()``), rolled back when the
+    search is done. In a caller's :class:`~sqlalchemy.orm.Session` the statements join its transaction
+    and the settings are put back afterwards. ``orm`` runs ORM statements (rows of mapped objects).
+    """
+    if isinstance(bind, Session):
+        with _session_runner(bind) as run:
+            yield run
+        return
+    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, ExitStack() as stack:
+        ensure_vector_types(conn.connection)  # an application's own engine, too
+        yield EngineRunner(conn, stack, orm)
+
+
+@contextmanager
+def _session_runner(session: Session) -> Iterator[Runner]:
+    ensure_vector_types(session.connection().connection)
+    restore: dict[str, str] = {}
+
+    def run(stmt: Any, settings: dict[str, str]) -> list[Any]:
+        for name, value in apply_settings(session, settings, remember=True).items():
+            restore.setdefault(name, value)
+        return list(session.execute(stmt).all())
+
+    try:
+        yield run
+    except BaseException:
+        if restore:  # the session may be broken: keep the error that got us here
+            with suppress(Exception):
+                apply_settings(session, restore, remember=False)
+        raise
+    if restore:
+        apply_settings(session, restore, remember=False)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A search's one statement, kept to answer the same search with another query vector."""
+
+    at: float
+    sql: str
+    params: dict[str, Any]
+    processor: Callable[[Any], Any] | None
+    settings: dict[str, str]
+    strategy: str
+    k: int
+
+
+class StatementMemory:
+    """The statements of searches that took one statement, by search key: the same search with another
+    query vector runs that SQL again with the new vector, with no planning and one round trip."""
+
+    def __init__(self) -> None:
+        self._kept: dict[Hashable, _Kept] = {}
+
+    def keep(self, key: Hashable, run: Any, strategy: str, k: int) -> None:
+        """Keep the statement ``run`` executed, if it executed exactly one, directly."""
+        executed = run.executed if isinstance(run, EngineRunner) else []
+        if len(executed) == 1 and executed[0] is not None:
+            sql, params, processors, settings = executed[0]
+            self._kept[key] = _Kept(
+                time.monotonic(), sql, params, processors.get("query_vector"), settings, strategy, k
+            )
+
+    def run(self, key: Hashable, bind: Engine | Session, vector: Any, max_age: float) -> list[Any] | None:
+        """The rows of the statement kept under ``key`` for ``vector``; ``None`` if none is kept (or it is
+        older than ``max_age`` seconds) or an ANN result came back short."""
+        entry = self._kept.get(key)
+        if entry is None or isinstance(bind, Session) or time.monotonic() - entry.at > max_age:
+            return None
+        params = {**entry.params, "query_vector": entry.processor(vector) if entry.processor else vector}
+        with statement_runner(bind) as run:
+            assert isinstance(run, EngineRunner)
+            rows = run.sql(entry.sql, params, entry.settings)
+        if entry.strategy == "ann" and len(rows) < entry.k:
+            return None  # dead rows or a short filtered scan: the full path completes it
+        return rows
+
+    def clear(self) -> None:
+        self._kept.clear()
