@@ -184,6 +184,12 @@ def table_size(run: Runner, request: SearchRequest, config: PlannerConfig) -> in
     return max(1, _estimate(run, request, [], config))
 
 
+_COUNTED_NOTE = (
+    "; counted by a probe, since PostgreSQL has no statistics for this filter (a field index on its keys, "
+    "create_field_index(key), lets the estimate decide in the search's own statement)"
+)
+
+
 def plan_search(
     request: SearchRequest, strategy: str, config: PlannerConfig, run: Runner
 ) -> tuple[SearchPlan, Any, list[Any] | None]:
@@ -217,11 +223,12 @@ def plan_search(
             )  # fmt: skip
             rows = run(first, {})
             counted = int(rows[0][-1]) if rows else 0
+            counted_note = "" if request.estimate_reliable else _COUNTED_NOTE
             if counted <= config.exact_max_rows:
-                why = f"{counted} rows match (<= {config.exact_max_rows})"
+                why = f"{counted} rows match (<= {config.exact_max_rows}){counted_note}"
                 plan = SearchPlan("exact", why, None, estimated, counted, {})
                 return plan, first, [tuple(row[:-1]) for row in rows]
-            reason = f"more than {config.exact_max_rows} rows match"
+            reason = f"more than {config.exact_max_rows} rows match{counted_note}"
         matching = max(estimated or 0, counted or 0, 1)
         selectivity = min(1.0, matching / table_size(run, request, config))
         options = _filtered_ann_options(options, k, selectivity, config)

@@ -1,5 +1,5 @@
-"""The indexes of a collection: its vector indexes (built by hand or automatically), its text index and
-its field indexes (:mod:`vectorpg.fields`).
+"""The indexes of a collection: its vector indexes (built by hand or automatically, then tuned), its text
+index and its field indexes (:mod:`vectorpg.fields`).
 
 **Indexed by default.** A collection that reaches ``PlannerConfig.auto_index_rows`` documents without a
 vector index gets an HNSW index (pgvector's defaults, on the collection's metric) at the end of the
@@ -8,6 +8,9 @@ Synchronously because the next search must find the index and a build in a backg
 with a short-lived process (a script, a notebook cell, a CLI call) and leave an invalid index behind;
 ``create_index(concurrently=True)`` remains the way to build one beside live writes. Open the collection
 with ``auto_index=False`` to manage indexes yourself.
+
+**Tuned by default.** Every index ``create_index`` builds is tuned for recall@10 ``TUNE_RECALL`` at once
+(:func:`vectorpg.search.tuning.tune` on ``TUNE_SAMPLE`` rows), so searches reach it without a knob.
 """
 
 from __future__ import annotations
