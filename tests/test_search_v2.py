@@ -189,7 +189,7 @@ def test_recall_at_every_selectivity_and_k_rows(db: vectorpg.Database) -> None:
     rng = np.random.default_rng(9)
     queries = data[rng.choice(len(data), 25, replace=False)] + rng.normal(scale=0.05, size=(25, DIM))
     norms = np.linalg.norm(data, axis=1)
-    means = []
+    means: list[float] = []
     for tag in [*SHARES, None]:
         allowed = np.arange(len(data)) if tag is None else np.where(tags == tag)[0]
         where = None if tag is None else {"tag": tag}
@@ -201,10 +201,7 @@ def test_recall_at_every_selectivity_and_k_rows(db: vectorpg.Database) -> None:
             assert len(hits) == 10
             total += len(truth & {h.id for h in hits}) / 10
         means.append(total / len(queries))
-        # Issue 14's target is 0.97 at every selectivity; HNSW builds are random and one build in six
-        # measured 0.96 at 20%: each selectivity must reach 0.95, and their mean the target.
-        assert means[-1] >= 0.95, (tag, means[-1])
-    assert float(np.mean(means)) >= 0.97, means
+    assert min(means) >= 0.97, means
 
 
 def test_filtered_ef_search_widens_as_the_filter_narrows() -> None:

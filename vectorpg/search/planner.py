@@ -10,9 +10,10 @@ filter, or the partition) is both exact and fast there. Per query, the planner:
 1. takes PostgreSQL's estimate of the matching rows (an ``EXPLAIN``, kept for a minute per filter and
    values, so a repeated filter costs no planning round trip). When the estimate comes from real
    statistics (typed columns, field indexes: the request says so) it decides from it alone: ``exact`` at
-   most ``exact_max_rows / 2`` estimated rows, ``ann`` above ``skip_probe_factor * exact_max_rows``.
-   Otherwise (JSONB containment is estimated by a fixed guess) one "exact-first" statement computes the
-   exact answer over at most ``exact_max_rows + 1`` matching rows and counts them;
+   most ``exact_max_rows`` estimated rows, else ``ann``. Otherwise (JSONB containment is estimated by a
+   fixed guess) it goes to the index above ``skip_probe_factor * exact_max_rows`` estimated rows, and
+   below that one "exact-first" statement computes the exact answer over at most ``exact_max_rows + 1``
+   matching rows and counts them;
 2. ``exact`` when at most ``exact_max_rows`` rows match or no vector index fits; else ``ann``: the index
    with ``iterative_scan = relaxed_order``, ``max_scan_tuples`` scaled to ``k / selectivity`` and
    ``ef_search`` widened as the filter gets more selective (:func:`filtered_ef_search`), under planner
@@ -70,7 +71,7 @@ class PlannerConfig:
     #: a filtered ANN scan (relaxed order) takes ``relaxed_fetch * k`` rows before the exact re-sort
     relaxed_fetch: int = 4
     #: ef_search of a filtered scan before widening when ``tune()`` stored none (see filtered_ef_search)
-    filtered_ef_search: int = 200
+    filtered_ef_search: int = 100
     #: a collection of at least this many rows x dimensions (and at least 2,000 rows) gets its HNSW index
     #: built automatically. Measured (benchmarks/search_v2.py): an exact scan of 384-d rows costs about
     #: 0.8 us a row on 2 cores, an HNSW search 1-1.5 ms, so exact stops being fastest near 2,000 rows;
@@ -159,8 +160,7 @@ def _estimate(run: Runner, request: SearchRequest, where: Sequence[ColumnElement
     """PostgreSQL's estimate of the rows matching ``where``, kept ``estimate_seconds`` per filter text and
     values (estimates move only as ANALYZE runs)."""
     statement = estimate_statement(request.source, where)
-    compiled = statement.compile(dialect=_DIALECT)
-    key = (request.cache_key, str(compiled), repr(sorted(compiled.params.items(), key=lambda kv: kv[0])))
+    key = (request.cache_key, *_statement_key(statement.statement))
     now = time.monotonic()
     cached = _estimates.get(key)
     if cached is not None and now - cached[0] < config.estimate_seconds:
@@ -171,6 +171,16 @@ def _estimate(run: Runner, request: SearchRequest, where: Sequence[ColumnElement
         _estimates.clear()
     _estimates[key] = (now, found)
     return found
+
+
+def _statement_key(statement: Any) -> tuple[Any, str]:
+    """The statement's structure and parameter values, hashable: SQLAlchemy's own cache key (no SQL
+    compilation), or the compiled SQL text for a statement without one."""
+    found = statement._generate_cache_key()
+    if found is not None:
+        return found.key, repr([b.effective_value for b in found.bindparams])
+    compiled = statement.compile(dialect=_DIALECT)
+    return str(compiled), repr(sorted(compiled.params.items(), key=lambda kv: kv[0]))
 
 
 def forget_estimates(cache_key: str) -> None:
@@ -211,11 +221,11 @@ def plan_search(
         estimated = _estimate(run, request, where, config)
         if strategy == "ann":
             reason = "asked for ann"
-        elif estimated > config.skip_probe_factor * config.exact_max_rows:
-            reason = f"PostgreSQL estimates {estimated} matching rows"
-        elif request.estimate_reliable and estimated <= config.exact_max_rows // 2:
+        elif request.estimate_reliable and estimated <= config.exact_max_rows:
             plan, stmt = exact_plan(request, f"PostgreSQL estimates {estimated} matching rows (from statistics)")
             return replace(plan, estimated_rows=estimated), stmt, None
+        elif request.estimate_reliable or estimated > config.skip_probe_factor * config.exact_max_rows:
+            reason = f"PostgreSQL estimates {estimated} matching rows"
         else:
             first = exact_first_statement(
                 request.source, request.vector_column, request.columns, request.query, request.metric, k, where,

@@ -307,6 +307,11 @@ def batch_statement(queries: Any, inner: Select[Any], k: int) -> Select[Any]:
 
 def resorted(inner: Select[Any], columns: Callable[[FromClause], Sequence[Any]], k: int) -> Select[Any]:
     """The ``k`` nearest of ``inner``'s rows, sorted by exact distance: ``inner`` (a relaxed-order index
-    scan, whose rows come only nearly sorted) runs once, as a MATERIALIZED CTE."""
+    scan, whose rows come only nearly sorted) runs once, as a MATERIALIZED CTE.
+
+    The sort key is ``distance + 0``: PostgreSQL 17+ carries the CTE's index order (``ORDER BY embedding
+    <=> q``) out to its ``distance`` column, so ``ORDER BY distance`` would skip the sort, and the LIMIT
+    would take the first ``k`` rows in relaxed order instead of the ``k`` nearest."""
     nearest = inner.cte("nearest").prefix_with("MATERIALIZED")
-    return select(*columns(nearest), nearest.c.distance).order_by(nearest.c.distance).limit(k)
+    resort = nearest.c.distance + literal_column("0")
+    return select(*columns(nearest), nearest.c.distance).order_by(resort).limit(k)
