@@ -165,7 +165,9 @@ def settings_for(index: VectorIndex | None, options: QueryOptions, rows_wanted: 
     if index is None:
         return settings
     if isinstance(index.method, HNSW) and options.ef_search is None:
-        default = options.tuned_ef_search or DEFAULT_EF_SEARCH
+        # a tuned value replaces pgvector's default 40 upwards only: below it, recall of new queries
+        # drops faster than the tuning sample shows
+        default = max(options.tuned_ef_search or 0, DEFAULT_EF_SEARCH)
         wanted = max(default, min(1000, rows_wanted))
         if wanted != DEFAULT_EF_SEARCH:
             settings["hnsw.ef_search"] = str(wanted)
