@@ -296,3 +296,13 @@ def test_a_large_model_without_an_index_warns_once(db: vectorpg.Database) -> Non
         assert len(repo.search(data[0], k=5)) == 5
         repo.search(data[1], k=5)
     assert len([w for w in caught if issubclass(w.category, vectorpg.PerformanceWarning)]) == 1
+
+
+def test_a_text_query_is_embedded_once_per_search(db: vectorpg.Database, hash_embedder: Any) -> None:
+    docs = db.collection("texts", embedder=hash_embedder, auto_index=False)
+    docs.add(["refund for order", "login error", "refund twice"], metadata=[{"t": i} for i in range(3)])
+    for where in (None, {"t": {"$lt": 2}}):
+        for _ in range(3):  # the first search plans, the next ones rerun the kept statement
+            before = hash_embedder.texts_embedded
+            assert docs.search("refund", k=2, where=where)[0].content.startswith("refund")
+            assert hash_embedder.texts_embedded == before + 1

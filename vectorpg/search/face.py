@@ -113,15 +113,18 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         """
         options = QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
         spec = self.surface.metric_for(metric)
+        vector = self._query_vector(query, spec)  # once: a text query is embedded here
         where_key = self._where_key(where) if diversity is None and fetch_k is None else None
         key = None if where_key is None else (where_key, k, metric, index, overfetch, options, strategy, recall)
         if key is not None:
-            vector = self._query_vector(query, spec)
             kept = self.surface.remembered_search(key, vector)
             if kept is not None:
                 return [self._hit(row) for row in kept]
         found = self.surface.search(
-            **self._arguments(query, k, where, metric),
+            vector,
+            validation.positive_k(k),
+            where=self._conditions(where),
+            metric=spec,
             estimate_reliable=self._estimable(where),
             remember_as=key,
             options=options,
