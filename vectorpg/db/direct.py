@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pgvector
 import psycopg
+import psycopg.sql
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -127,10 +128,10 @@ def set_local(conn: Connection, settings: dict[str, str]) -> None:
         return
     raw = conn.connection.driver_connection
     assert raw is not None
-    calls = ", ".join("set_config(%s, %s, true)" for _ in settings)
+    calls = psycopg.sql.SQL(", ").join([psycopg.sql.SQL("set_config(%s, %s, true)")] * len(settings))
+    sql = psycopg.sql.SQL("SELECT {}").format(calls).as_string(raw)  # names and values are bound parameters
     values = [item for pair in settings.items() for item in pair]
     events = conn._has_events or conn.engine._has_events
-    sql = f"SELECT {calls}"  # placeholders only; names and values are bound parameters
     if events:
         conn.dispatch.before_cursor_execute(conn, None, sql, values, None, False)
     try:
