@@ -49,9 +49,10 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         when it cannot be named; a search with a key keeps its statement for the next one."""
         return "" if where is None else None
 
-    def _estimable(self, where: WhereT | None) -> bool:
-        """Whether PostgreSQL estimates ``where``'s conditions from statistics (typed columns: yes)."""
-        return True
+    def _planned_conditions(self, where: WhereT | None) -> tuple[list[ColumnElement[bool]], bool]:
+        """``where`` as SQL conditions, and whether PostgreSQL estimates them from statistics (typed
+        columns: yes), from one compilation of the filter."""
+        return self._conditions(where), True
 
     def _hit(self, row: Row) -> HitT:
         raise NotImplementedError
@@ -120,12 +121,13 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
             kept = self.surface.remembered_search(key, vector)
             if kept is not None:
                 return [self._hit(row) for row in kept]
+        conditions, reliable = self._planned_conditions(where)
         found = self.surface.search(
             vector,
             validation.positive_k(k),
-            where=self._conditions(where),
+            where=conditions,
             metric=spec,
-            estimate_reliable=self._estimable(where),
+            estimate_reliable=reliable,
             remember_as=key,
             options=options,
             index=index,
@@ -155,9 +157,10 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         if len(items) > MAX_BATCH_QUERIES:
             raise InvalidArgumentError(f"search_many takes at most {MAX_BATCH_QUERIES} queries, got {len(items)}")
         vectors = [self._query_vector(query, spec) for query in items]
+        conditions, reliable = self._planned_conditions(where)
         found = self.surface.search_many(
-            vectors, validation.positive_k(k), where=self._conditions(where), metric=spec, strategy=strategy,
-            estimate_reliable=self._estimable(where),
+            vectors, validation.positive_k(k), where=conditions, metric=spec, strategy=strategy,
+            estimate_reliable=reliable,
         )  # fmt: skip
         return [[self._hit(row) for row in rows] for rows in found]
 
@@ -183,9 +186,14 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
     ) -> SearchPlan:
         """What :meth:`search` with the same arguments would do: the strategy and why, the row estimates,
         the settings, the SQL and PostgreSQL's ``EXPLAIN`` (``analyze=True`` runs the query)."""
+        spec = self.surface.metric_for(metric)
+        conditions, reliable = self._planned_conditions(where)
         return self.surface.explain(
-            **self._arguments(query, k, where, metric),
-            estimate_reliable=self._estimable(where),
+            self._query_vector(query, spec),
+            validation.positive_k(k),
+            where=conditions,
+            metric=spec,
+            estimate_reliable=reliable,
             options=QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples),
             index=index,
             overfetch=overfetch,

@@ -50,10 +50,9 @@ class EngineRunner:
 
     def __call__(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
         before = self._settings(settings)
+        set_local(self.conn, before)  # the ORM session runs on this same connection and transaction
         if self.orm:
-            apply_settings(self.executor, before, remember=False)
             return list(self.executor.execute(stmt).all())
-        set_local(self.conn, before)
         compiled: list[Any] = []
         rows = execute_direct(self.conn, stmt, compiled)  # rows as psycopg loads them (vectorpg.db.direct)
         self.executed.append((*compiled[0], settings) if compiled else None)

@@ -149,8 +149,9 @@ class SearchSurface:
         ``diversity`` re-orders ``fetch_k`` nearest rows by maximal marginal relevance. ``remember_as``
         keeps the search's statement under that key when it was one statement decided without a probe
         (:meth:`remembered_search` then answers the same search for another vector)."""
-        request = self._request(vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k)
-        request = replace(request, estimate_reliable=estimate_reliable)
+        request = self._request(
+            vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k, estimate_reliable
+        )
         with statement_runner(self.bind, orm=self.orm) as run:
             rows, plan = self._nearest(request, strategy, run)
         if remember_as is not None and diversity is None and plan.counted_rows is None:
@@ -180,8 +181,9 @@ class SearchSurface:
     ) -> SearchPlan:
         """What :meth:`search` with the same arguments would do: the strategy and why, the estimates, the
         settings, the SQL text and PostgreSQL's ``EXPLAIN`` (``ANALYZE`` runs the query)."""
-        request = self._request(vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k)
-        request = replace(request, estimate_reliable=estimate_reliable)
+        request = self._request(
+            vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k, estimate_reliable
+        )
         with statement_runner(self.bind, orm=self.orm) as run:
             plan, stmt, _ = plan_search(request, check_strategy(strategy), self.planner, run)
             lines = run(Explain(stmt, analyze=analyze), plan.settings)
@@ -200,6 +202,7 @@ class SearchSurface:
         recall: float | None,
         diversity: float | None,
         fetch_k: int | None,
+        estimate_reliable: bool = True,
     ) -> SearchRequest:
         spec = metric or self.metric
         if index != "auto" and index is not None and not isinstance(index, VectorIndex):
@@ -224,6 +227,7 @@ class SearchSurface:
             index=chosen,
             options=tuned,
             overfetch=overfetch,
+            estimate_reliable=estimate_reliable,
             inline_settings=not isinstance(self.bind, Session),
         )
 
@@ -283,15 +287,10 @@ class SearchSurface:
         check_strategy(strategy)
         if not vectors:
             return []
-        spec = metric or self.metric
-        chosen, name = self._index_for(spec, "auto")
-        tuned = with_tuning(QueryOptions(), self.engine, self.source.fullname, name, None)
         queries = batch_queries(vectors, self.query_type)
-        request = SearchRequest(
-            source=self.source, vector_column=self.vector_column, columns=lambda rows: self.columns(rows, False),
-            cache_key=self.cache_key, metric=spec, query=queries.c.vec, vector=None, k=k, where=list(where),
-            index=chosen, options=tuned, estimate_reliable=estimate_reliable,
-        )  # fmt: skip
+        single = self._request(None, k, where, metric, "auto", None, None, None, None, None, estimate_reliable)
+        # each query of the batch is a row of ``queries``; no in-statement settings inside the LATERAL join
+        request = replace(single, query=queries.c.vec, inline_settings=False)
         with statement_runner(self.bind, orm=self.orm) as run:
             plan = plan_batch(request, strategy, self.planner, run)
             if plan.index is None:

@@ -165,8 +165,11 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
         except (TypeError, ValueError, RecursionError):  # not JSON: compile_filter says what is wrong
             return None
 
-    def _estimable(self, where: Mapping[str, Any] | None) -> bool:
-        return compile_filter_estimable(where, self.partition.c.metadata, self.indexed_fields())[1]
+    def _planned_conditions(self, where: Mapping[str, Any] | None) -> tuple[list[ColumnElement[bool]], bool]:
+        if not where:
+            return [], True
+        clause, reliable = compile_filter_estimable(where, self.partition.c.metadata, self.indexed_fields())
+        return [clause], reliable
 
     def _filter(self, where: Mapping[str, Any] | None, column: ColumnElement[Any]) -> ColumnElement[bool]:
         """``where`` compiled over ``column``, conditions on indexed keys written on their field index."""

@@ -158,9 +158,11 @@ class CollectionIndexes:
         """Build the default HNSW index if the collection has none and at least ``auto_index_rows``
         documents (see the module docstring); return its name, or ``None`` when nothing was built."""
         threshold = self.planner.auto_index_rows(self.dimension)
-        if not self.auto_index or threshold <= 0 or self.indexes(refresh=True):
+        # the cached list first: an indexed collection costs a write no catalog query; the catalog is read
+        # again only once the collection is large enough to need an index (another process may have built it)
+        if not self.auto_index or threshold <= 0 or self.indexes() or not self._rows_at_least(threshold):
             return None
-        if not self._rows_at_least(threshold):
+        if self.indexes(refresh=True):
             return None
         bar = progress_bar(total=100, desc=f"vectorpg: HNSW index on {self.name!r}", unit="%", disable=not _tty())
         try:
