@@ -39,7 +39,7 @@ from vectorpg.errors import (
     InvalidArgumentError,
     VectorPgError,
 )
-from vectorpg.fields import FieldIndex
+from vectorpg.fields import FieldIndex, FieldType
 from vectorpg.filters import compile_filter, compile_filter_estimable
 from vectorpg.indexes import IndexInfo
 from vectorpg.metrics import MetricSpec, check_metric
@@ -161,19 +161,26 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
         if not where:
             return ""
         try:  # the filter's JSON (keys sorted) and the field indexes it is compiled with
-            return json.dumps(where, sort_keys=True, allow_nan=False), tuple(sorted(self.indexed_fields().items()))
+            return json.dumps(where, sort_keys=True, allow_nan=False), tuple(sorted(self._fields_for(where).items()))
         except (TypeError, ValueError, RecursionError):  # not JSON: compile_filter says what is wrong
             return None
 
     def _planned_conditions(self, where: Mapping[str, Any] | None) -> tuple[list[ColumnElement[bool]], bool]:
         if not where:
             return [], True
-        clause, reliable = compile_filter_estimable(where, self.partition.c.metadata, self.indexed_fields())
+        clause, reliable = compile_filter_estimable(where, self.partition.c.metadata, self._fields_for(where))
         return [clause], reliable
+
+    def _fields_for(self, where: Mapping[str, Any] | None) -> dict[str, FieldType]:
+        """The field indexes a filter compiles with. They are read from the catalog once per handle; before
+        that first read the filter is checked, so a bad filter is refused before any SQL runs."""
+        if self._field_cache is None and where:
+            compile_filter(where, self.partition.c.metadata)
+        return self.indexed_fields()
 
     def _filter(self, where: Mapping[str, Any] | None, column: ColumnElement[Any]) -> ColumnElement[bool]:
         """``where`` compiled over ``column``, conditions on indexed keys written on their field index."""
-        return compile_filter(where, column, self.indexed_fields())
+        return compile_filter(where, column, self._fields_for(where))
 
     def _hit(self, row: Row) -> Hit:
         return Hit(row[0], row[1], row[2], float(row[-1]))  # (id, content, metadata, [embedding], distance)
