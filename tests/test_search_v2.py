@@ -3,6 +3,7 @@ every selectivity, k rows past dead rows, the automatic HNSW index, and search_m
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -208,7 +209,8 @@ def test_filtered_ef_search_widens_as_the_filter_narrows() -> None:
     config = PlannerConfig()
     values = [filtered_ef_search(100, 10, s, config) for s in (1.0, 0.5, 0.2, 0.05, 0.01)]
     assert values[0] == values[1] == 100 and values == sorted(values) and values[-1] <= 1000
-    assert filtered_ef_search(100, 400, 0.5, config) == 1000  # at least relaxed_fetch * k, at most 1,000
+    assert filtered_ef_search(100, 400, 0.5, config) == 400  # at least the relaxed_fetch * k rows it returns
+    assert filtered_ef_search(100, 400, 0.5, replace(config, relaxed_fetch=4)) == 1000  # at most 1,000
 
 
 def test_k_rows_past_dead_rows(db: vectorpg.Database) -> None:

@@ -15,7 +15,7 @@ empty, zero under cosine, duplicate keys) and then go in one transaction: all ro
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,7 +31,7 @@ from vectorpg.db.translate import translating
 from vectorpg.errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
 from vectorpg.indexes import VectorIndex
 from vectorpg.metrics import MetricSpec, check_metric
-from vectorpg.search.face import Searchable
+from vectorpg.search.face import Searchable, clause_key
 from vectorpg.search.hybrid import HybridScore
 from vectorpg.search.planner import DEFAULT_CONFIG, PlannerConfig
 from vectorpg.search.surface import Row, SearchSurface
@@ -357,6 +357,9 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
         if isinstance(where, (list, tuple)):
             return list(where)
         return [where]  # type: ignore[list-item]
+
+    def _where_key(self, where: ColumnElement[bool] | Sequence[ColumnElement[bool]] | None) -> Hashable | None:
+        return clause_key(where)
 
     def _hit(self, row: Row) -> tuple[ModelT, float]:
         return row[0], float(row[-1])

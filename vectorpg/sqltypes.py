@@ -4,6 +4,11 @@ The classes extend pgvector-python's SQLAlchemy types. pgvector's own bind proce
 into text (``'[0.1,0.2,...]'``); these pass pgvector value objects instead, which the psycopg binary dumpers
 registered by :func:`vectorpg.connect` send in binary. Results come back as NumPy arrays (vector, halfvec),
 :class:`pgvector.SparseVector` (sparsevec) or a NumPy bool array (bit).
+
+A vector or halfvec column in a SELECT list is read as ``vector_send(column)``: pgvector's binary form,
+which arrives as bytea (libpq decodes it in C) and becomes a NumPy array with one ``frombuffer``. Read
+as text, every element is a decimal to parse: 0.2 ms per 384-d row, more than the whole search of ten
+rows costs the server (``benchmarks/search_v2.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from typing import Any
 import numpy as np
 import pgvector
 from pgvector import sqlalchemy as pgsa
+from sqlalchemy import func
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from vectorpg.errors import InvalidArgumentError
 
@@ -58,6 +64,34 @@ def _to_numpy(value: Any) -> Any:
     return np.asarray(value.to_numpy(), dtype=np.float32)
 
 
+class VectorWire(UserDefinedType[Any]):
+    """The result type of ``vector_send(column)`` / ``halfvec_send(column)``: a NumPy float32 array from
+    pgvector's binary form (a 4-byte header of dimension and a reserved word, then big-endian elements)."""
+
+    cache_ok = True
+
+    def __init__(self, element: str = ">f4") -> None:
+        self.element = element
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "BYTEA"
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        return wire_reader(self.element)
+
+
+def wire_reader(element: str) -> Callable[[Any], Any]:
+    """bytes in pgvector's binary form -> a float32 NumPy array (``None`` stays ``None``)."""
+    dtype = np.dtype(element)
+
+    def read(value: Any) -> Any:
+        if value is None:
+            return None
+        return np.frombuffer(value, dtype=dtype, offset=4).astype(np.float32)
+
+    return read
+
+
 class VECTOR(pgsa.VECTOR):
     """``vector(dim)``: single-precision floats."""
 
@@ -77,6 +111,9 @@ class VECTOR(pgsa.VECTOR):
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
         return _to_numpy
 
+    def column_expression(self, colexpr: Any) -> Any:
+        return func.vector_send(colexpr, type_=VectorWire(">f4"))
+
 
 class HALFVEC(pgsa.HALFVEC):
     """``halfvec(dim)``: half-precision floats (half the storage, dimension up to 4,000 in an index)."""
@@ -87,6 +124,9 @@ class HALFVEC(pgsa.HALFVEC):
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
         return _to_numpy
+
+    def column_expression(self, colexpr: Any) -> Any:
+        return func.halfvec_send(colexpr, type_=VectorWire(">f2"))
 
 
 class SPARSEVEC(pgsa.SPARSEVEC):

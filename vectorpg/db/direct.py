@@ -13,6 +13,8 @@ connection that fails at the driver level is invalidated, so the pool does not h
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,39 +25,111 @@ from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from vectorpg.sqltypes import VectorWire
 
-def execute_direct(conn: Connection, statement: Any, capture: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    """Execute ``statement`` (a Core construct) on ``conn``'s psycopg connection and return its rows;
-    ``capture`` gets ``(sql, parameters, bind processors)`` appended (to run the same SQL again)."""
+
+@dataclass(frozen=True)
+class Compiled:
+    """A statement as psycopg runs it: SQL text, processed parameters, the bind processors by parameter
+    name (to process a new value for one of them) and the readers of result columns that SQLAlchemy
+    would convert (pgvector's binary form -> NumPy: :class:`vectorpg.sqltypes.VectorWire`)."""
+
+    sql: str
+    params: dict[str, Any]
+    processors: dict[str, Any]
+    readers: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+
+    def with_params(self, params: dict[str, Any]) -> Compiled:
+        return replace(self, params=params)
+
+
+def execute_direct(
+    conn: Connection,
+    statement: Any,
+    capture: list[Any] | None = None,
+    settings: dict[str, str] | None = None,
+) -> list[tuple[Any, ...]]:
+    """Execute ``statement`` (a Core construct) on ``conn``'s psycopg connection with ``settings`` local
+    to it (:func:`execute_sql`) and return its rows; ``capture`` gets the :class:`Compiled` statement
+    appended (to run the same SQL again)."""
     compiled = compile_direct(conn, statement)
     if compiled is None:  # parameters rendered at execution time (expanding IN, literal_execute)
+        raw = conn.connection.driver_connection
+        if settings and raw is not None and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            with raw.transaction(force_rollback=True):  # the settings last until its end
+                set_local(conn, settings)
+                return list(conn.execute(statement).all())
+        set_local(conn, settings or {})
         return list(conn.execute(statement).all())
-    sql, params, processors = compiled
     if capture is not None:
-        capture.append((sql, params, processors))
-    return execute_sql(conn, sql, params)
+        capture.append(compiled)
+    return execute_sql(conn, compiled, settings)
 
 
-def execute_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Execute compiled SQL text with processed parameters (what :func:`compile_direct` returns)."""
+def execute_sql(conn: Connection, compiled: Compiled, settings: dict[str, str] | None = None) -> list[tuple[Any, ...]]:
+    """Execute a statement :func:`compile_direct` compiled (perhaps with new parameters), with
+    ``set_config(name, value, true)`` ``settings`` local to it.
+
+    On an idle autocommit connection the settings and the statement go out in one pipeline (one network
+    round trip): without a Sync between them, the server runs both in one implicit transaction, so the
+    settings apply to the statement and end with it (no BEGIN / ROLLBACK round trips). Inside a
+    transaction the settings last until its end, as ``set_local`` does.
+    """
     raw = conn.connection.driver_connection
     assert raw is not None
+    sql, params = compiled.sql, compiled.params
+    pipelined = bool(settings) and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    if settings and not pipelined:
+        set_local(conn, settings)
     events = conn._has_events or conn.engine._has_events
     cursor = raw.cursor()
-    if events:
-        conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
     try:
-        cursor.execute(sql, params)
-        rows = _numpy_vectors(cursor.fetchall()) if cursor.description is not None else []
+        if pipelined:
+            assert settings is not None
+            with raw.pipeline():
+                _run(conn, raw, *_set_config(raw, settings))
+                _run(conn, raw, sql, params, cursor, events)
+        else:
+            _run(conn, raw, sql, params, cursor, events)
+        rows = cursor.fetchall() if cursor.description is not None else []
     except psycopg.Error as exc:
         if raw.broken or raw.closed:
             conn.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
     finally:
         cursor.close()
+    return _read(rows, compiled.readers) if compiled.readers else _numpy_vectors(rows)
+
+
+def _run(
+    conn: Connection,
+    raw: psycopg.Connection[Any],
+    sql: str,
+    params: Any,
+    cursor: psycopg.Cursor[Any] | None = None,
+    events: bool | None = None,
+) -> None:
+    """``cursor.execute`` (the connection's own when ``None``) between the engine's cursor events."""
+    if events is None:
+        events = conn._has_events or conn.engine._has_events
+    if events:
+        conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
+    if cursor is None:
+        raw.execute(sql, params)
+    else:
+        cursor.execute(sql, params)
     if events:
         conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
-    return rows
+
+
+def _read(rows: list[Any], readers: tuple[tuple[int, Callable[[Any], Any]], ...]) -> list[Any]:
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, reader in readers:
+            values[i] = reader(values[i])
+        out.append(tuple(values))
+    return _numpy_vectors(out)
 
 
 def _numpy_vectors(rows: list[Any]) -> list[Any]:
@@ -75,10 +149,9 @@ def _numpy_vectors(rows: list[Any]) -> list[Any]:
     return out
 
 
-def compile_direct(conn: Connection, statement: Any) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
-    """The SQL text (from SQLAlchemy's compiled cache), the processed parameters of ``statement`` and the
-    bind processors by parameter name; ``None`` for a statement whose SQL text SQLAlchemy completes only
-    at execution (post-compile parameters).
+def compile_direct(conn: Connection, statement: Any) -> Compiled | None:
+    """``statement`` compiled through SQLAlchemy's compiled cache (:class:`Compiled`); ``None`` for a
+    statement whose SQL text SQLAlchemy completes only at execution (post-compile parameters).
 
     This reads SQLAlchemy's compiled-statement cache as ``Connection.execute`` does (its signature differs
     between SQLAlchemy 2.0 and 2.1; both are handled, and the suite runs every search through here).
@@ -111,7 +184,12 @@ def compile_direct(conn: Connection, statement: Any) -> tuple[str, dict[str, Any
     for name, value in params.items():
         processor = processors.get(name)
         out[escaped.get(name, name)] = processor(value) if processor is not None else value
-    return compiled.string, out, processors
+    readers = tuple(
+        (i, entry[3].result_processor(conn.dialect, None))
+        for i, entry in enumerate(compiled._result_columns)
+        if isinstance(entry[3], VectorWire)
+    )
+    return Compiled(compiled.string, out, processors, readers)
 
 
 def _vector_param(value: Any) -> Any:
@@ -122,23 +200,23 @@ def _vector_param(value: Any) -> Any:
     return pgvector.Vector(value) if value is not None else None
 
 
+def _set_config(raw: psycopg.Connection[Any], settings: dict[str, str]) -> tuple[str, list[str]]:
+    """``SELECT set_config(%s, %s, true), ...``: one call per setting, names and values bound."""
+    calls = psycopg.sql.SQL(", ").join([psycopg.sql.SQL("set_config(%s, %s, true)")] * len(settings))
+    sql = psycopg.sql.SQL("SELECT {}").format(calls).as_string(raw)
+    return sql, [item for pair in settings.items() for item in pair]
+
+
 def set_local(conn: Connection, settings: dict[str, str]) -> None:
     """``set_config(name, value, true)`` for every setting, in one statement (inside a transaction)."""
     if not settings:
         return
     raw = conn.connection.driver_connection
     assert raw is not None
-    calls = psycopg.sql.SQL(", ").join([psycopg.sql.SQL("set_config(%s, %s, true)")] * len(settings))
-    sql = psycopg.sql.SQL("SELECT {}").format(calls).as_string(raw)  # names and values are bound parameters
-    values = [item for pair in settings.items() for item in pair]
-    events = conn._has_events or conn.engine._has_events
-    if events:
-        conn.dispatch.before_cursor_execute(conn, None, sql, values, None, False)
+    sql, values = _set_config(raw, settings)
     try:
-        raw.execute(sql, values)
+        _run(conn, raw, sql, values)
     except psycopg.Error as exc:
         if raw.broken or raw.closed:
             conn.invalidate(exc)
         raise DBAPIError.instance(sql, values, exc, psycopg.Error) from exc
-    if events:
-        conn.dispatch.after_cursor_execute(conn, None, sql, values, None, False)

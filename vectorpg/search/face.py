@@ -8,10 +8,10 @@ how a query becomes a vector, how ``where`` becomes SQL conditions, and what a h
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from vectorpg import validation
 from vectorpg.db.translate import translating
@@ -243,3 +243,29 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
     def recall(self, *, k: int = 10, sample: int = 50, **search: Any) -> float:
         """Mean recall@k of index search with the current settings (or ``search``'s knobs)."""
         return recall(self.surface, k=k, sample=sample, **search)
+
+
+def clause_key(where: Any) -> Hashable | None:
+    """A key naming SQLAlchemy conditions (one or a list) with their bound values, for
+    :meth:`Searchable._where_key`: SQLAlchemy's cache key names the SQL, the values complete it (the
+    plan depends on them). ``None`` for anything without one (:meth:`_conditions` says what is wrong)."""
+    if where is None:
+        return ""
+    if isinstance(where, Mapping) or not isinstance(where, (ClauseElement, list, tuple)):
+        return None
+    keys = []
+    for clause in [where] if isinstance(where, ClauseElement) else where:
+        found = clause._generate_cache_key() if isinstance(clause, ClauseElement) else None
+        if found is None:
+            return None
+        keys.append((found.key, tuple(_frozen(p.effective_value) for p in found.bindparams)))
+    try:
+        hash(tuple(keys))
+    except TypeError:
+        return None
+    return tuple(keys)
+
+
+def _frozen(value: Any) -> Any:
+    """A bound value as a hashable key part (the items of a list or tuple, as for ``IN``)."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -11,7 +11,7 @@ back afterwards. ``orm`` runs ORM statements (rows of mapped objects) through SQ
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from vectorpg.db.direct import execute_direct, execute_sql, set_local
+from vectorpg.db.direct import Compiled, execute_direct, execute_sql, set_local
 from vectorpg.db.engine import ensure_vector_types
 from vectorpg.search.planner import Runner
 from vectorpg.search.statements import InStatement, apply_settings
@@ -34,11 +34,12 @@ class EngineRunner:
         self.executor: Any = stack.enter_context(Session(bind=conn, expire_on_commit=False)) if orm else conn
         self.orm = orm
         self.in_transaction = False
-        #: (sql, parameters, bind processors, settings) of every statement run (None: run by SQLAlchemy)
-        self.executed: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str]] | None] = []
+        #: (compiled statement, or the ORM statement; settings) of every statement run (None: run by
+        #: SQLAlchemy, not kept)
+        self.executed: list[tuple[Any, dict[str, str]] | None] = []
 
     def _settings(self, settings: dict[str, str]) -> dict[str, str]:
-        """The settings to apply before the statement (opening the transaction they need)."""
+        """The settings to apply before an ORM statement (opening the transaction they need)."""
         if isinstance(settings, InStatement):
             return {}
         if settings and not self.in_transaction:
@@ -49,19 +50,32 @@ class EngineRunner:
         return settings
 
     def __call__(self, stmt: Any, settings: dict[str, str]) -> list[Any]:
-        before = self._settings(settings)
-        set_local(self.conn, before)  # the ORM session runs on this same connection and transaction
         if self.orm:
-            return list(self.executor.execute(stmt).all())
-        compiled: list[Any] = []
-        rows = execute_direct(self.conn, stmt, compiled)  # rows as psycopg loads them (vectorpg.db.direct)
-        self.executed.append((*compiled[0], settings) if compiled else None)
+            self.executed.append((stmt, settings))
+            return self.again(stmt, None, settings)
+        compiled: list[Compiled] = []
+        # rows as psycopg loads them; settings and statement in one round trip (vectorpg.db.direct)
+        rows = execute_direct(self.conn, stmt, compiled, _direct_settings(settings))
+        self.executed.append((compiled[0], settings) if compiled else None)
         return rows
 
-    def sql(self, sql: str, params: dict[str, Any], settings: dict[str, str]) -> list[Any]:
-        """Run SQL that :meth:`__call__` compiled before, with new parameters."""
-        set_local(self.conn, self._settings(settings))
-        return execute_sql(self.conn, sql, params)
+    def again(self, statement: Any, vector: Any, settings: dict[str, str]) -> list[Any]:
+        """Run a statement :meth:`__call__` ran before (a :class:`Compiled` one, or an ORM statement),
+        with ``vector`` as its ``query_vector`` parameter (``None``: the statement's own)."""
+        if isinstance(statement, Compiled):
+            if vector is not None:
+                processor = statement.processors.get("query_vector")
+                value = processor(vector) if processor else vector
+                statement = statement.with_params({**statement.params, "query_vector": value})
+            return execute_sql(self.conn, statement, _direct_settings(settings))
+        set_local(self.conn, self._settings(settings))  # the ORM session runs on this connection
+        params = {} if vector is None else {"query_vector": vector}
+        return list(self.executor.execute(statement, params).all())
+
+
+def _direct_settings(settings: dict[str, str]) -> dict[str, str] | None:
+    """Settings to send with a statement (none when the statement sets them itself)."""
+    return None if isinstance(settings, InStatement) or not settings else settings
 
 
 @contextmanager
@@ -109,9 +123,8 @@ class _Kept:
     """A search's one statement, kept to answer the same search with another query vector."""
 
     at: float
-    sql: str
-    params: dict[str, Any]
-    processor: Callable[[Any], Any] | None
+    statement: Any  # Compiled, or an ORM statement (EngineRunner.again)
+    orm: bool
     settings: dict[str, str]
     strategy: str
     k: int
@@ -125,13 +138,11 @@ class StatementMemory:
         self._kept: dict[Hashable, _Kept] = {}
 
     def keep(self, key: Hashable, run: Any, strategy: str, k: int) -> None:
-        """Keep the statement ``run`` executed, if it executed exactly one, directly."""
+        """Keep the statement ``run`` executed, if it executed exactly one on an engine's connection."""
         executed = run.executed if isinstance(run, EngineRunner) else []
         if len(executed) == 1 and executed[0] is not None:
-            sql, params, processors, settings = executed[0]
-            self._kept[key] = _Kept(
-                time.monotonic(), sql, params, processors.get("query_vector"), settings, strategy, k
-            )
+            statement, settings = executed[0]
+            self._kept[key] = _Kept(time.monotonic(), statement, run.orm, settings, strategy, k)
 
     def run(self, key: Hashable, bind: Engine | Session, vector: Any, max_age: float) -> list[Any] | None:
         """The rows of the statement kept under ``key`` for ``vector``; ``None`` if none is kept (or it is
@@ -139,10 +150,9 @@ class StatementMemory:
         entry = self._kept.get(key)
         if entry is None or isinstance(bind, Session) or time.monotonic() - entry.at > max_age:
             return None
-        params = {**entry.params, "query_vector": entry.processor(vector) if entry.processor else vector}
-        with statement_runner(bind) as run:
+        with statement_runner(bind, orm=entry.orm) as run:
             assert isinstance(run, EngineRunner)
-            rows = run.sql(entry.sql, params, entry.settings)
+            rows = run.again(entry.statement, vector, entry.settings)
         if entry.strategy == "ann" and len(rows) < entry.k:
             return None  # dead rows or a short filtered scan: the full path completes it
         return rows
