@@ -2,8 +2,9 @@
 
 :func:`statement_runner` gives ``run(statement, settings) -> rows``. On an :class:`~sqlalchemy.Engine`
 (:class:`EngineRunner`) the connection is in autocommit mode and statements run on psycopg directly
-(:mod:`vectorpg.db.direct`): a search that needs no settings is one round trip; the first settings open a
-transaction (``set_config(..., true)`` lasts until its end), rolled back when the search is done. In a
+(:mod:`vectorpg.db.direct`): a statement and its ``set_config(..., true)`` settings go out in one pipeline,
+one network round trip, and the settings end with the statement (ORM statements: the first settings
+open a transaction, rolled back when the search is done). In a
 caller's :class:`~sqlalchemy.orm.Session` the statements join its transaction and the settings are put
 back afterwards. ``orm`` runs ORM statements (rows of mapped objects) through SQLAlchemy.
 """
@@ -82,10 +83,10 @@ def _direct_settings(settings: dict[str, str]) -> dict[str, str] | None:
 def statement_runner(bind: Engine | Session, *, orm: bool = False) -> Iterator[Runner]:
     """One connection for all the statements of one search, and ``run(statement, settings) -> rows``.
 
-    On an :class:`~sqlalchemy.Engine` the connection is in autocommit mode, so a search whose statements
-    need no settings costs no BEGIN / COMMIT round trips; the first settings open a transaction
-    (``set_config(..., true)`` lasts until its end: psycopg's ``transaction()``), rolled back when the
-    search is done. In a caller's :class:`~sqlalchemy.orm.Session` the statements join its transaction
+    On an :class:`~sqlalchemy.Engine` the connection is in autocommit mode, so a search costs no BEGIN /
+    COMMIT round trips: a statement's settings share its pipeline (:func:`vectorpg.db.direct.execute_sql`);
+    for ORM statements the first settings open a transaction (psycopg's ``transaction()``), rolled back
+    when the search is done. In a caller's :class:`~sqlalchemy.orm.Session` the statements join its transaction
     and the settings are put back afterwards. ``orm`` runs ORM statements (rows of mapped objects).
     """
     if isinstance(bind, Session):
