@@ -106,3 +106,28 @@ def test_tuned_value_is_a_default_not_a_cap(db: vectorpg.Database) -> None:
     assert settings_for(spec, QueryOptions(tuned_ef_search=60), 10) == {"hnsw.ef_search": "60"}
     assert settings_for(spec, tuned, 50) == {"hnsw.ef_search": "50"}
     assert settings_for(spec, QueryOptions(ef_search=5, tuned_ef_search=20), 50) == {"hnsw.ef_search": "5"}
+
+
+def held_out(n: int, seed: int) -> np.ndarray:
+    """New points from the distribution of ``hard_data(..., 1)`` (the same centres, other draws)."""
+    centers = np.random.default_rng(1).normal(size=(10, DIM))
+    rng = np.random.default_rng(seed)
+    return (centers[rng.integers(0, 10, n)] + 1.5 * rng.normal(size=(n, DIM))).astype(np.float32)
+
+
+def test_tune_on_the_applications_own_queries(db: vectorpg.Database) -> None:
+    repo, _ = loaded(db, HNSW(m=8, ef_construction=32))
+    logged, fresh = held_out(60, seed=5), held_out(60, seed=6)
+    result = repo.tune(0.97, queries=logged)
+    assert result.met and result.recall >= 0.97
+    assert result.tried[-1] == (result.value, result.recall)
+    assert all(r < 0.97 for _, r in result.tried[:-1])  # the smallest value that meets the target there
+    # the value found on one sample of real queries holds for other real queries
+    assert repo.recall(queries=fresh, recall=0.97) >= 0.95
+    assert vectorpg.recall(repo, queries=fresh, ef_search=10) < repo.recall(queries=fresh, ef_search=result.value)
+    with pytest.raises(vectorpg.InvalidArgumentError, match="1 to 10000"):
+        repo.tune(0.97, queries=[])
+    with pytest.raises(vectorpg.VectorPgError, match="dimension"):
+        repo.tune(0.97, queries=[np.zeros(DIM + 1)])
+    with pytest.raises(vectorpg.InvalidArgumentError, match="embedder"):
+        vectorpg.tune(repo, 0.97, queries=["a text query"])

@@ -234,15 +234,18 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         return [self._hybrid_hit(row) for row in found]
 
     @translating("tuning")
-    def tune(self, target: float = DEFAULT_RECALL, *, k: int = 10, sample: int = 50) -> TuningResult:
+    def tune(
+        self, target: float = DEFAULT_RECALL, *, k: int = 10, sample: int = 50, queries: Sequence[Any] | None = None
+    ) -> TuningResult:
         """Find and store the smallest ``ef_search`` / ``probes`` of the index whose recall@k against exact
-        search reaches ``target`` (see :mod:`vectorpg.search.tuning`)."""
-        return tune(self.surface, target, k=k, sample=sample)
+        search reaches ``target``; ``queries``: real queries to tune on (see :func:`vectorpg.tune`)."""
+        return tune(self, target, k=k, sample=sample, queries=queries)
 
     @translating("measuring recall")
-    def recall(self, *, k: int = 10, sample: int = 50, **search: Any) -> float:
-        """Mean recall@k of index search with the current settings (or ``search``'s knobs)."""
-        return recall(self.surface, k=k, sample=sample, **search)
+    def recall(self, *, k: int = 10, sample: int = 50, queries: Sequence[Any] | None = None, **search: Any) -> float:
+        """Mean recall@k of index search with the current settings (or ``search``'s knobs), over
+        ``queries`` or synthetic ones (see :func:`vectorpg.recall`)."""
+        return recall(self, k=k, sample=sample, queries=queries, **search)
 
 
 def clause_key(where: Any) -> Hashable | None:

@@ -34,6 +34,8 @@ _cache: dict[tuple[str, str, str, float], tuple[float, dict[str, int] | None]] =
 class Tunable(Protocol):
     """What :func:`tune` and :func:`recall` need: a :class:`~vectorpg.search.surface.SearchSurface`."""
 
+    metric: Any
+
     def tuning_key(self) -> tuple[Engine, str, str | None, VectorIndex | None]: ...
 
     def sample_rows(self, n: int) -> list[tuple[Any, Any]]: ...
@@ -94,6 +96,19 @@ def _queries(store: Tunable, sample: int) -> list[tuple[Any, Any]]:
     return out or rows[:sample]
 
 
+def _given(store: Tunable | HasSurface, queries: Sequence[Any] | None) -> list[tuple[Any, Any]]:
+    """The caller's queries, validated (and embedded, for texts) as the store's searches validate them."""
+    if queries is None:
+        return []
+    if isinstance(queries, (str, bytes)) or not 1 <= len(queries) <= 10_000:
+        raise InvalidArgumentError("queries must be a sequence of 1 to 10000 query vectors (or texts)")
+    check = getattr(store, "_query_vector", None)
+    surface = _tunable(store)
+    if check is None:
+        raise InvalidArgumentError("queries need a collection or a repository to validate them against")
+    return [(None, check(q, surface.metric)) for q in queries]
+
+
 def _truth(store: Tunable, queries: Sequence[tuple[Any, Any]], k: int) -> list[set[Any]]:
     out = []
     for own_id, vector in queries:
@@ -112,20 +127,42 @@ def _measure(
     return hits / (k * len(queries)) if queries else 1.0
 
 
-def recall(store: Tunable | HasSurface, *, k: int = 10, sample: int = 50, **search_options: Any) -> float:
+def recall(
+    store: Tunable | HasSurface,
+    *,
+    k: int = 10,
+    sample: int = 50,
+    queries: Sequence[Any] | None = None,
+    **search_options: Any,
+) -> float:
     """Mean recall@k of the index search as currently configured (tuned values included), against exact
-    search, over ``sample`` rows of the table used as queries (``store``: a collection or a repository)."""
+    search, over ``queries`` (the application's own: the most faithful measure) or ``sample`` synthetic
+    queries made from the table's rows (``store``: a collection or a repository)."""
     _check(0.5, k, sample)
+    given = _given(store, queries)
     store = _tunable(store)
-    queries = _queries(store, sample)
+    queries = given or _queries(store, sample)
     truth = _truth(store, queries, k)
     return _measure(store, queries, truth, k, strategy="ann", **search_options)
 
 
-def tune(store: Tunable | HasSurface, target: float = DEFAULT_RECALL, *, k: int = 10, sample: int = 50) -> TuningResult:
+def tune(
+    store: Tunable | HasSurface,
+    target: float = DEFAULT_RECALL,
+    *,
+    k: int = 10,
+    sample: int = 50,
+    queries: Sequence[Any] | None = None,
+) -> TuningResult:
     """Find and store the smallest ``ef_search`` / ``probes`` whose recall@k meets ``target`` (``store``: a
-    collection or a repository)."""
+    collection or a repository).
+
+    ``queries`` (vectors, or texts for a store with an embedder) are real queries to tune on, for example
+    a sample of the application's query log. Without them the queries are synthetic (:func:`_queries`):
+    safe, but on well-separated clusters harder than real queries, so the value chosen can be higher than
+    needed (measured: 600 where held-out queries reached 0.97 at 100)."""
     _check(target, k, sample)
+    given = _given(store, queries)
     store = _tunable(store)
     engine, table, index_name, spec = store.tuning_key()
     if spec is None or index_name is None:
@@ -136,7 +173,7 @@ def tune(store: Tunable | HasSurface, target: float = DEFAULT_RECALL, *, k: int 
         knob = "probes"
         lists = spec.method.lists
         steps = sorted({max(1, min(lists, round(lists ** (i / 10)))) for i in range(11)})
-    queries = _queries(store, sample)
+    queries = given or _queries(store, sample)
     truth = _truth(store, queries, k)
     tried: list[tuple[int, float]] = []
     chosen, best = steps[-1], -1.0
