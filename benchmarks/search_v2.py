@@ -64,10 +64,13 @@ class Data:
     fields: dict[str, str]
     #: (label, JSON filter); the typed and raw forms are derived from it
     filters: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
+    #: other queries like the measured ones, as an application's query log would hold: a second pass
+    #: tunes on them (``tune(queries=...)``) and measures the ANN filters again
+    logged: np.ndarray | None = None
 
 
 def clustered_data(n: int, queries: int) -> Data:
-    data = clustered(n, queries=queries, seed=3)
+    data = clustered(n, queries=2 * queries, seed=3)  # the first half measured, the second half "logged"
     rng = np.random.default_rng(4)
     names = [f"s{s * 100:g}" for s in SHARES]
     tags = rng.choice([*names, "rest"], size=n, p=[*SHARES, 1 - sum(SHARES)])
@@ -77,7 +80,8 @@ def clustered_data(n: int, queries: int) -> Data:
     filters += [("size < 30", {"size": {"$lt": 30}}), ("tag = s20 and public", {"tag": "s20", "public": 1})]
     filters.append(("no filter", None))
     fields = {"tag": "keyword", "size": "integer", "public": "integer"}
-    return Data("clustered", data.rows, data.queries, meta, fields, filters)
+    measured, logged = data.queries[:queries], data.queries[queries:]
+    return Data("clustered", data.rows, measured, meta, fields, filters, logged)
 
 
 def python_docs_data(queries: int) -> Data | None:
@@ -260,35 +264,19 @@ def run_dataset(db: vectorpg.Database, data: Data) -> dict[str, Any]:
     repo.tune(0.97)
     url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     conn = connect_raw(url, autocommit=True, prepare_threshold=None)
-    norms = np.linalg.norm(data.rows, axis=1)
-    partition = f"vectorpg.{docs.partition.name}"
-    results = []
-    for label, where in data.filters:
-        allowed = np.array([i for i, m in enumerate(data.meta) if _matches(where, m)])
-        truth = []
-        for q in data.queries:
-            dist = 1 - data.rows[allowed] @ q / (norms[allowed] * np.linalg.norm(q))
-            truth.append(set(allowed[np.argsort(dist)[:K]].tolist()))
-        row: dict[str, Any] = {"filter": label, "rows": len(allowed), "share": len(allowed) / len(data.meta)}
-        typed = None if where is None else and_(*(_typed(model, k, v) for k, v in where.items()))
-        calls: dict[str, Any] = {"collection": partial(_ours, docs, where), "repository": partial(_repo, repo, typed)}
-        model_columns = ", ".join(c.name for c in model.__table__.columns)
-        for side, tbl, vec, is_typed, columns in (
-            ("c", partition, "embedding::vector(384)", False, "id, content, metadata"),
-            ("r", model.__tablename__, "embedding", True, model_columns),
-        ):
-            condition, params = _raw_condition(where, data.fields, is_typed)
-            for plan_name, sql_text, settings in _raw_plans(tbl, vec, condition, columns):
-                calls[f"{side}:{plan_name}"] = partial(_raw, conn, sql_text, params, settings)
-        row.update(_measure_all(calls, data.queries, truth))
-        for side, plan in (
-            ("collection", docs.explain(data.queries[0], K, where=where)),
-            ("repository", repo.explain(data.queries[0], K, where=typed)),
-        ):
-            row[side]["plan"] = plan.strategy
-            row[side]["ef_search"] = plan.settings.get("hnsw.ef_search")
-        results.append(row)
-        print(data.name, label, _brief(row), flush=True)
+    measure = partial(_measure_filter, data, docs, repo, model, conn)
+    results = [measure(label, where) for label, where in data.filters]
+    logged: dict[str, Any] = {}
+    if data.logged is not None:  # tuned on the application's own queries (others than the measured ones)
+        tuned = {"collection": docs.tune(0.97, queries=data.logged), "repository": repo.tune(0.97, queries=data.logged)}
+        logged = {
+            "ef_search": {side: t.value for side, t in tuned.items()},
+            "results": [
+                measure(r["filter"], where)
+                for r, (_, where) in zip(results, data.filters)
+                if r["collection"]["plan"] == "ann"
+            ],
+        }
     started = time.perf_counter()
     docs.search_many(data.queries, K)
     batch = time.perf_counter() - started
@@ -306,7 +294,40 @@ def run_dataset(db: vectorpg.Database, data: Data) -> dict[str, Any]:
         "search_many_qps": round(len(data.queries) / batch),
         "search_qps": round(len(data.queries) / single),
         "results": results,
+        "logged": logged,
     }
+
+
+def _measure_filter(
+    data: Data, docs: Any, repo: Any, model: Any, conn: Any, label: str, where: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Collection, Repository and every raw plan on one filter, interleaved, with recall against NumPy."""
+    norms = np.linalg.norm(data.rows, axis=1)
+    allowed = np.array([i for i, m in enumerate(data.meta) if _matches(where, m)])
+    truth = []
+    for q in data.queries:
+        dist = 1 - data.rows[allowed] @ q / (norms[allowed] * np.linalg.norm(q))
+        truth.append(set(allowed[np.argsort(dist)[:K]].tolist()))
+    row: dict[str, Any] = {"filter": label, "rows": len(allowed), "share": len(allowed) / len(data.meta)}
+    typed = None if where is None else and_(*(_typed(model, k, v) for k, v in where.items()))
+    calls: dict[str, Any] = {"collection": partial(_ours, docs, where), "repository": partial(_repo, repo, typed)}
+    model_columns = ", ".join(c.name for c in model.__table__.columns)
+    for side, tbl, vec, is_typed, columns in (
+        ("c", f"vectorpg.{docs.partition.name}", "embedding::vector(384)", False, "id, content, metadata"),
+        ("r", model.__tablename__, "embedding", True, model_columns),
+    ):
+        condition, params = _raw_condition(where, data.fields, is_typed)
+        for plan_name, sql_text, settings in _raw_plans(tbl, vec, condition, columns):
+            calls[f"{side}:{plan_name}"] = partial(_raw, conn, sql_text, params, settings)
+    row.update(_measure_all(calls, data.queries, truth))
+    for side, plan in (
+        ("collection", docs.explain(data.queries[0], K, where=where)),
+        ("repository", repo.explain(data.queries[0], K, where=typed)),
+    ):
+        row[side]["plan"] = plan.strategy
+        row[side]["ef_search"] = plan.settings.get("hnsw.ef_search")
+    print(data.name, label, _brief(row), flush=True)
+    return row
 
 
 def _typed(model: Any, key: str, want: Any) -> Any:
@@ -363,6 +384,29 @@ def write(summaries: list[dict[str, Any]]) -> None:
             [r["filter"], *(f"{r[f'c:{n}']['p50_ms']} / {r[f'c:{n}']['recall']}" for n in RAW)]
             for r in summary["results"]
         ]
+        logged = summary.get("logged") or {}
+        logged_rows = []
+        for r in logged.get("results", []):
+            cells = [r["filter"], r["rows"]]
+            for ours, side in (("collection", "c"), ("repository", "r")):
+                best, ratio, ok = _judge(r, ours, side)
+                cells += [r[ours]["p50_ms"], r[ours]["recall"], best or "-", f"{ratio:.2f}x" if ratio else "-"]
+                cells.append("yes" if ok else "NO")
+            logged_rows.append(cells)
+        logged_part = ""
+        if logged_rows:
+            values = logged["ef_search"]
+            sides = ("Collection", "Repository")
+            head = [
+                "filter",
+                "rows",
+                *(f"{o} {h}" for o in sides for h in ("p50 ms", "recall", "baseline", "ratio", "goal")),
+            ]
+            logged_part = (
+                f"After `tune(0.97, queries=...)` on 100 other queries from the same distribution (an application's "
+                f"query log; ef_search {values['collection']} for the collection, {values['repository']} for the "
+                f"repository), the ANN filters again, interleaved with the raw plans:\n\n{table(head, logged_rows)}\n\n"
+            )
         plot = _plot(summary)
         parts.append(
             f"## {summary['dataset']}: {summary['rows']} rows, {summary['queries']} held-out queries\n\n"
@@ -370,6 +414,7 @@ def write(summaries: list[dict[str, Any]]) -> None:
             f"({', '.join(summary['auto_index']) or 'none'}). `search_many`: {summary['search_many_qps']} QPS, "
             f"`search` one at a time: {summary['search_qps']} QPS.\n\n{table(headers, rows)}\n\n"
             f"Raw plans on the collection's partition (p50 ms / recall):\n\n{table(['filter', *RAW], raw_rows)}\n\n"
+            f"{logged_part}"
             f"![latency and recall vs selectivity]({plot})\n"
         )
     listed = "\n".join(misses) or "none"

@@ -96,6 +96,11 @@ def test_vectors_are_read_in_binary_form_exactly(db: vectorpg.Database, vector_t
     np.testing.assert_array_equal(hits[0][0].embedding, want[7])
     hits = repo.search(data[7], k=3)  # the kept statement reads them the same way
     np.testing.assert_array_equal(hits[0][0].embedding, want[7])
+    # an exact scan copies out only the k vectors it returns, not every vector its sort reads
+    plan = repo.explain(data[7], k=3, where=model.tag == "a", strategy="exact")
+    assert plan.sql.count("_send(") == 1 and plan.sql.index("_send(") < plan.sql.index("FROM LATERAL (SELECT"), plan.sql
+    exact = repo.search(data[7], k=3, where=model.tag == "a", strategy="exact")
+    assert exact[0][0].id == 7 and len(exact) == 3
 
 
 def test_settings_and_the_statement_share_one_round_trip(db: vectorpg.Database, trace: Any) -> None:
