@@ -82,9 +82,12 @@ def test_vectors_are_read_in_binary_form_exactly(db: vectorpg.Database, vector_t
     repo.add([{"id": i, "tag": "a", "embedding": v} for i, v in enumerate(data)])
     repo.add([{"id": 99, "tag": "a", "embedding": None}])
     want = data if vector_type == "vector" else data.astype(np.float16).astype(np.float32)
-    # every SELECT of the column reads vector_send(column): bytes, not 16 decimals to parse
+    # a search's results read vector_send(column): bytes, not 16 decimals per element to parse; an
+    # application's own SELECT keeps the text form (PostgreSQL would run vector_send below its sorts)
     sql = str(select(model).compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
-    assert f"{vector_type}_send(lean_{vector_type}.embedding) AS embedding" in sql, sql
+    assert "_send(" not in sql, sql
+    plan = repo.explain(data[7], k=3, strategy="exact")
+    assert f"{vector_type}_send(nearest.embedding) AS embedding" in plan.sql, plan.sql
     with Session(db.engine) as session:  # an application's own query
         got = {item.id: item.embedding for item in session.scalars(select(model))}
     assert got[99] is None
@@ -101,6 +104,10 @@ def test_vectors_are_read_in_binary_form_exactly(db: vectorpg.Database, vector_t
     assert plan.sql.count("_send(") == 1 and plan.sql.index("_send(") < plan.sql.index("FROM LATERAL (SELECT"), plan.sql
     exact = repo.search(data[7], k=3, where=model.tag == "a", strategy="exact")
     assert exact[0][0].id == 7 and len(exact) == 3
+    indexed = Repository(model, db, metric="l2")  # the HNSW index's metric: an index scan
+    plan = indexed.explain(data[7], k=3)
+    assert plan.strategy == "ann" and f"{vector_type}_send(nearest.embedding)" in plan.sql, plan.sql
+    np.testing.assert_array_equal(indexed.search(data[7], k=3)[0][0].embedding, want[7])
 
 
 def test_settings_and_the_statement_share_one_round_trip(db: vectorpg.Database, trace: Any) -> None:

@@ -58,6 +58,9 @@ def skewed(module_database_url: str) -> Any:
     vectorpg.create_vector_index(db, Item, hnsw)
     with db.engine.begin() as conn:
         conn.execute(text("ANALYZE items"))
+    # tuned, as the README tells a repository's owner: pgvector's default ef_search 40 gave unfiltered
+    # recall from 0.93 to 0.97 across builds of the same rows (an HNSW build draws its levels at random)
+    repo.tune(0.97)
     yield repo, data, categories
     db.close()
 

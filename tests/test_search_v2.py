@@ -186,9 +186,12 @@ def test_recall_at_every_selectivity_and_k_rows(db: vectorpg.Database) -> None:
     docs.create_index(HNSW())
     with db.psycopg_connection() as raw:
         raw.execute("ANALYZE vectorpg.documents")
-    docs.tune(0.97)
     rng = np.random.default_rng(9)
     queries = data[rng.choice(len(data), 25, replace=False)] + rng.normal(scale=0.05, size=(25, DIM))
+    # tuned on other queries like these (the synthetic ones vary with the graph: the suite saw 0.956),
+    # for 0.98, so that sampling leaves the 0.97 asserted below
+    logged = data[rng.choice(len(data), 50, replace=False)] + rng.normal(scale=0.05, size=(50, DIM))
+    assert docs.tune(0.98, queries=logged).met
     norms = np.linalg.norm(data, axis=1)
     means: list[float] = []
     for tag in [*SHARES, None]:
@@ -198,7 +201,7 @@ def test_recall_at_every_selectivity_and_k_rows(db: vectorpg.Database) -> None:
         for q in queries:
             dist = 1 - data[allowed] @ q / (norms[allowed] * np.linalg.norm(q))
             truth = set(allowed[np.argsort(dist)[:10]].astype(str))
-            hits = docs.search(q, k=10, where=where, recall=0.97)
+            hits = docs.search(q, k=10, where=where, recall=0.98)
             assert len(hits) == 10
             total += len(truth & {h.id for h in hits}) / 10
         means.append(total / len(queries))

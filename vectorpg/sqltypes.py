@@ -5,10 +5,13 @@ into text (``'[0.1,0.2,...]'``); these pass pgvector value objects instead, whic
 registered by :func:`vectorpg.connect` send in binary. Results come back as NumPy arrays (vector, halfvec),
 :class:`pgvector.SparseVector` (sparsevec) or a NumPy bool array (bit).
 
-A vector or halfvec column in a SELECT list is read as ``vector_send(column)``: pgvector's binary form,
+A search's results read a vector or halfvec column as ``vector_send(column)``: pgvector's binary form,
 which arrives as bytea (libpq decodes it in C) and becomes a NumPy array with one ``frombuffer``. Read
 as text, every element is a decimal to parse: 0.2 ms per 384-d row, more than the whole search of ten
-rows costs the server (``benchmarks/search_v2.py``).
+rows costs the server (``benchmarks/search_v2.py``). Only a search's own result subqueries
+(:data:`RESULT_SOURCES`) are read so: PostgreSQL evaluates ``vector_send`` (a cheap function, to its
+planner) below a sort, for every row sorted, so an application's ``ORDER BY ... LIMIT`` over many rows
+would copy every vector it sorts; there the text form costs only the rows returned.
 """
 
 from __future__ import annotations
@@ -92,6 +95,18 @@ def wire_reader(element: str) -> Callable[[Any], Any]:
     return read
 
 
+#: the subqueries of vectorpg's search statements (:mod:`vectorpg.search.statements`) whose rows are the
+#: rows a search returns (or its few re-ranked candidates): vectors read from them come in binary form
+RESULT_SOURCES = frozenset({"nearest", "candidates", "ranked"})
+
+
+def _wire(colexpr: Any, function: Any, element: str) -> Any:
+    """``function(colexpr)`` read as :class:`VectorWire` for a column of a search's result rows."""
+    if getattr(getattr(colexpr, "table", None), "name", None) in RESULT_SOURCES:
+        return function(colexpr, type_=VectorWire(element))
+    return colexpr
+
+
 class VECTOR(pgsa.VECTOR):
     """``vector(dim)``: single-precision floats."""
 
@@ -112,7 +127,7 @@ class VECTOR(pgsa.VECTOR):
         return _to_numpy
 
     def column_expression(self, colexpr: Any) -> Any:
-        return func.vector_send(colexpr, type_=VectorWire(">f4"))
+        return _wire(colexpr, func.vector_send, ">f4")
 
 
 class HALFVEC(pgsa.HALFVEC):
@@ -126,7 +141,7 @@ class HALFVEC(pgsa.HALFVEC):
         return _to_numpy
 
     def column_expression(self, colexpr: Any) -> Any:
-        return func.halfvec_send(colexpr, type_=VectorWire(">f2"))
+        return _wire(colexpr, func.halfvec_send, ">f2")
 
 
 class SPARSEVEC(pgsa.SPARSEVEC):

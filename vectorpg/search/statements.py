@@ -234,23 +234,22 @@ def nearest_statement(
         stmt = select(*columns(rows), dist.label("distance"))
         return stmt.order_by(dist).limit(k), settings
     dist = order_expression(index, column, query, metric)
-    if index is None:
-        # ``distance + 0``: no vector index can serve this ORDER BY, so the plan is an exact scan of the
-        # matching rows (through the filter's own index) whatever indexes exist, with no settings. The k
-        # nearest are a subquery: what the results read (``vector_send`` of a vector column: a copy of
-        # each vector) is computed for those k rows, not for every row the sort reads.
-        nearest = (
-            select(source, dist.label("vectorpg_distance"))  # a label no table column has
-            .where(*where)
-            .correlate_except(source)  # a batch query's vector (search_many) comes from outside
-            .order_by(dist + literal_column("0"))
-            .limit(k)
-            .lateral("nearest")  # LATERAL: inside search_many's join it reads each batch query
-        )
-        found = nearest.c.vectorpg_distance
-        return select(*columns(nearest), found.label("distance")).order_by(found), settings
-    stmt = select(*columns(source), dist.label("distance")).where(*where)
-    return stmt.order_by(order_expression(index, column, order_query, metric)).limit(k), settings
+    # ``distance + 0`` (no index): no vector index can serve this ORDER BY, so the plan is an exact scan of
+    # the matching rows (through the filter's own index) whatever indexes exist, with no settings.
+    order = dist + literal_column("0") if index is None else order_expression(index, column, order_query, metric)
+    # The k nearest are a subquery, and the results read them: what a result reads (``vector_send`` of a
+    # vector column, a copy of each vector: vectorpg.sqltypes) is computed for those k rows, not for every
+    # row an exact scan sorts.
+    nearest = (
+        select(source, dist.label("vectorpg_distance"))  # a label no table column has
+        .where(*where)
+        .correlate_except(source)  # a batch query's vector (search_many) comes from outside
+        .order_by(order)
+        .limit(k)
+        .lateral("nearest")  # LATERAL: inside search_many's join it reads each batch query
+    )
+    found = nearest.c.vectorpg_distance
+    return select(*columns(nearest), found.label("distance")).order_by(found), settings
 
 
 class InStatement(dict[str, str]):
