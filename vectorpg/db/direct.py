@@ -2,7 +2,7 @@
 
 A search's statement is built with SQLAlchemy (one place for the SQL) and compiled through SQLAlchemy's own
 compiled-statement cache, but executed by psycopg directly: no execution context, no result proxy, no row
-processing (psycopg's loaders give ``dict`` for JSONB; vector columns arrive in pgvector's binary form, one
+processing (psycopg's loaders give ``dict`` for JSONB; a search's vector columns arrive in pgvector's binary form, one
 ``frombuffer`` each: :class:`Compiled` readers). This is what keeps a search within a fraction of a
 millisecond of raw psycopg running the same SQL (``benchmarks/search_v2.py`` measures it).
 
