@@ -13,7 +13,8 @@ connection that fails at the driver level is invalidated, so the pool does not h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -77,41 +78,42 @@ def execute_sql(conn: Connection, compiled: Compiled, settings: dict[str, str] |
     """
     raw = conn.connection.driver_connection
     assert raw is not None
-    sql, params = compiled.sql, compiled.params
     pipelined = bool(settings) and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     if settings and not pipelined:
         set_local(conn, settings)
-    events = conn._has_events or conn.engine._has_events
     cursor = raw.cursor()
     try:
-        if pipelined:
-            assert settings is not None
-            with raw.pipeline():
-                _run(conn, raw, *_set_config(raw, settings))
-                _run(conn, raw, sql, params, cursor, events)
-        else:
-            _run(conn, raw, sql, params, cursor, events)
-        rows = cursor.fetchall() if cursor.description is not None else []
+        with _translated(conn, raw, compiled.sql, compiled.params):
+            if pipelined:
+                assert settings is not None
+                with raw.pipeline():
+                    _run(conn, raw, *_set_config(raw, settings))
+                    _run(conn, raw, compiled.sql, compiled.params, cursor)
+            else:
+                _run(conn, raw, compiled.sql, compiled.params, cursor)
+            rows = cursor.fetchall() if cursor.description is not None else []
+    finally:
+        cursor.close()
+    return _numpy_rows(rows, compiled.readers)
+
+
+@contextmanager
+def _translated(conn: Connection, raw: psycopg.Connection[Any], sql: str, params: Any) -> Iterator[None]:
+    """A driver error as SQLAlchemy's ``DBAPIError`` (which :mod:`vectorpg.db.translate` types); a broken
+    connection is invalidated first, so the pool does not hand it out again."""
+    try:
+        yield
     except psycopg.Error as exc:
         if raw.broken or raw.closed:
             conn.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
-    finally:
-        cursor.close()
-    return _read(rows, compiled.readers) if compiled.readers else _numpy_vectors(rows)
 
 
 def _run(
-    conn: Connection,
-    raw: psycopg.Connection[Any],
-    sql: str,
-    params: Any,
-    cursor: psycopg.Cursor[Any] | None = None,
-    events: bool | None = None,
+    conn: Connection, raw: psycopg.Connection[Any], sql: str, params: Any, cursor: psycopg.Cursor[Any] | None = None
 ) -> None:
     """``cursor.execute`` (the connection's own when ``None``) between the engine's cursor events."""
-    if events is None:
-        events = conn._has_events or conn.engine._has_events
+    events = conn._has_events or conn.engine._has_events
     if events:
         conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
     if cursor is None:
@@ -122,31 +124,22 @@ def _run(
         conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
 
 
-def _read(rows: list[Any], readers: tuple[tuple[int, Callable[[Any], Any]], ...]) -> list[Any]:
-    out = []
-    for row in rows:
-        values = list(row)
-        for i, reader in readers:
-            values[i] = reader(values[i])
-        out.append(tuple(values))
-    return _numpy_vectors(out)
-
-
-def _numpy_vectors(rows: list[Any]) -> list[Any]:
-    """pgvector ``Vector`` values as NumPy arrays, as SQLAlchemy's VECTOR type returns them."""
+def _numpy_rows(rows: list[Any], readers: tuple[tuple[int, Callable[[Any], Any]], ...]) -> list[Any]:
+    """Vectors as NumPy arrays, as SQLAlchemy's types return them: the columns :class:`Compiled` reads
+    from pgvector's binary form, and pgvector ``Vector`` values (text form, psycopg's loader)."""
     if not rows:
         return rows
-    columns = [i for i, value in enumerate(rows[0]) if isinstance(value, pgvector.Vector)]
-    if not columns:
+    convert = dict(readers)
+    for i, value in enumerate(rows[0]):
+        if isinstance(value, pgvector.Vector):
+            convert.setdefault(i, _vector_to_numpy)
+    if not convert:
         return rows
-    out = []
-    for row in rows:
-        values = list(row)
-        for i in columns:
-            if isinstance(values[i], pgvector.Vector):
-                values[i] = values[i].to_numpy()
-        out.append(tuple(values))
-    return out
+    return [tuple(convert[i](v) if i in convert else v for i, v in enumerate(row)) for row in rows]
+
+
+def _vector_to_numpy(value: Any) -> Any:
+    return value.to_numpy() if isinstance(value, pgvector.Vector) else value
 
 
 def compile_direct(conn: Connection, statement: Any) -> Compiled | None:
@@ -214,9 +207,5 @@ def set_local(conn: Connection, settings: dict[str, str]) -> None:
     raw = conn.connection.driver_connection
     assert raw is not None
     sql, values = _set_config(raw, settings)
-    try:
+    with _translated(conn, raw, sql, values):
         _run(conn, raw, sql, values)
-    except psycopg.Error as exc:
-        if raw.broken or raw.closed:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(sql, values, exc, psycopg.Error) from exc

@@ -38,6 +38,8 @@ class Tunable(Protocol):
 
     def tuning_key(self) -> tuple[Engine, str, str | None, VectorIndex | None]: ...
 
+    def forget(self) -> None: ...
+
     def sample_rows(self, n: int) -> list[tuple[Any, Any]]: ...
 
     def nearest_ids(self, vector: Any, k: int, **search: Any) -> list[Any]: ...
@@ -187,6 +189,7 @@ def tune(
             chosen, best = value, measured
     met = best >= target
     _store(engine, table, index_name, target, k, knob, chosen, best, len(queries))
+    store.forget()  # statements kept with the old value
     return TuningResult(index_name, target, knob, chosen, best, met, tuple(tried))
 
 
