@@ -117,7 +117,8 @@ def held_out(n: int, seed: int) -> np.ndarray:
 
 def test_tune_on_the_applications_own_queries(db: vectorpg.Database) -> None:
     repo, _ = loaded(db, HNSW(m=8, ef_construction=32))
-    logged, fresh = held_out(60, seed=5), held_out(60, seed=6)
+    # 200 queries each: a sample of 60 had left a 0.97 tuning at 0.948 on the other sample once (noise)
+    logged, fresh = held_out(200, seed=5), held_out(200, seed=6)
     result = repo.tune(0.97, queries=logged)
     assert result.met and result.recall >= 0.97
     assert result.tried[-1] == (result.value, result.recall)
