@@ -146,8 +146,18 @@ def test_an_error_in_a_pipelined_search_leaves_the_pool_healthy(db: vectorpg.Dat
         # a value pgvector refuses, checked by the server inside the pipeline
         docs.search(data[0], 10, ef_search=5_000, strategy="ann")
     assert len(docs.search(data[0], 10, strategy="ann")) == 10
+    # a search turns psycopg's autocommit on for its checkout only: the pool's connections come back
+    # transactional (the last one out is the one the search used: the pool is LIFO)
     with db.engine.connect() as conn:
-        assert conn.connection.driver_connection.info.transaction_status.name == "IDLE"
+        raw = conn.connection.driver_connection
+        assert raw.info.transaction_status.name == "IDLE" and raw.autocommit is False
+    with pytest.raises(vectorpg.VectorPgError):
+        docs.search(data[0], 10, ef_search=5_000, strategy="ann")
+    with db.engine.connect() as conn:
+        assert conn.connection.driver_connection.autocommit is False
+        conn.exec_driver_sql("CREATE TEMP TABLE lean_atomic (n int)")
+        conn.rollback()  # it was a transaction: the table is gone
+        assert conn.exec_driver_sql("SELECT to_regclass('pg_temp.lean_atomic')").scalar() is None
 
 
 def test_a_repository_keeps_the_statement_of_a_repeated_search(db: vectorpg.Database) -> None:

@@ -98,6 +98,26 @@ def test_query_vector_errors_name_no_row() -> None:
     assert info.value.row is None and not str(info.value).startswith("row")
 
 
+@pytest.mark.parametrize("vector_type", [VectorType.VECTOR, VectorType.HALFVEC])
+def test_a_float32_query_array_is_checked_like_any_other(vector_type: VectorType) -> None:
+    """float32 arrays of the right size take a shorter path; it refuses what the batch path refuses."""
+    good = np.linspace(-1, 1, DIM, dtype=np.float32)
+    got = validation.query_vector(good, vector_type=vector_type, dimension=DIM, metric=metric_spec("cosine"))
+    np.testing.assert_array_equal(got, good)
+    assert got is not good and got.flags.c_contiguous
+    strided = np.repeat(good, 2)[::2]
+    assert validation.query_vector(strided, vector_type=vector_type, dimension=DIM, metric=None).flags.c_contiguous
+    bad = {"nan": np.full(DIM, np.nan, np.float32), "zero": np.zeros(DIM, np.float32)}
+    if vector_type is VectorType.HALFVEC:
+        bad["range"] = np.full(DIM, 1e5, np.float32)  # past float16's 65504
+    for reason, value in bad.items():
+        with pytest.raises(InvalidVectorError) as info:
+            validation.query_vector(value, vector_type=vector_type, dimension=DIM, metric=metric_spec("cosine"))
+        assert info.value.row is None and info.value.reason in (reason, "nonfinite"), (reason, info.value.reason)
+    with pytest.raises(DimensionMismatchError):
+        validation.query_vector(good[:-1], vector_type=vector_type, dimension=DIM, metric=None)
+
+
 @pytest.mark.parametrize("k", [0, -1, 1.5, "3", True, None, 10**9])
 def test_bad_k(k: Any) -> None:
     with pytest.raises(vectorpg.InvalidArgumentError):

@@ -305,6 +305,17 @@ def vectors(values: Any, *, vector_type: VectorType, dimension: int | None, metr
 
 def query_vector(value: Any, *, vector_type: VectorType, dimension: int | None, metric: MetricSpec | None) -> Any:
     """Validate one query vector; errors name no row."""
+    if (  # the common case, a float32 array of the right size: three NumPy checks, no batch built
+        type(value) is np.ndarray
+        and value.dtype == np.float32
+        and value.ndim == 1
+        and value.size == dimension
+        and vector_type in (VectorType.VECTOR, VectorType.HALFVEC)
+        and bool(np.isfinite(value).all())
+        and (vector_type is VectorType.VECTOR or bool((np.abs(value) <= _FLOAT_LIMIT[vector_type]).all()))
+        and not (metric is not None and metric.rejects_zero and not value.any())
+    ):
+        return value.copy()  # C-contiguous, and not the caller's array
     try:
         batch = vectors([value], vector_type=vector_type, dimension=dimension, metric=metric)
     except InvalidVectorError as exc:

@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -93,9 +94,37 @@ def statement_runner(bind: Engine | Session, *, orm: bool = False) -> Iterator[R
         with _session_runner(bind) as run:
             yield run
         return
-    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, ExitStack() as stack:
-        ensure_vector_types(conn.connection)  # an application's own engine, too
+    with autocommit_connection(bind) as conn, ExitStack() as stack:
         yield EngineRunner(conn, stack, orm)
+
+
+@contextmanager
+def autocommit_connection(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection with psycopg's ``autocommit`` on (each statement its own transaction), put back
+    in the pool as it came out, and the vector types registered on it (an application's own engine, too).
+
+    This sets the psycopg attribute itself rather than SQLAlchemy's ``isolation_level="AUTOCOMMIT"``
+    execution option, whose set-and-reset per checkout measured 0.1-0.3 ms a search here (about a third of
+    a small search's client-side cost). A connection that cannot be put back in transactional mode is
+    invalidated: the pool never hands out a connection left in autocommit.
+    """
+    with engine.connect() as conn:
+        ensure_vector_types(conn.connection)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        was = raw.autocommit
+        if not was:
+            raw.autocommit = True
+        try:
+            yield conn
+        finally:
+            if not was and not conn.invalidated:
+                try:
+                    if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        raw.rollback()
+                    raw.autocommit = False
+                except psycopg.Error as exc:
+                    conn.invalidate(exc)
 
 
 @contextmanager
