@@ -8,14 +8,18 @@ binary, JSONB as JSON, enums as their database values).
 
 from __future__ import annotations
 
+import json
+import struct
 import uuid
 from collections.abc import Mapping, Sequence
+from itertools import chain, repeat
 from typing import Any, Literal
 
 import numpy as np
 import psycopg
 from psycopg import sql
-from sqlalchemy import Column, MetaData, String, Table, any_, bindparam, select
+from psycopg.types.json import Jsonb
+from sqlalchemy import Column, MetaData, String, Table, any_, bindparam, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +33,24 @@ from vectorpg.sqltypes import HALFVEC, VECTOR, EncodedVector, encode_block
 COPY_THRESHOLD = 64
 
 OnConflict = Literal["error", "update", "nothing"]
+
+
+def _as_is(encoded: bytes) -> bytes:
+    return encoded
+
+
+class JsonDocument(Jsonb):
+    """A JSON value encoded once (UTF-8 JSON text): psycopg sends the bytes as they are (``jsonb`` parameters
+    and COPY), and :meth:`value` decodes them as PostgreSQL stores them (tuples as lists, keys as strings)."""
+
+    __slots__ = ()
+
+    def __init__(self, encoded: bytes) -> None:  # what Jsonb's own does, without the call to it
+        self.obj = encoded
+        self.dumps = _as_is
+
+    def value(self) -> Any:
+        return json.loads(self.obj)
 
 
 def check_unique_keys(keys: Sequence[Any], what: str = "id") -> None:
@@ -56,17 +78,20 @@ def _bound_rows(
 ) -> tuple[list[Any], dict[int, tuple[np.ndarray, bool]]]:
     """Rows with every value through its column type's bind processor, except dense vector columns of
     validated float arrays: those come back apart as one matrix per column (column position -> (matrix,
-    halfvec?)), with ``None`` in their place in the rows, to be encoded for the wire in one NumPy pass."""
+    halfvec?)), with ``None`` in their place in the rows, to be encoded for the wire in one NumPy pass; and
+    JSON already encoded (:class:`JsonDocument`), which goes out as it is."""
     dialect = session.get_bind().dialect
     processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
     blocks: dict[int, tuple[np.ndarray, bool]] = {}
     for i, name in enumerate(columns):
         column_type = table.c[name].type
+        values = [row[i] for row in rows]
         if isinstance(column_type, (VECTOR, HALFVEC)):
-            values = [row[i] for row in rows]
             if all(isinstance(v, np.ndarray) and v.ndim == 1 for v in values) and len({len(v) for v in values}) == 1:
                 blocks[i] = (np.stack(values), isinstance(column_type, HALFVEC))
                 processors[i] = None
+        elif processors[i] is not None and all(type(v) is JsonDocument for v in values):
+            processors[i] = None
     if not any(processors) and not blocks:
         return list(rows), blocks
     return [
@@ -106,44 +131,84 @@ def _copy(
 
 #: fixed-width types the vectorised encoder writes: oid -> NumPy big-endian dtype
 _FIXED = {20: ">i8", 23: ">i4", 21: ">i2", 701: ">f8", 700: ">f4", 16: "u1"}
+#: text, varchar, bpchar, name; bytea; jsonb
+_TEXT = {25, 1043, 1042, 19}
+_BYTEA, _JSONB = 17, 3802
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_LENGTH = struct.Struct(">i").pack
+_NULL = _LENGTH(-1)
 
 
 def _binary_payload(oids: list[int], rows: list[Any], blocks: dict[int, tuple[np.ndarray, bool]]) -> bytes | None:
-    """The whole binary COPY stream, written column by column into one NumPy buffer, when every column is a
-    dense vector matrix or a fixed-width number or boolean without NULLs; ``None`` otherwise (psycopg then
-    formats row by row)."""
+    """The whole binary COPY stream, built column by column: dense vector matrices and fixed-width numbers in
+    NumPy passes, text, bytea and encoded JSON (:class:`JsonDocument`) with their lengths, NULLs as such;
+    ``None`` when a column holds anything else (psycopg then formats row by row, with its own checks)."""
     n = len(rows)
-    fields: list[tuple[int, Any]] = []  # (width in bytes, what to write)
+    fields: list[np.ndarray | list[bytes]] = []  # per column: an (n, 4 + width) byte matrix, or n byte strings
     for position, oid in enumerate(oids):
         if position in blocks:
             matrix, half = blocks[position]
-            fields.append((4 + matrix.shape[1] * (2 if half else 4), blocks[position]))
+            fields.append(_prefixed(encode_block(matrix, half=half)))
             continue
         values = [row[position] for row in rows]
-        if oid not in _FIXED or not all(type(v) in (int, float, bool) or isinstance(v, np.generic) for v in values):
+        column = _fixed_column(oid, values) if oid in _FIXED else _variable_column(oid, values)
+        if column is None:
             return None
-        try:
-            array = np.asarray(values, dtype=_FIXED[oid])
-        except (OverflowError, ValueError, TypeError):
-            return None
-        if oid != 16 and array.dtype.kind in "iu" and not np.array_equal(array, np.asarray(values)):
-            return None  # out of range for the column's integer width: let PostgreSQL say so
-        fields.append((array.itemsize, array))
-    out = np.empty((n, 2 + sum(4 + width for width, _ in fields)), dtype=np.uint8)
-    out[:, 0:2] = np.frombuffer(np.array([len(oids)], dtype=">i2").tobytes(), dtype=np.uint8)
-    at = 2
-    for width, value in fields:
-        out[:, at : at + 4] = np.frombuffer(np.array([width], dtype=">i4").tobytes(), dtype=np.uint8)
-        at += 4
-        if isinstance(value, tuple):  # a vector: dimension, 0, then the values, big-endian, in one pass
-            matrix, half = value
-            out[:, at : at + 4] = np.frombuffer(np.array([matrix.shape[1], 0], dtype=">u2").tobytes(), dtype=np.uint8)
-            out[:, at + 4 : at + width].view(">f2" if half else ">f4")[...] = matrix
-        else:
-            out[:, at : at + width] = value.view(np.uint8).reshape(n, width)
-        at += width
-    return _SIGNATURE + out.tobytes() + b"\xff\xff"
+        fields.append(column)
+    header = struct.pack(">h", len(oids))
+    if all(isinstance(f, np.ndarray) for f in fields):
+        count = np.frombuffer(header, dtype=np.uint8)[None, :].repeat(n, axis=0)
+        return _SIGNATURE + np.concatenate([count, *fields], axis=1).tobytes() + b"\xff\xff"
+    pieces = [_split(f) if isinstance(f, np.ndarray) else f for f in fields]
+    body = chain.from_iterable(zip(repeat(header, n), *pieces))
+    return b"".join(chain((_SIGNATURE,), body, (b"\xff\xff",)))
+
+
+def _prefixed(block: np.ndarray) -> np.ndarray:
+    """``(n, width)`` bytes with each row's int32 length in front."""
+    out = np.empty((block.shape[0], 4 + block.shape[1]), dtype=np.uint8)
+    out[:, :4] = np.frombuffer(_LENGTH(block.shape[1]), dtype=np.uint8)
+    out[:, 4:] = block
+    return out
+
+
+def _split(block: np.ndarray) -> list[memoryview]:
+    view = memoryview(block.tobytes())
+    width = block.shape[1]
+    return [view[i : i + width] for i in range(0, len(view), width)]
+
+
+def _fixed_column(oid: int, values: list[Any]) -> np.ndarray | None:
+    if not all(type(v) in (int, float, bool) or isinstance(v, np.generic) for v in values):
+        return None  # NULLs or other types
+    try:
+        array = np.asarray(values, dtype=_FIXED[oid])
+    except (OverflowError, ValueError, TypeError):
+        return None
+    if oid != 16 and array.dtype.kind in "iu" and not np.array_equal(array, np.asarray(values)):
+        return None  # out of range for the column's integer width: let PostgreSQL say so
+    return _prefixed(array.reshape(len(values), 1).view(np.uint8))
+
+
+def _variable_column(oid: int, values: list[Any]) -> list[bytes] | None:
+    out = []
+    try:
+        for value in values:
+            if value is None:
+                out.append(_NULL)
+                continue
+            if oid in _TEXT and type(value) is str and "\x00" not in value:
+                data = value.encode("utf-8")
+            elif oid == _JSONB and type(value) is JsonDocument:
+                data = b"\x01" + value.obj
+            elif oid == _BYTEA and type(value) is bytes:
+                data = value
+            else:
+                return None
+            out.append(_LENGTH(len(data)) + data)
+    except UnicodeEncodeError:
+        return None  # psycopg says what is wrong with the string
+    return out
 
 
 def _column_oids(session: Session, table: Table, columns: Sequence[str]) -> tuple[list[int], bool]:
@@ -170,22 +235,27 @@ def write_rows(
     conflict_columns: Sequence[str] = (),
     update_extra: Mapping[str, ColumnElement[Any]] | None = None,
     copy_threshold: int = COPY_THRESHOLD,
+    keys_absent: bool = False,
 ) -> None:
     """Write ``rows`` (tuples aligned with ``columns``) to ``table`` in the session's transaction.
 
     ``on_conflict``: ``"error"`` (a key that exists raises :class:`DuplicateIdError`), ``"update"``
     (upsert: the non-key columns are replaced, plus ``update_extra``), or ``"nothing"`` (keep the row).
+    A large upsert whose keys are all new (``keys_absent``: the caller looked; else one query looks) is
+    copied straight into the table, as an insert; a key that a concurrent writer added meanwhile rolls that
+    copy back to its savepoint, and the rows are upserted through a staging table.
     """
     if not rows:
         return
     update_columns = [c for c in columns if c not in conflict_columns]
+    upsert = bool(conflict_columns) and on_conflict != "error"
+    if upsert:
+        # every writer locks rows in the same order (code points, as COLLATE "C" on the staged path below):
+        # two upserts of overlapping ids wait for each other instead of deadlocking
+        positions = [list(columns).index(c) for c in conflict_columns]
+        rows = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
     try:
         if len(rows) < copy_threshold:
-            if conflict_columns and on_conflict != "error":
-                # every writer locks rows in the same order (code points, as COLLATE "C" on the staged path
-                # below): two upserts of overlapping ids wait for each other instead of deadlocking
-                positions = [list(columns).index(c) for c in conflict_columns]
-                rows = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
             stmt = pg_insert(table)
             if on_conflict == "update":
                 stmt = stmt.on_conflict_do_update(
@@ -194,7 +264,7 @@ def write_rows(
                 )
             elif on_conflict == "nothing":
                 stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_columns))
-            session.execute(stmt, [dict(zip(columns, row)) for row in rows])
+            session.execute(stmt, [{c: _plain(v) for c, v in zip(columns, row)} for row in rows])
             return
 
         bound, blocks = _bound_rows(session, table, columns, rows)
@@ -207,6 +277,17 @@ def write_rows(
         if on_conflict == "error" and not secured:
             _copy(session, target_name, oids, columns, bound, blocks)
             return
+        if (
+            upsert
+            and not secured
+            and (keys_absent or not _any_key_exists(session, table, columns, conflict_columns, rows))
+        ):
+            try:  # all new (the usual bulk load): straight in, as an insert is
+                with session.begin_nested():
+                    _copy(session, target_name, oids, columns, bound, blocks)
+                return
+            except psycopg.errors.UniqueViolation:
+                pass  # a concurrent writer added one of the keys meanwhile: the upsert below replaces it
         stage_name = f"vectorpg_stage_{uuid.uuid4().hex[:16]}"
         raw.execute(
             sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
@@ -240,6 +321,27 @@ def write_rows(
                 ids=[],
             ) from exc
         raise
+
+
+def _any_key_exists(
+    session: Session, table: Table, columns: Sequence[str], keys: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> bool:
+    """Whether a row of ``table`` has the key of one of ``rows``: one statement, the keys as arrays; a key
+    column with one value in every row (a collection's name) is a plain condition, which prunes partitions."""
+    values = {c: [row[list(columns).index(c)] for row in rows] for c in keys}
+    same = {c: v[0] for c, v in values.items() if len(set(v)) == 1}
+    varying = [c for c in keys if c not in same]
+    conditions = [table.c[c] == bindparam(None, value, type_=table.c[c].type) for c, value in same.items()]
+    if varying:
+        arrays = [bindparam(None, values[c], type_=ARRAY(table.c[c].type)) for c in varying]
+        given = func.unnest(*arrays).table_valued(*varying, name="given").render_derived()
+        conditions += [table.c[c] == given.c[c] for c in varying]
+    return bool(session.execute(select(exists(select(literal(1)).where(*conditions)))).scalar())
+
+
+def _plain(value: Any) -> Any:
+    """A value as SQLAlchemy's bind processors take it (encoded JSON decoded again)."""
+    return value.value() if type(value) is JsonDocument else value
 
 
 def key_in(column: ColumnElement[Any], keys: Sequence[Any]) -> ColumnElement[bool]:

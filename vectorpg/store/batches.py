@@ -35,6 +35,9 @@ MAX_ID_LENGTH = 1024
 MAX_METADATA_BYTES = 1_048_576
 MAX_METADATA_DEPTH = 32
 
+#: metadata as PostgreSQL stores it (one encoder: ``json.dumps`` with options builds one per call)
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
 _COLUMNS = ["collection", "id", "content", "metadata", "embedding", "content_hash"]
 
 
@@ -48,6 +51,8 @@ class DocumentBatch:
     unchanged: int = 0
     #: ids of the batch that are stored already (the batch replaces them)
     existing: set[str] = field(default_factory=set)
+    #: no id of the batch was stored when it was prepared (new ids, or looked up): written as an insert
+    absent: bool = False
     #: texts the model embedded now, and texts whose vector came from the embedding cache
     embedded: int = 0
     cached: int = 0
@@ -66,32 +71,38 @@ def check_ids(ids: Sequence[object]) -> list[str]:
     return out
 
 
-def check_metadata(items: Sequence[object]) -> list[dict[str, Any]]:
-    """Each item a JSON object within the limits (``None`` is ``{}``), as PostgreSQL will store it."""
+def check_metadata(items: Sequence[object]) -> list[writes.JsonDocument]:
+    """Each item a JSON object within the limits (``None`` is ``{}``), encoded once as PostgreSQL will store
+    it: :class:`~vectorpg.db.writes.JsonDocument` values, which the write sends as they are."""
     out = []
     for row, value in enumerate(items):
         if value is None:
             value = {}
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise InvalidInputError(f"metadata is a dict, got {type(value).__name__}", row=row)
-        problem = validation.json_too_large(value, max_depth=MAX_METADATA_DEPTH, max_bytes=MAX_METADATA_BYTES)
+        problem = None
+        try:
+            encoded = _JSON.encode(value).encode("utf-8")
+        except RecursionError:
+            problem = f"nested deeper than {MAX_METADATA_DEPTH} levels"
+        except UnicodeEncodeError:
+            raise InvalidInputError("metadata contains a string that is not valid Unicode", row=row) from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"metadata is not JSON (finite numbers, str keys): {exc}", row=row) from None
+        else:
+            if len(encoded) > MAX_METADATA_BYTES:
+                problem = f"more than {MAX_METADATA_BYTES} bytes of JSON"
+            elif encoded.count(b"{") + encoded.count(b"[") > MAX_METADATA_DEPTH:  # perhaps deep: walk it
+                problem = validation.json_too_large(value, max_depth=MAX_METADATA_DEPTH, max_bytes=MAX_METADATA_BYTES)
         if problem is not None:
             raise InvalidInputError(
                 f"metadata is {problem} (the limits are {MAX_METADATA_DEPTH} levels and {MAX_METADATA_BYTES} "
                 "bytes a document); keep large data in the content or another table",
                 row=row,
             )
-        try:
-            encoded = json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"metadata is not JSON (finite numbers, str keys): {exc}", row=row) from None
-        if "\\u0000" in encoded:
+        if b"\\u0000" in encoded:  # JSON escapes control characters even with ensure_ascii=False
             raise InvalidInputError("metadata contains a NUL character, which PostgreSQL cannot store", row=row)
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidInputError("metadata contains a string that is not valid Unicode", row=row) from None
-        out.append(json.loads(encoded))
+        out.append(writes.JsonDocument(encoded))
     return out
 
 
@@ -125,7 +136,7 @@ def prepare_batch(
     metas = check_metadata(metadata if metadata is not None else [None] * count)
     if len(metas) != count:
         raise InvalidInputError(f"{count} documents but {len(metas)} metadata entries")
-    batch = DocumentBatch(id_list)
+    batch = DocumentBatch(id_list, absent=ids is None)
     if count == 0:
         return batch
     hashes = [content_hash(t) for t in texts] if texts is not None else [None] * count
@@ -136,14 +147,15 @@ def prepare_batch(
     if ids is not None and (reuse or find_existing):
         stored = _stored_state(collection, id_list)
         batch.existing = set(stored)
+        batch.absent = not stored
         if reuse:
             write = []
             for i in range(count):
                 old = stored.get(id_list[i])
                 if old is None or old[0] != hashes[i]:
                     write.append(i)
-                elif old[1] != metas[i]:
-                    batch.metadata_only.append((id_list[i], metas[i]))
+                elif old[1] != (stored_as := metas[i].value()):
+                    batch.metadata_only.append((id_list[i], stored_as))
             batch.unchanged = count - len(write) - len(batch.metadata_only)
 
     if vectors is not None:
@@ -195,6 +207,7 @@ def write_batch(session: Session, collection: Collection, batch: DocumentBatch) 
         on_conflict="update",
         conflict_columns=["collection", "id"],
         update_extra={"updated_at": func.now()},
+        keys_absent=batch.absent,
     )
     if batch.metadata_only:
         t = documents_table

@@ -1,0 +1,265 @@
+"""Write path v2 side by side: vectorpg's bulk writes against raw psycopg binary COPY of the same rows, same run.
+
+For each dimension (384, 768, 1536) the same ``N`` rows (unit vectors, four metadata keys) are written by:
+
+- **raw COPY**: psycopg's binary ``COPY ... FROM STDIN`` with pgvector's binary dumper, one transaction,
+  into a table with the same columns and indexes as the target (``LIKE ... INCLUDING INDEXES``), no checks;
+- **raw staged upsert**: binary COPY into a temporary table, then ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``
+  (the fastest upsert of many rows PostgreSQL has), over rows that all exist;
+- **Collection.add / upsert** (``auto_index=False``: the index build is measured apart), every row validated
+  (ids, metadata JSON and limits, vectors finite, right size, non-zero under cosine);
+- **Repository.add / upsert** on a typed model (id, three typed columns, vector), every row validated.
+
+Each write runs ``--repeat`` times on a fresh table; the table reports the median. Goal: inserts >= 0.8x raw
+COPY, upserts >= 0.8x the raw staged upsert (rows/s ratios).
+
+``python -m benchmarks.write_v2 [--rows N] [--dims 384,768,1536] [--repeat 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlalchemy import Integer, String, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+import vectorpg
+from benchmarks.common import RESULTS, connect_raw, figure, save, table
+from vectorpg import Repository, vector_column
+
+GOAL = 0.8
+
+
+def _rows(n: int, dim: int, seed: int) -> tuple[np.ndarray, list[str], list[dict[str, Any]]]:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"doc-{i}" for i in range(n)]
+    sections = ["library", "tutorial", "howto", "faq", "reference"]
+    meta = [
+        {
+            "section": sections[i % 5],
+            "page": f"page/{i // 40}",
+            "length": int(rng.integers(10, 2000)),
+            "public": i % 3 == 0,
+        }
+        for i in range(n)
+    ]
+    return vectors, ids, meta
+
+
+def _model(dim: int) -> type[Any]:
+    class Base(DeclarativeBase):
+        pass
+
+    class Row(Base):
+        __tablename__ = f"write_v2_{dim}"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        section: Mapped[str] = mapped_column(String)
+        length: Mapped[int] = mapped_column(Integer)
+        page: Mapped[str] = mapped_column(String)
+        embedding: Mapped[Any] = vector_column(dim)
+
+    return Row
+
+
+def _timed(setup: Callable[[], Any], write: Callable[[], Any], repeat: int) -> float:
+    """Median seconds of ``write`` over ``repeat`` runs, each after an untimed ``setup``."""
+    times = []
+    for _ in range(repeat):
+        setup()
+        start = time.perf_counter()
+        write()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _raw_copy(conn: Any, target: str, columns: list[str], types: list[str], rows: Callable[[], Any]) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.SQL(target), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with conn.transaction(), conn.cursor().copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows():
+            copy.write_row(row)
+
+
+def _raw_upsert(conn: Any, target: str, key: list[str], columns: list[str], types: list[str], rows: Any) -> None:
+    # the benchmark's own table and column names, not input: plain SQL text as a user would write it
+    with conn.transaction():
+        conn.execute(
+            f"CREATE TEMP TABLE stage ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {target} WITH NO DATA"  # noqa: S608
+        )
+        with conn.cursor().copy(f"COPY stage ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for row in rows():
+                copy.write_row(row)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+        conn.execute(
+            f"INSERT INTO {target} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM stage "  # noqa: S608
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        )
+
+
+def run_dimension(db: vectorpg.Database, conn: Any, n: int, dim: int, repeat: int) -> dict[str, Any]:
+    vectors, ids, meta = _rows(n, dim, seed=dim)
+    moved = vectors[::-1].copy()  # the upserts' new vectors
+    out: dict[str, float] = {}
+
+    # -- Collection vs raw COPY into a table like its partition ----------------------------------------
+    name = f"write_v2_{dim}"
+    holder: dict[str, Any] = {}
+
+    def fresh_collection() -> None:  # an empty partition, as TRUNCATE gives the raw table
+        db.drop_collection(name)
+        holder["docs"] = db.collection(name, dimension=dim, embedder=None, auto_index=False)
+
+    out["Collection.add"] = n / _timed(
+        fresh_collection, lambda: holder["docs"].add(vectors=vectors, ids=ids, metadata=meta), repeat
+    )
+    out["Collection.upsert"] = n / _timed(
+        lambda: None, lambda: holder["docs"].upsert(vectors=moved, ids=ids, metadata=meta), repeat
+    )
+    partition = f"vectorpg.{holder['docs'].partition.name}"
+    conn.execute("DROP TABLE IF EXISTS raw_docs")
+    conn.execute(f"CREATE TABLE raw_docs (LIKE {partition} INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)")
+    doc_columns = ["collection", "id", "metadata", "embedding"]
+    doc_types = ["text", "text", "jsonb", "vector"]
+
+    def doc_rows(vs: np.ndarray) -> Callable[[], Any]:
+        return lambda: ((name, ids[i], Jsonb(meta[i]), vs[i]) for i in range(n))
+
+    out["raw COPY (collection rows)"] = n / _timed(
+        lambda: conn.execute("TRUNCATE raw_docs"),
+        lambda: _raw_copy(conn, "raw_docs", doc_columns, doc_types, doc_rows(vectors)),
+        repeat,
+    )
+    out["raw staged upsert (collection rows)"] = n / _timed(
+        lambda: None,
+        lambda: _raw_upsert(conn, "raw_docs", ["collection", "id"], doc_columns, doc_types, doc_rows(moved)),
+        repeat,
+    )
+
+    # -- Repository vs raw COPY into a table like the model's ------------------------------------------
+    model = _model(dim)
+    conn.execute("DROP TABLE IF EXISTS raw_rows")
+    model.metadata.drop_all(db.engine)
+    model.metadata.create_all(db.engine)
+    repo = Repository(model, db)
+    table_name = model.__tablename__
+    mappings = [
+        {
+            "id": i,
+            "section": meta[i]["section"],
+            "length": meta[i]["length"],
+            "page": meta[i]["page"],
+            "embedding": vectors[i],
+        }
+        for i in range(n)
+    ]
+    moved_mappings = [{**m, "embedding": moved[i]} for i, m in enumerate(mappings)]
+
+    def fresh_table() -> None:
+        with db.engine.begin() as c:
+            c.execute(text(f"TRUNCATE {table_name}"))
+
+    out["Repository.add"] = n / _timed(fresh_table, lambda: repo.add(mappings), repeat)
+    out["Repository.upsert"] = n / _timed(lambda: None, lambda: repo.upsert(moved_mappings), repeat)
+    conn.execute("DROP TABLE IF EXISTS raw_rows")
+    conn.execute(f"CREATE TABLE raw_rows (LIKE {table_name} INCLUDING INDEXES INCLUDING CONSTRAINTS)")
+    row_columns = ["id", "section", "length", "page", "embedding"]
+    row_types = ["int4", "text", "int4", "text", "vector"]
+
+    def model_rows(vs: np.ndarray) -> Callable[[], Any]:
+        return lambda: ((i, meta[i]["section"], meta[i]["length"], meta[i]["page"], vs[i]) for i in range(n))
+
+    out["raw COPY (model rows)"] = n / _timed(
+        lambda: conn.execute("TRUNCATE raw_rows"),
+        lambda: _raw_copy(conn, "raw_rows", row_columns, row_types, model_rows(vectors)),
+        repeat,
+    )
+    out["raw staged upsert (model rows)"] = n / _timed(
+        lambda: None, lambda: _raw_upsert(conn, "raw_rows", ["id"], row_columns, row_types, model_rows(moved)), repeat
+    )
+    conn.execute("DROP TABLE raw_docs, raw_rows")
+    model.metadata.drop_all(db.engine)
+    db.drop_collection(name)
+    return {"dim": dim, "rows": n, "rows_per_s": out}
+
+
+PAIRS = [
+    ("Collection.add", "raw COPY (collection rows)"),
+    ("Collection.upsert", "raw staged upsert (collection rows)"),
+    ("Repository.add", "raw COPY (model rows)"),
+    ("Repository.upsert", "raw staged upsert (model rows)"),
+]
+
+
+def write(runs: list[dict[str, Any]]) -> str:
+    lines = [
+        "# Write path v2 side by side",
+        "",
+        f"`python -m benchmarks.write_v2`: {runs[0]['rows']:,} rows per write, median of the runs, rows/s. "
+        f"Goal: every vectorpg write >= {GOAL}x its raw baseline.",
+        "",
+    ]
+    body = []
+    for run in runs:
+        r = run["rows_per_s"]
+        for ours, raw in PAIRS:
+            ratio = r[ours] / r[raw]
+            body.append(
+                [
+                    run["dim"],
+                    ours,
+                    round(r[ours]),
+                    raw,
+                    round(r[raw]),
+                    f"{ratio:.2f}x",
+                    "yes" if ratio >= GOAL else "NO",
+                ]
+            )
+    lines.append(table(["dim", "vectorpg", "rows/s", "baseline", "rows/s", "ratio", "goal"], body))
+    fig, ax = figure(8, 4.5)
+    width = 0.2
+    dims = [run["dim"] for run in runs]
+    for j, (ours, raw) in enumerate(PAIRS):
+        ratios = [run["rows_per_s"][ours] / run["rows_per_s"][raw] for run in runs]
+        ax.bar([d + (j - 1.5) * width for d in range(len(dims))], ratios, width, label=ours)
+    ax.axhline(GOAL, color="black", linestyle="--", linewidth=1, label=f"goal {GOAL}x")
+    ax.set_xticks(range(len(dims)), [f"{d}-d" for d in dims])
+    ax.set_ylabel("rows/s, vectorpg / raw")
+    ax.legend(fontsize=8)
+    lines += ["", f"![ratios]({save(fig, 'write_v2.png')})", ""]
+    report = "\n".join(lines)
+    (RESULTS / "write_v2.md").write_text(report)
+    (RESULTS / "write_v2.json").write_text(json.dumps(runs, indent=1))
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--dims", default="384,768,1536")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    db = vectorpg.connect()
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = connect_raw(url, autocommit=True, prepare_threshold=None)
+    runs = []
+    for dim in (int(d) for d in args.dims.split(",")):
+        runs.append(run_dimension(db, conn, args.rows, dim, args.repeat))
+        print(json.dumps(runs[-1]), flush=True)
+    print(write(runs))
+
+
+if __name__ == "__main__":
+    main()

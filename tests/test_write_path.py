@@ -1,0 +1,159 @@
+"""Write path v2 on the real server: the binary COPY stream vectorpg builds itself (text, JSON, NULLs,
+numbers, vectors) reads back exactly as psycopg's own row-by-row COPY would store it; metadata is encoded
+once, as PostgreSQL stores it; a large upsert of new keys goes straight in, and one that races a concurrent
+writer falls back to the staged upsert without losing or doubling a row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Integer, String, Text, func, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import vectorpg
+from vectorpg import Repository, vector_column
+from vectorpg.db import writes
+from vectorpg.own_schema.tables import documents_table
+from vectorpg.store.batches import check_metadata
+
+DIM = 8
+
+
+def _model() -> Any:
+    class Base(DeclarativeBase):
+        pass
+
+    class Row(Base):
+        __tablename__ = "write_path_rows"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        name: Mapped[str | None] = mapped_column(String(40), nullable=True)
+        body: Mapped[str | None] = mapped_column(Text, nullable=True)
+        score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+        embedding: Mapped[Any] = vector_column(DIM)
+
+    return Row
+
+
+def test_vectorpg_copy_stream_stores_what_psycopg_would(db: vectorpg.Database) -> None:
+    model = _model()
+    model.metadata.create_all(db.engine)
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(300, DIM)).astype(np.float32)
+    names = ["plain", "ünïcödé ✓", "", "emoji 🙂", None]
+    rows = [
+        {
+            "id": i,
+            "name": names[i % 5],
+            "body": None if i % 7 == 0 else "line\nbreak\ttab \\ backslash" * (i % 3),
+            "score": None if i % 11 == 0 else i - 150,
+            "embedding": data[i],
+        }
+        for i in range(300)
+    ]
+    Repository(model, db).add(rows)
+    with db.psycopg_connection() as raw:
+        raw.execute(f"CREATE TABLE {model.__tablename__}_psycopg (LIKE {model.__tablename__})")
+        with raw.cursor().copy(
+            f"COPY {model.__tablename__}_psycopg (id, name, body, score, embedding) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int4", "varchar", "text", "int4", "vector"])
+            for r in rows:
+                copy.write_row((r["id"], r["name"], r["body"], r["score"], r["embedding"]))
+        ours = raw.execute(f"SELECT id, name, body, score, embedding::text FROM {model.__tablename__} ORDER BY id")
+        theirs = raw.execute(
+            f"SELECT id, name, body, score, embedding::text FROM {model.__tablename__}_psycopg ORDER BY id"
+        )
+        assert ours.fetchall() == theirs.fetchall()
+        raw.execute(f"DROP TABLE {model.__tablename__}_psycopg")
+    model.metadata.drop_all(db.engine)
+
+
+def test_the_stream_covers_the_store_rows_and_leaves_other_values_to_psycopg() -> None:
+    meta = check_metadata([{"a": 1}, None])
+    vectors = np.ones((2, DIM), dtype=np.float32)
+    oids = [25, 25, 25, 3802, 0, 25]  # collection, id, content, metadata, embedding, content_hash
+    rows = [("c", "1", "text", meta[0], None, None), ("c", "2", None, meta[1], None, "hash")]
+    assert writes._binary_payload(oids, rows, {4: (vectors, False)}) is not None
+    # a dict that was not encoded, a NUL in a string, a lone surrogate: psycopg formats them (and says no)
+    for bad in ({"a": 1}, "nul\x00", "\ud800"):
+        odd = [("c", "1", bad if isinstance(bad, str) else "t", bad if isinstance(bad, dict) else meta[0], None, None)]
+        assert writes._binary_payload(oids, odd, {4: (vectors[:1], False)}) is None
+
+
+def test_metadata_is_encoded_once_as_postgresql_stores_it(db: vectorpg.Database) -> None:
+    docs = db.collection("write_meta", dimension=DIM, embedder=None)
+    given = {1: (1, 2), "nested": {"list": [True, None, 1.5]}, "text": "ünï"}
+    stored_as = {"1": [1, 2], "nested": {"list": [True, None, 1.5]}, "text": "ünï"}
+    assert check_metadata([given])[0].value() == stored_as
+    vectors = np.random.default_rng(1).normal(size=(100, DIM)).astype(np.float32)
+    ids = [str(i) for i in range(100)]
+    docs.add(vectors=vectors, ids=ids, metadata=[given] * 100)  # COPY
+    docs.add(vectors=vectors[:3], ids=["a", "b", "c"], metadata=[given] * 3)  # a small batch: INSERT
+    got = docs.get(["0", "99", "a"])
+    assert [hit.metadata for hit in got] == [stored_as] * 3
+    for bad, message in (({"x": float("nan")}, "not JSON"), ({"x": "\x00"}, "NUL"), ({"x": "\udcff"}, "Unicode")):
+        with pytest.raises(vectorpg.InvalidInputError, match=message) as caught:
+            docs.add(vectors=vectors[:2], ids=["n1", "n2"], metadata=[{}, bad])
+        assert caught.value.row == 1
+    assert docs.count() == 103
+
+
+def test_an_upsert_of_new_keys_goes_straight_in(db: vectorpg.Database) -> None:
+    docs = db.collection("write_new", dimension=DIM, embedder=None, auto_index=False)
+    vectors = np.random.default_rng(2).normal(size=(500, DIM)).astype(np.float32)
+    ids = [f"k{i}" for i in range(500)]
+    docs.upsert(vectors=vectors, ids=ids, metadata=[{"round": 1}] * 500)  # all new: one COPY, no staging
+    docs.upsert(vectors=vectors[::-1].copy(), ids=ids, metadata=[{"round": 2}] * 500)  # all exist: staged
+    hits = docs.get(ids)
+    assert len(hits) == 500 and all(hit.metadata == {"round": 2} for hit in hits)
+    assert docs.search(vectors[0], 1)[0].id == "k499"  # the second round's vectors
+
+
+def test_a_new_key_written_meanwhile_is_upserted_not_doubled(db: vectorpg.Database) -> None:
+    """``keys_absent`` said no key was stored, but one was written since (a concurrent writer): the direct
+    COPY fails on that key, rolls back to its savepoint, and the staged upsert writes every row once."""
+    docs = db.collection("write_race", dimension=DIM, embedder=None, auto_index=False)
+    docs.add(vectors=np.ones((1, DIM), dtype=np.float32), ids=["k250"], metadata=[{"by": "the other writer"}])
+    vectors = np.random.default_rng(3).normal(size=(500, DIM)).astype(np.float32)
+    meta = check_metadata([{"by": "us"}] * 500)
+    rows = [(docs.name, f"k{i}", None, meta[i], vectors[i], None) for i in range(500)]
+    columns = ["collection", "id", "content", "metadata", "embedding", "content_hash"]
+    with Session(db.engine) as session, session.begin():
+        writes.write_rows(
+            session,
+            documents_table,
+            columns,
+            rows,
+            on_conflict="update",
+            conflict_columns=["collection", "id"],
+            keys_absent=True,
+        )
+    assert docs.count() == 500
+    assert docs.get(["k250"])[0].metadata == {"by": "us"}
+    with Session(db.engine) as session:
+        t = documents_table
+        one = session.scalar(select(func.count()).where(t.c.collection == docs.name, t.c.id == "k250"))
+    assert one == 1
+
+
+def test_a_jsonb_column_of_a_model_still_takes_any_json(db: vectorpg.Database) -> None:
+    """A model's own JSONB values (dicts, wrapped by SQLAlchemy) go through psycopg's COPY formatting."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Doc(Base):
+        __tablename__ = "write_path_json"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        info: Mapped[Any] = mapped_column(JSONB)
+        embedding: Mapped[Any] = vector_column(DIM)
+
+    Base.metadata.create_all(db.engine)
+    vectors = np.random.default_rng(4).normal(size=(100, DIM)).astype(np.float32)
+    Repository(Doc, db).add([{"id": i, "info": {"i": i, "l": [i]}, "embedding": vectors[i]} for i in range(100)])
+    with db.psycopg_connection() as raw:
+        assert raw.execute("SELECT info FROM write_path_json WHERE id = 42").fetchone() == ({"i": 42, "l": [42]},)
+    Base.metadata.drop_all(db.engine)
