@@ -37,7 +37,11 @@ def _model() -> Any:
     return Row
 
 
-def test_vectorpg_copy_stream_stores_what_psycopg_would(db: vectorpg.Database) -> None:
+@pytest.mark.parametrize("chunk_bytes", [writes.CHUNK_BYTES, 1_000])  # one chunk; a chunk every few rows
+def test_vectorpg_copy_stream_stores_what_psycopg_would(
+    db: vectorpg.Database, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    monkeypatch.setattr(writes, "CHUNK_BYTES", chunk_bytes)
     model = _model()
     model.metadata.create_all(db.engine)
     rng = np.random.default_rng(0)
@@ -76,11 +80,11 @@ def test_the_stream_covers_the_store_rows_and_leaves_other_values_to_psycopg() -
     vectors = np.ones((2, DIM), dtype=np.float32)
     oids = [25, 25, 25, 3802, 0, 25]  # collection, id, content, metadata, embedding, content_hash
     rows = [("c", "1", "text", meta[0], None, None), ("c", "2", None, meta[1], None, "hash")]
-    assert writes._binary_payload(oids, rows, {4: (vectors, False)}) is not None
+    assert writes._binary_stream(oids, rows, {4: (vectors, False)}) is not None
     # a dict that was not encoded, a NUL in a string, a lone surrogate: psycopg formats them (and says no)
     for bad in ({"a": 1}, "nul\x00", "\ud800"):
         odd = [("c", "1", bad if isinstance(bad, str) else "t", bad if isinstance(bad, dict) else meta[0], None, None)]
-        assert writes._binary_payload(oids, odd, {4: (vectors[:1], False)}) is None
+        assert writes._binary_stream(oids, odd, {4: (vectors[:1], False)}) is None
 
 
 def test_metadata_is_encoded_once_as_postgresql_stores_it(db: vectorpg.Database) -> None:
@@ -157,3 +161,81 @@ def test_a_jsonb_column_of_a_model_still_takes_any_json(db: vectorpg.Database) -
     with db.psycopg_connection() as raw:
         assert raw.execute("SELECT info FROM write_path_json WHERE id = 42").fetchone() == ({"i": 42, "l": [42]},)
     Base.metadata.drop_all(db.engine)
+
+
+def test_metadata_only_updates(db: vectorpg.Database) -> None:
+    docs = db.collection("write_update", dimension=DIM, embedder=None, field_indexes={"tag": "keyword"})
+    vectors = np.random.default_rng(5).normal(size=(200, DIM)).astype(np.float32)
+    ids = [f"d{i}" for i in range(200)]
+    docs.add(vectors=vectors, ids=ids, metadata=[{"tag": "a" if i % 2 else "b", "n": i} for i in range(200)])
+    before = {d.id: d for d in docs.get(ids)}
+    # replace by id: one dict for all, or one per id; unknown ids are skipped and not counted
+    assert docs.update(["d0", "d1", "nope"], metadata={"tag": "c"}) == 2
+    assert docs.update(["d2", "d3"], metadata=[{"tag": "x", "k": 1}, {"tag": "y"}]) == 2
+    got = {d.id: d for d in docs.get(["d0", "d1", "d2", "d3"])}
+    assert [got[i].metadata for i in ("d0", "d1", "d2", "d3")] == [
+        {"tag": "c"},
+        {"tag": "c"},
+        {"tag": "x", "k": 1},
+        {"tag": "y"},
+    ]
+    # merge keys into what a filter matches (through the field index), remove keys
+    assert docs.update(where={"tag": "a"}, set={"seen": True}, unset=["n"]) == 98  # d1 and d3 changed tags
+    assert docs.count(where={"seen": True}) == 98 and docs.count(where={"tag": "a", "n": {"$exists": True}}) == 0
+    assert docs.update(["d4"], set={"tag": "z"}) == 1 and docs.get(["d4"])[0].metadata == {"tag": "z", "n": 4}
+    # vectors and content are untouched; updated_at moves
+    after = {d.id: d for d in docs.get(ids)}
+    for i in ids:
+        np.testing.assert_array_equal(after[i].embedding, before[i].embedding)
+    assert after["d4"].updated_at > before["d4"].updated_at and after["d6"].updated_at == before["d6"].updated_at
+    assert [h.id for h in docs.search(vectors[8], 1, where={"tag": "b"})] == ["d8"]
+    # validated like add, all-or-nothing, and nothing changes on a refusal
+    assert docs.update(["d9"], set={"blob": "x" * 600_000}) == 1  # within the limit
+    snapshot = {d.id: d.metadata for d in docs.get(ids)}
+    for call, error in (
+        (lambda: docs.update(["d0", "d1"], metadata=[{"ok": 1}, {"bad": float("nan")}]), vectorpg.InvalidInputError),
+        (lambda: docs.update(["d0"], metadata=[{}, {}]), vectorpg.InvalidInputError),
+        (lambda: docs.update(["d0"], set={"x": "\x00"}), vectorpg.InvalidInputError),
+        (lambda: docs.update(["d0"], unset=[""]), vectorpg.InvalidInputError),
+        (lambda: docs.update(["d0"], metadata={}, set={"a": 1}), vectorpg.InvalidArgumentError),
+        (lambda: docs.update(where={"tag": "b"}, metadata={}), vectorpg.InvalidArgumentError),
+        (lambda: docs.update(["d0"]), vectorpg.InvalidArgumentError),
+        (lambda: docs.update(set={"a": 1}), vectorpg.InvalidArgumentError),
+        (lambda: docs.update(where={"$bogus": 1}, set={"a": 1}), vectorpg.FilterError),
+        # merged metadata past the size limit: refused inside the transaction
+        (
+            lambda: docs.update(where={}, set={"blob2": "y" * 600_000}),
+            vectorpg.InvalidInputError,
+        ),
+    ):
+        with pytest.raises(error):
+            call()
+    assert {d.id: d.metadata for d in docs.get(ids)} == snapshot
+
+
+def test_repository_update_changes_columns_without_vectors(db: vectorpg.Database) -> None:
+    model = _model()
+    model.metadata.create_all(db.engine)
+    repo = Repository(model, db, metric="l2")
+    vectors = np.random.default_rng(6).normal(size=(100, DIM)).astype(np.float32)
+    repo.add([{"id": i, "name": "old", "score": i, "embedding": vectors[i]} for i in range(100)])
+    assert repo.update([1, 2, 999], set={"name": "new"}) == 2
+    assert repo.update(where=model.score >= 90, set={"body": "late", "score": None}) == 10
+    got = {row.id: row for row in repo.get(list(range(100)))}
+    assert (got[1].name, got[3].name, got[95].body, got[95].score) == ("new", "old", "late", None)
+    np.testing.assert_array_equal(got[1].embedding, vectors[1])
+    assert repo.update([5], set={"embedding": vectors[6]}) == 1  # a vector, validated like add()
+    assert [row.id for row, _ in repo.search(vectors[6], k=2, strategy="exact")] in ([5, 6], [6, 5])
+    for change, error in (
+        ({"embedding": [np.nan] * DIM}, vectorpg.InvalidVectorError),
+        ({"embedding": [1.0] * (DIM + 1)}, vectorpg.DimensionMismatchError),
+        ({"id": 7}, vectorpg.InvalidInputError),
+        ({"nope": 1}, vectorpg.InvalidInputError),
+        ({}, vectorpg.InvalidArgumentError),
+    ):
+        with pytest.raises(error):
+            repo.update([5], set=change)
+    with pytest.raises(vectorpg.InvalidArgumentError):
+        repo.update(set={"name": "everyone"})
+    assert repo.update([], set={"name": "x"}) == 0 and repo.count(where=model.name == "x") == 0
+    model.metadata.drop_all(db.engine)

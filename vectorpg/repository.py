@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, Table, delete, func, inspect, select, tuple_
+from sqlalchemy import Engine, Table, delete, func, inspect, select, tuple_, update
 from sqlalchemy.orm import Mapper, Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
@@ -28,9 +28,10 @@ from vectorpg import validation
 from vectorpg.db import writes
 from vectorpg.db.engine import HasEngine, engine_of, ensure_vector_types
 from vectorpg.db.translate import translating
-from vectorpg.errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
+from vectorpg.errors import InvalidArgumentError, InvalidInputError
 from vectorpg.indexes import VectorIndex
 from vectorpg.metrics import MetricSpec, check_metric
+from vectorpg.orm import layout_rows
 from vectorpg.search.face import Searchable, clause_key
 from vectorpg.search.hybrid import HybridScore
 from vectorpg.search.planner import DEFAULT_CONFIG, PlannerConfig
@@ -171,53 +172,16 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
 
     def _prepare(self, items: Iterable[object]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Validate a batch and lay it out as (columns, rows); raises before anything is written."""
-        dicts = [self._to_dict(item, row) for row, item in enumerate(items)]
-        if not dicts:
-            return [], []
-        present = {name for d in dicts for name in d}
-        columns = [c.name for c in self.table.columns if c.name in present or c.default is not None]
-        vec = self._vector_column_name
-        if vec not in present:
-            raise InvalidInputError(f"no value for the vector column {self.vector_attribute!r}", row=0)
-        for d in dicts:
-            for name in columns:
-                if name not in d:
-                    d[name] = self._default(name)
-        # A nullable vector column may hold NULL; every other value is validated as a vector.
-        nullable = bool(self.table.c[vec].nullable)
-        positions = [i for i, d in enumerate(dicts) if not (nullable and d[vec] is None)]
-        try:
-            checked = validation.vectors(
-                [dicts[i][vec] for i in positions],
-                vector_type=self.vector_type,
-                dimension=self.dimension,
-                metric=self.metric,
-            )
-        except InvalidVectorError as exc:
-            if exc.row is not None and positions[exc.row] != exc.row:
-                exc.args = (str(exc).replace(f"row {exc.row}:", f"row {positions[exc.row]}:", 1),)
-                exc.row = positions[exc.row]
-            raise
-        for i, v in zip(positions, checked):
-            dicts[i][vec] = v
-        pk_names = [c.name for c in self._primary_key]
-        if all(name in present for name in pk_names):
-            writes.check_unique_keys(
-                [tuple(d[n] for n in pk_names) if len(pk_names) > 1 else d[pk_names[0]] for d in dicts],
-                "primary key",
-            )
-        return columns, [tuple(d[name] for name in columns) for d in dicts]
-
-    def _default(self, name: str) -> Any:
-        default = self.table.c[name].default
-        if default is None:
-            return None
-        arg = getattr(default, "arg", None)
-        if getattr(default, "is_callable", False) and callable(arg):
-            return arg(None)
-        if getattr(default, "is_scalar", False):
-            return arg
-        return None
+        return layout_rows(
+            [self._to_dict(item, row) for row, item in enumerate(items)],
+            self.table,
+            vector_column=self._vector_column_name,
+            vector_attribute=self.vector_attribute,
+            vector_type=self.vector_type,
+            dimension=self.dimension,
+            metric=self.metric,
+            primary_key=[c.name for c in self._primary_key],
+        )
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -249,6 +213,40 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
 
     def _as_rows(self, items: Any) -> Iterable[Any]:
         return [items] if isinstance(items, (self.model, Mapping)) else items
+
+    @translating("updating rows")
+    def update(
+        self,
+        ids: Iterable[Any] | None = None,
+        *,
+        where: Where | None = None,
+        set: Mapping[str, Any],
+    ) -> int:
+        """Set columns (attribute or column names -> values) of the rows chosen by primary key and/or
+        ``where`` (``where=[]``: every row) without sending their vectors; return how many changed. A vector
+        in ``set`` is validated as :meth:`add` validates it; a primary key cannot be changed here."""
+        if ids is None and where is None:
+            raise InvalidArgumentError("update() needs ids, where=..., or where=[] to update every row")
+        if not isinstance(set, Mapping) or not set:
+            raise InvalidArgumentError("update() needs set={column: value, ...} with at least one column")
+        values = self._to_dict(set, 0)
+        if any(c.name in values for c in self._primary_key):
+            raise InvalidInputError("update() does not change primary keys: delete the row and add it again")
+        vec = self._vector_column_name
+        if values.get(vec) is not None or (vec in values and not self.table.c[vec].nullable):
+            values[vec] = validation.query_vector(
+                values[vec], vector_type=self.vector_type, dimension=self.dimension, metric=self.metric
+            )
+        stmt = (
+            update(self.table).where(*self._conditions(where)).values({self.table.c[k]: v for k, v in values.items()})
+        )
+        if ids is not None:
+            keys = list(ids)
+            if not keys:
+                return 0
+            stmt = stmt.where(self._key_in(keys))
+        with self._session(write=True) as session:
+            return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
     @translating("deleting rows")
     def delete(

@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import struct
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from itertools import chain, repeat
 from typing import Any, Literal
 
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
-from sqlalchemy import Column, MetaData, String, Table, any_, bindparam, exists, func, literal, select
+from sqlalchemy import Column, MetaData, Table, any_, bindparam, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -116,11 +118,13 @@ def _copy(
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         target, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )
-    payload = _binary_payload(oids, rows, blocks)
+    chunks = _binary_stream(oids, rows, blocks)
+    if chunks is not None:  # built while the server takes the previous chunk (a writer thread sends them)
+        with raw.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        return
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        if payload is not None:
-            copy.write(payload)
-            return
         copy.set_types(oids)
         encoded = {i: encode_block(matrix, half=half) for i, (matrix, half) in blocks.items()}
         for n, row in enumerate(rows):
@@ -139,29 +143,57 @@ _LENGTH = struct.Struct(">i").pack
 _NULL = _LENGTH(-1)
 
 
-def _binary_payload(oids: list[int], rows: list[Any], blocks: dict[int, tuple[np.ndarray, bool]]) -> bytes | None:
-    """The whole binary COPY stream, built column by column: dense vector matrices and fixed-width numbers in
-    NumPy passes, text, bytea and encoded JSON (:class:`JsonDocument`) with their lengths, NULLs as such;
-    ``None`` when a column holds anything else (psycopg then formats row by row, with its own checks)."""
+#: about this many bytes of COPY data are built at a time
+CHUNK_BYTES = 4 << 20
+
+
+def _binary_stream(
+    oids: list[int], rows: list[Any], blocks: dict[int, tuple[np.ndarray, bool]]
+) -> Iterator[bytes] | None:
+    """The binary COPY stream in chunks of about :data:`CHUNK_BYTES`, built column by column: dense vector
+    matrices and fixed-width numbers in NumPy passes, text, bytea and encoded JSON (:class:`JsonDocument`)
+    with their lengths, NULLs as such; ``None`` when a column holds anything else (psycopg then formats row
+    by row, with its own checks). Every value is checked before the first chunk: a stream that starts ends."""
     n = len(rows)
-    fields: list[np.ndarray | list[bytes]] = []  # per column: an (n, 4 + width) byte matrix, or n byte strings
+    columns: list[Callable[[int, int], np.ndarray | list[bytes]]] = []  # (start, stop) -> that slice's fields
+    width = 2
     for position, oid in enumerate(oids):
         if position in blocks:
             matrix, half = blocks[position]
-            fields.append(_prefixed(encode_block(matrix, half=half)))
+            columns.append(partial(_vector_fields, matrix, half))
+            width += 8 + matrix.shape[1] * (2 if half else 4)
             continue
         values = [row[position] for row in rows]
         column = _fixed_column(oid, values) if oid in _FIXED else _variable_column(oid, values)
         if column is None:
             return None
-        fields.append(column)
-    header = struct.pack(">h", len(oids))
+        columns.append(partial(_sliced, column))
+        width += 4 + (column.shape[1] if isinstance(column, np.ndarray) else 16)
+    step = max(1, CHUNK_BYTES // width)
+    return chain(
+        (_SIGNATURE,),
+        (_rows_bytes(len(oids), [c(a, min(a + step, n)) for c in columns]) for a in range(0, n, step)),
+        (b"\xff\xff",),
+    )
+
+
+def _vector_fields(matrix: np.ndarray, half: bool, start: int, stop: int) -> np.ndarray:
+    return _prefixed(encode_block(matrix[start:stop], half=half))
+
+
+def _sliced(column: np.ndarray | list[bytes], start: int, stop: int) -> np.ndarray | list[bytes]:
+    return column[start:stop]
+
+
+def _rows_bytes(count: int, fields: list[np.ndarray | list[bytes]]) -> bytes:
+    """Rows of COPY data from their fields (per column: an ``(n, 4 + width)`` byte matrix or n byte strings)."""
+    header = struct.pack(">h", count)
+    n = len(fields[0])
     if all(isinstance(f, np.ndarray) for f in fields):
-        count = np.frombuffer(header, dtype=np.uint8)[None, :].repeat(n, axis=0)
-        return _SIGNATURE + np.concatenate([count, *fields], axis=1).tobytes() + b"\xff\xff"
+        counts = np.frombuffer(header, dtype=np.uint8)[None, :].repeat(n, axis=0)
+        return np.concatenate([counts, *fields], axis=1).tobytes()
     pieces = [_split(f) if isinstance(f, np.ndarray) else f for f in fields]
-    body = chain.from_iterable(zip(repeat(header, n), *pieces))
-    return b"".join(chain((_SIGNATURE,), body, (b"\xff\xff",)))
+    return b"".join(chain.from_iterable(zip(repeat(header, n), *pieces)))
 
 
 def _prefixed(block: np.ndarray) -> np.ndarray:
@@ -250,8 +282,8 @@ def write_rows(
     update_columns = [c for c in columns if c not in conflict_columns]
     upsert = bool(conflict_columns) and on_conflict != "error"
     if upsert:
-        # every writer locks rows in the same order (code points, as COLLATE "C" on the staged path below):
-        # two upserts of overlapping ids wait for each other instead of deadlocking
+        # every writer locks rows in the same order (Python's, code points for strings): two upserts of
+        # overlapping ids wait for each other instead of deadlocking
         positions = [list(columns).index(c) for c in conflict_columns]
         rows = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
     try:
@@ -298,10 +330,9 @@ def write_rows(
         )
         _copy(session, sql.Identifier(stage_name), oids, columns, bound, blocks)
         stage = Table(stage_name, MetaData(), *(Column(c, table.c[c].type) for c in columns))
-        ordered = select(*(stage.c[c] for c in columns)).order_by(
-            *(stage.c[c].collate("C") if isinstance(stage.c[c].type, String) else stage.c[c] for c in conflict_columns)
-        )
-        stmt = pg_insert(table).from_select(list(columns), ordered)
+        # the stage holds the rows in key order (sorted above) and a scan of a new heap returns them in the
+        # order they went in: no ORDER BY, which sorted every row with its vector (it spilled to disk)
+        stmt = pg_insert(table).from_select(list(columns), select(*(stage.c[c] for c in columns)))
         if on_conflict == "update":
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(conflict_columns),

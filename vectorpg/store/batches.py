@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from psycopg import sql
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
@@ -22,8 +23,14 @@ from vectorpg import validation
 from vectorpg.db import writes
 from vectorpg.db.engine import ensure_vector_types
 from vectorpg.embeddings import check_texts
-from vectorpg.errors import InvalidArgumentError, InvalidInputError, InvalidVectorError
-from vectorpg.own_schema.tables import documents_table
+from vectorpg.errors import (
+    CollectionMismatchError,
+    CollectionNotFoundError,
+    InvalidArgumentError,
+    InvalidInputError,
+    InvalidVectorError,
+)
+from vectorpg.own_schema.tables import SCHEMA, collections_table, documents_table
 from vectorpg.store.embedding_cache import content_hash, embed_cached, point_at_row
 
 if TYPE_CHECKING:
@@ -198,7 +205,7 @@ def write_batch(session: Session, collection: Collection, batch: DocumentBatch) 
     """Write a prepared batch in the caller's transaction (add-or-replace by id)."""
     # a connection opened before another process installed pgvector has no vector types yet
     ensure_vector_types(session.connection().connection)
-    collection.check_current(session)
+    check_current(collection, session)
     writes.write_rows(
         session,
         documents_table,
@@ -217,3 +224,35 @@ def write_batch(session: Session, collection: Collection, batch: DocumentBatch) 
             .values(metadata=bindparam("m"), updated_at=func.now()),
             [{"c": collection.name, "i": i, "m": m} for i, m in batch.metadata_only],
         )
+
+
+def check_current(collection: Collection, session: Session) -> None:
+    """Raise :class:`CollectionMismatchError` if ``collection`` changed model or dimension (a ``reembed``
+    in another process) since its handle was opened. The ROW EXCLUSIVE locks of the write itself are taken
+    first: a swap, which locks it in SHARE ROW EXCLUSIVE mode, either committed before this check or waits
+    for the caller's transaction."""
+    c = collections_table.c
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    # parent before partition: the order of the INSERT itself and of DDL on the table tree
+    raw.execute(
+        sql.SQL("LOCK TABLE ONLY {}, {} IN ROW EXCLUSIVE MODE").format(
+            sql.Identifier(SCHEMA, documents_table.name), sql.Identifier(SCHEMA, collection.partition.name)
+        )
+    )
+    row = session.execute(select(c.dimension, c.embedder).where(c.name == collection.name)).one_or_none()
+    if row is None:
+        raise CollectionNotFoundError(collection.name)
+    for what, recorded, held in (
+        ("dimension", row.dimension, collection.dimension),
+        ("embedder", row.embedder, collection.embedder_name),
+    ):
+        if recorded != held:
+            raise CollectionMismatchError(
+                collection.name,
+                what,
+                recorded,
+                held,
+                message=f"collection {collection.name!r} now has {what}={recorded!r} (re-embedded since this handle "
+                f"was opened with {what}={held!r}); nothing was written. Reopen it: db.collection({collection.name!r})",
+            )

@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from psycopg import sql
 from sqlalchemy import Column, Engine, MetaData, Table, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -43,15 +42,16 @@ from vectorpg.fields import FieldIndex, FieldType
 from vectorpg.filters import compile_filter, compile_filter_estimable
 from vectorpg.indexes import IndexInfo
 from vectorpg.metrics import MetricSpec, check_metric
-from vectorpg.own_schema.tables import SCHEMA, collections_table, documents_table, partition_name
+from vectorpg.own_schema.tables import SCHEMA, documents_table, partition_name
 from vectorpg.search.face import Searchable
 from vectorpg.search.hybrid import HybridScore
 from vectorpg.search.planner import DEFAULT_CONFIG, PlannerConfig
 from vectorpg.search.surface import Row, SearchSurface
 from vectorpg.sqltypes import VECTOR, VectorType
 from vectorpg.store import reembed as reembedding
-from vectorpg.store.batches import DocumentBatch, check_ids, prepare_batch, write_batch
+from vectorpg.store.batches import DocumentBatch, check_current, check_ids, prepare_batch, write_batch
 from vectorpg.store.indexing import CollectionIndexes
+from vectorpg.store.updates import update_metadata
 
 
 @dataclass(frozen=True)
@@ -287,34 +287,8 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
 
     def check_current(self, session: Session) -> None:
         """Raise :class:`CollectionMismatchError` if the collection changed model or dimension (a
-        ``reembed`` in another process) since this handle was opened. The ROW EXCLUSIVE locks of the write
-        itself are taken first: a swap, which locks it in SHARE ROW EXCLUSIVE mode, either committed
-        before this check or waits for the caller's transaction."""
-        c = collections_table.c
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
-        # parent before partition: the order of the INSERT itself and of DDL on the table tree
-        raw.execute(
-            sql.SQL("LOCK TABLE ONLY {}, {} IN ROW EXCLUSIVE MODE").format(
-                sql.Identifier(SCHEMA, documents_table.name), sql.Identifier(SCHEMA, self.partition.name)
-            )
-        )
-        row = session.execute(select(c.dimension, c.embedder).where(c.name == self.name)).one_or_none()
-        if row is None:
-            raise CollectionNotFoundError(self.name)
-        for what, recorded, held in (
-            ("dimension", row.dimension, self.dimension),
-            ("embedder", row.embedder, self.embedder_name),
-        ):
-            if recorded != held:
-                raise CollectionMismatchError(
-                    self.name,
-                    what,
-                    recorded,
-                    held,
-                    message=f"collection {self.name!r} now has {what}={recorded!r} (re-embedded since this handle "
-                    f"was opened with {what}={held!r}); nothing was written. Reopen it: db.collection({self.name!r})",
-                )
+        ``reembed`` in another process) since this handle was opened (see :func:`batches.check_current`)."""
+        check_current(self, session)
 
     def stale_error(self) -> VectorPgError | None:
         """The error to raise if this handle no longer matches its collection (``None`` if it does)."""
@@ -338,6 +312,25 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
             stmt = stmt.where(key_in(t.c.id, check_ids(list(ids))))
         with self.session_factory() as session, session.begin():
             return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+    @translating("updating metadata", retry=True)
+    def update(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        where: Mapping[str, Any] | None = None,
+        set: Mapping[str, Any] | None = None,
+        unset: Sequence[str] | None = None,
+    ) -> int:
+        """Change documents' metadata without sending their text or vectors; return how many changed.
+
+        ``update(ids, metadata=...)`` replaces the metadata of those documents (one dict for all, or one
+        per id); ``update(ids_or_where, set={...}, unset=[...])`` merges keys into and removes keys from the
+        metadata of the documents chosen by ``ids`` and/or ``where`` (``where={}``: all). Validated as
+        :meth:`add` validates metadata, all-or-nothing; unknown ids are skipped (the count says so).
+        """
+        return update_metadata(self, ids, metadata=metadata, where=where, set_=set, unset=unset)
 
     # -- reads -------------------------------------------------------------------------------------
 
