@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -51,6 +51,7 @@ from vectorpg.sqltypes import VECTOR, VectorType
 from vectorpg.store import reembed as reembedding
 from vectorpg.store.batches import DocumentBatch, check_current, check_ids, prepare_batch, write_batch
 from vectorpg.store.indexing import CollectionIndexes
+from vectorpg.store.streaming import upload
 from vectorpg.store.updates import update_metadata
 
 
@@ -258,6 +259,29 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
         """
         batch = self.prepare_batch(items, metadata=metadata, ids=ids, vectors=vectors, progress=progress)
         return self._commit(batch).ids
+
+    @translating("uploading documents")
+    def upload(
+        self,
+        vectors: Any = None,
+        *,
+        texts: Iterable[str] | None = None,
+        ids: Iterable[str] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+        batch_size: int = 2000,
+        atomic: bool = True,
+        parallel: int = 1,
+        progress: bool | None = None,
+    ) -> int:
+        """Upsert documents from iterables of any size (an array or memmap, generators...) in batches of
+        ``batch_size``, with bounded memory and a progress bar on long uploads; return how many were written.
+
+        ``atomic=True``: one transaction, all or nothing. ``atomic=False``: each batch commits, and a
+        failure's ``committed`` says how many documents from the start are stored (resume from there);
+        ``parallel=N`` then writes on N connections. See :mod:`vectorpg.store.streaming`.
+        """
+        return upload(self, vectors=vectors, texts=texts, ids=ids, metadata=metadata, batch_size=batch_size,
+                      atomic=atomic, parallel=parallel, progress=progress)  # fmt: skip
 
     def _commit(self, batch: DocumentBatch) -> DocumentBatch:
         with self.session_factory() as session, session.begin():
