@@ -9,6 +9,12 @@ migration::
     def upgrade():
         op.change_vector_dimension("items", "embedding", 768, embed=embed, source=["body"], key="id")
 
+In a migration (``op.change_vector_dimension``) the change runs online by default: in
+``autocommit_block()``, each step a short transaction of its own while the application reads and writes the
+table (:mod:`vectorpg.alembic.online`: add the column and a trigger, backfill in batches, build the new
+indexes ``CONCURRENTLY``, swap under a lock held for a moment); an interrupted run resumes when run again.
+``online=False`` (and the function called with a connection in a transaction) does it all in one transaction:
+
 What it does, in the migration's transaction:
 
 1. adds a column ``<column>__new`` of the new type (nullable);
@@ -26,11 +32,11 @@ column's dimension changes, instead of an ``alter_column`` that would fail on th
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 from alembic.autogenerate import renderers
 from alembic.autogenerate.api import AutogenContext
 from alembic.operations import MigrateOperation, Operations
@@ -40,19 +46,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 
 from vectorpg import validation
+from vectorpg.alembic.online import Embed, Target, online_change, temporary_name
 from vectorpg.alembic.ops import IMPORT, _call
 from vectorpg.db.engine import ensure_vector_types
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.indexes import list_vector_indexes
 from vectorpg.progress import progress_bar
 from vectorpg.sqltypes import VectorType, column_type
-
-Embed = Callable[[list[tuple[Any, ...]]], Any]
-
-
-def _temporary_name(column: str) -> str:
-    name = f"{column}__new"
-    return name if len(name) <= 63 else f"{column[:40]}_{hashlib.sha1(column.encode()).hexdigest()[:8]}__new"
 
 
 def change_vector_dimension(
@@ -68,11 +68,15 @@ def change_vector_dimension(
     vector_type: str = "vector",
     batch_size: int = 500,
     progress: bool = True,
+    online: bool = False,
 ) -> int:
     """Re-embed every row of ``table`` into a ``vector_type(dimension)`` column that replaces ``column``.
 
     ``embed(rows)`` gets a batch of tuples (the ``source`` columns of each row, in order) and returns one
-    vector per row. Returns the number of rows embedded. Runs in ``connection``'s transaction.
+    vector per row. Returns the number of rows embedded. Runs in ``connection``'s transaction, or, with
+    ``online=True``, on an autocommit connection in short transactions of its own while reads and writes
+    go on (:func:`vectorpg.alembic.online.online_change`; ``op.change_vector_dimension(..., online=True)``
+    runs it in ``autocommit_block()``).
     """
     if not callable(embed):
         raise InvalidArgumentError("change_vector_dimension needs embed=<function of a batch of rows>")
@@ -87,7 +91,7 @@ def change_vector_dimension(
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     vtype = VectorType.parse(vector_type)
     new_type = column_type(vtype, dimension)
-    new_column = _temporary_name(column)
+    new_column = temporary_name(column)
     raw = connection.connection.driver_connection
     assert raw is not None
     ensure_vector_types(connection.connection)
@@ -105,6 +109,14 @@ def change_vector_dimension(
         raw.execute(sql.SQL(template).format(name, *args))
 
     type_sql = sql.SQL(str(new_type.compile(dialect=connection.dialect)))  # e.g. VECTOR(768), from the type
+    if online:
+        if not raw.autocommit or raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            raise InvalidArgumentError(
+                "online=True commits as it goes: call it on an autocommit connection (in a migration, "
+                "op.change_vector_dimension(..., online=True) runs in op.get_context().autocommit_block())"
+            )
+        target = Target(raw, name, table, column, new_column, type_sql, key, list(source), bool(not_null), schema)
+        return online_change(target, old_indexes, new_type, vtype, dimension, embed, batch_size, progress)
     ddl("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}", sql.Identifier(new_column), type_sql)
     rows_table = Table(
         table,
@@ -202,9 +214,15 @@ def _change_dimension(operations: Operations, operation: ChangeVectorDimensionOp
             f"fill in embed= (and source=) of op.change_vector_dimension for {operation.table_name}."
             f"{operation.column_name}: the rows must be embedded again by the new model"
         )
-    return change_vector_dimension(
-        operations.get_bind(), operation.table_name, operation.column_name, operation.dimension, **operation.kwargs
-    )
+    kwargs = {"online": True, **operation.kwargs}  # in a migration: online unless online=False is asked
+    if not kwargs["online"]:
+        return change_vector_dimension(
+            operations.get_bind(), operation.table_name, operation.column_name, operation.dimension, **kwargs
+        )
+    with operations.get_context().autocommit_block():  # commits what the migration did so far
+        return change_vector_dimension(
+            operations.get_bind(), operation.table_name, operation.column_name, operation.dimension, **kwargs
+        )
 
 
 @renderers.dispatch_for(ChangeVectorDimensionOp)
