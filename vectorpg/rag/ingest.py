@@ -23,6 +23,7 @@ Each chunk's metadata links it back: ``source`` (the file's absolute path), ``ch
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -39,6 +40,7 @@ from vectorpg.errors import InvalidArgumentError, MissingDependencyError, Unread
 from vectorpg.own_schema.tables import documents_table
 from vectorpg.progress import progress_bar
 from vectorpg.rag.chunking import Chunk, Chunker
+from vectorpg.rag.fingerprints import FileFacts, file_facts, refresh, settings_key, stored_facts
 
 if TYPE_CHECKING:
     from vectorpg.store.collection import Collection
@@ -90,6 +92,8 @@ class SourceText:
     source: str
     text: str
     fmt: str
+    #: of the file's bytes
+    sha256: str = ""
 
 
 def read_document(path: str | Path) -> SourceText:
@@ -110,7 +114,7 @@ def read_document(path: str | Path) -> SourceText:
         text, fmt = html_to_text(text), "markdown"
     if not text.strip():
         raise UnreadableFileError(str(file), "empty")
-    return SourceText(str(file.resolve()), text, fmt)
+    return SourceText(str(file.resolve()), text, fmt, hashlib.sha256(data).hexdigest())
 
 
 def collect_files(
@@ -147,6 +151,8 @@ class IngestReport:
     """What an ingest did."""
 
     files: int = 0
+    #: files recognised as unchanged before they were chunked (vectorpg.rag.fingerprints)
+    unchanged_files: int = 0
     chunks: int = 0
     #: chunks written for the first time / rewritten (text or metadata changed) / left as they were
     new: int = 0
@@ -166,7 +172,9 @@ class IngestReport:
     def __str__(self) -> str:
         rate = self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
         lines = [
-            f"files: {self.files} read, {len(self.skipped)} skipped",
+            f"files: {self.files - self.unchanged_files} read"
+            + (f", {self.unchanged_files} unchanged (not chunked again)" if self.unchanged_files else "")
+            + f", {len(self.skipped)} skipped",
             f"chunks: {self.chunks} ({self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
             f"{self.removed} removed)",
             f"embedded: {self.embedded} texts in {self.embed_seconds:.1f} s ({rate:.0f}/s), "
@@ -184,6 +192,8 @@ class ChunkGroup:
 
     sources: list[str] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
+    #: each source's facts, kept with its chunks (vectorpg.rag.fingerprints)
+    files: dict[str, FileFacts] = field(default_factory=dict)
 
 
 def ingest(
@@ -208,12 +218,14 @@ def ingest(
     bar = progress_bar(total=len(files), desc=f"ingest into {collection.name}", unit="file", disable=not progress)
     pending = ChunkGroup()
     present: set[str] = set()
+    seen = Seen(stored_facts(collection), settings_key(chunker, collection.embedder_name, extra))
     try:
-        for document in _read_all(files, report):
-            present.add(document.source)
+        for document, stat in _read_all(files, report, seen, present, bar):
             tick = time.perf_counter()
             pending.sources.append(document.source)
-            pending.chunks.extend(chunker.split(document.text, document.source, document.fmt))
+            chunks = chunker.split(document.text, document.source, document.fmt)
+            pending.chunks.extend(chunks)
+            pending.files[document.source] = file_facts(stat, document.sha256, seen.settings, len(chunks))
             report.read_seconds += time.perf_counter() - tick
             bar.update(1)
             if len(pending.chunks) >= batch_size:
@@ -221,6 +233,9 @@ def ingest(
                 pending = ChunkGroup()
                 bar.set_postfix(chunks=report.chunks, embedded=report.embedded)
         write_chunks(collection, pending, extra, report)
+        if seen.touched:
+            with collection.session_factory() as session, session.begin():
+                refresh(session, collection, seen.touched)
         bar.update(len(files) - bar.n)
         if sync:
             _remove_missing(collection, files, folders, present, report)
@@ -239,18 +254,55 @@ def default_chunker(collection: Collection) -> Chunker:
     return Chunker(min(200, int(limit)) if limit else 200, None, counter)
 
 
-def _read_all(files: Sequence[Path], report: IngestReport) -> Iterator[Any]:
+@dataclass
+class Seen:
+    """The facts of the files ingest wrote before, the settings key of this run, and the files whose bytes
+    are unchanged under a new mtime (their facts are refreshed at the end)."""
+
+    known: dict[str, FileFacts]
+    settings: str
+    touched: dict[str, FileFacts] = field(default_factory=dict)
+
+
+def _read_all(
+    files: Sequence[Path], report: IngestReport, seen: Seen, present: set[str], bar: Any
+) -> Iterator[tuple[SourceText, os.stat_result]]:
+    """The documents to chunk, with their ``stat``; an unchanged file is counted and skipped: by size and
+    mtime before it is read, or by its hash before it is chunked."""
     for path in files:
         tick = time.perf_counter()
         try:
+            source, stat = str(path.resolve()), path.stat()
+            old = seen.known.get(source)
+            current = old is not None and old.settings == seen.settings
+            if current and old is not None and old.same_stat(stat):
+                _unchanged(report, present, source, old, bar)
+                continue
             document = read_document(path)
+            if current and old is not None and old.sha256 == document.sha256:
+                seen.touched[source] = file_facts(stat, document.sha256, seen.settings, old.chunks)
+                _unchanged(report, present, source, old, bar)
+                continue
+        except OSError as exc:
+            report.skipped.append((str(path), f"cannot be read ({exc.strerror or exc})"))
+            continue
         except UnreadableFileError as exc:
             report.skipped.append((exc.path, exc.reason))
             continue
         finally:
             report.read_seconds += time.perf_counter() - tick
         report.files += 1
-        yield document
+        present.add(document.source)
+        yield document, stat
+
+
+def _unchanged(report: IngestReport, present: set[str], source: str, facts: FileFacts, bar: Any) -> None:
+    report.files += 1
+    report.unchanged_files += 1
+    report.chunks += facts.chunks
+    report.unchanged += facts.chunks
+    present.add(source)
+    bar.update(1)
 
 
 def write_chunks(collection: Collection, pending: ChunkGroup, extra: dict[str, Any], report: IngestReport) -> None:
@@ -261,7 +313,9 @@ def write_chunks(collection: Collection, pending: ChunkGroup, extra: dict[str, A
     report.chunks += len(chunks)
     tick = time.perf_counter()
     batch = collection.prepare_batch(
-        [c.text for c in chunks], ids=[c.id for c in chunks], metadata=[{**extra, **c.metadata()} for c in chunks]
+        [c.text for c in chunks],
+        ids=[c.id for c in chunks],
+        metadata=[{**extra, **c.metadata(), **_file_of(pending, c.source)} for c in chunks],
     )
     report.embed_seconds += time.perf_counter() - tick
     report.embedded += batch.embedded
@@ -286,6 +340,12 @@ def write_chunks(collection: Collection, pending: ChunkGroup, extra: dict[str, A
             )
             report.removed += int(session.execute(stale).rowcount)  # type: ignore[attr-defined]
     report.store_seconds += time.perf_counter() - tick
+
+
+def _file_of(pending: ChunkGroup, source: str) -> dict[str, Any]:
+    """``{"file": facts}`` for a chunk of a file (a text given as a string has none)."""
+    facts = pending.files.get(source)
+    return {"file": facts.as_json()} if facts is not None else {}
 
 
 def written_by_ingest() -> ColumnElement[bool]:
