@@ -237,16 +237,8 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
             values[vec] = validation.query_vector(
                 values[vec], vector_type=self.vector_type, dimension=self.dimension, metric=self.metric
             )
-        stmt = (
-            update(self.table).where(*self._conditions(where)).values({self.table.c[k]: v for k, v in values.items()})
-        )
-        if ids is not None:
-            keys = list(ids)
-            if not keys:
-                return 0
-            stmt = stmt.where(self._key_in(keys))
-        with self._session(write=True) as session:
-            return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+        changes = {self.table.c[name]: value for name, value in values.items()}
+        return self._on_rows(update(self.table).where(*self._conditions(where)).values(changes), ids)
 
     @translating("deleting rows")
     def delete(
@@ -259,15 +251,18 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
         went. ``where=[]`` deletes every row."""
         if ids is None and where is None:
             raise InvalidArgumentError("delete() needs ids, where=..., or where=[] to delete every row")
-        stmt = delete(self.table).where(*self._conditions(where))
+        return self._on_rows(delete(self.table).where(*self._conditions(where)), ids)
+
+    def _on_rows(self, stmt: Any, ids: Iterable[Any] | None) -> int:
+        """Run an UPDATE or DELETE on the rows it matches with these primary keys (any, for ``None``);
+        return how many it changed."""
         if ids is not None:
             keys = list(ids)
             if not keys:
                 return 0
             stmt = stmt.where(self._key_in(keys))
         with self._session(write=True) as session:
-            result = session.execute(stmt)
-        return int(result.rowcount)  # type: ignore[attr-defined]
+            return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
     # -- reads -------------------------------------------------------------------------------------
 
