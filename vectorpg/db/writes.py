@@ -363,7 +363,9 @@ def _any_key_exists(
     same = {c: v[0] for c, v in values.items() if len(set(v)) == 1}
     varying = [c for c in keys if c not in same]
     conditions = [table.c[c] == bindparam(None, value, type_=table.c[c].type) for c, value in same.items()]
-    if varying:
+    if len(varying) == 1:  # key = ANY(array): the key's unique index, probed once a key (no join to plan)
+        conditions.append(key_in(table.c[varying[0]], values[varying[0]]))
+    elif varying:
         arrays = [bindparam(None, values[c], type_=ARRAY(table.c[c].type)) for c in varying]
         given = func.unnest(*arrays).table_valued(*varying, name="given").render_derived()
         conditions += [table.c[c] == given.c[c] for c in varying]
