@@ -10,7 +10,8 @@ For each dimension (384, 768, 1536) the same ``N`` rows (unit vectors, four meta
   (ids, metadata JSON and limits, vectors finite, right size, non-zero under cosine);
 - **Repository.add / upsert** on a typed model (id, three typed columns, vector), every row validated.
 
-Each write runs ``--repeat`` times on a fresh table; the table reports the median. Goal: inserts >= 0.8x raw
+Each write runs ``--repeat`` times (adds on a fresh table, upserts over what the add wrote), vectorpg's and the
+raw writes interleaved round by round; the table reports the median. Goal: inserts >= 0.8x raw
 COPY, upserts >= 0.8x the raw staged upsert (rows/s ratios).
 
 ``python -m benchmarks.write_v2 [--rows N] [--dims 384,768,1536] [--repeat 3]``
@@ -71,15 +72,21 @@ def _model(dim: int) -> type[Any]:
     return Row
 
 
-def _timed(setup: Callable[[], Any], write: Callable[[], Any], repeat: int) -> float:
-    """Median seconds of ``write`` over ``repeat`` runs, each after an untimed ``setup``."""
-    times = []
-    for _ in range(repeat):
-        setup()
-        start = time.perf_counter()
-        write()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+Step = tuple[str, Callable[[], Any], Callable[[], Any]]  # (name, untimed setup, timed write)
+
+
+def _rounds(sides: list[list[Step]], repeat: int) -> dict[str, float]:
+    """Median seconds of every write: each side's steps run in order (an add, then the upsert over what it
+    wrote), the sides interleaved round by round, which goes first alternating (the VM drifts)."""
+    times: dict[str, list[float]] = {}
+    for round_ in range(repeat):
+        for side in sides if round_ % 2 == 0 else sides[::-1]:
+            for name, setup, write in side:
+                setup()
+                start = time.perf_counter()
+                write()
+                times.setdefault(name, []).append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _raw_copy(conn: Any, target: str, columns: list[str], types: list[str], rows: Callable[[], Any]) -> None:
@@ -112,7 +119,6 @@ def _raw_upsert(conn: Any, target: str, key: list[str], columns: list[str], type
 def run_dimension(db: vectorpg.Database, conn: Any, n: int, dim: int, repeat: int) -> dict[str, Any]:
     vectors, ids, meta = _rows(n, dim, seed=dim)
     moved = vectors[::-1].copy()  # the upserts' new vectors
-    out: dict[str, float] = {}
 
     # -- Collection vs raw COPY into a table like its partition ----------------------------------------
     name = f"write_v2_{dim}"
@@ -122,12 +128,7 @@ def run_dimension(db: vectorpg.Database, conn: Any, n: int, dim: int, repeat: in
         db.drop_collection(name)
         holder["docs"] = db.collection(name, dimension=dim, embedder=None, auto_index=False)
 
-    out["Collection.add"] = n / _timed(
-        fresh_collection, lambda: holder["docs"].add(vectors=vectors, ids=ids, metadata=meta), repeat
-    )
-    out["Collection.upsert"] = n / _timed(
-        lambda: None, lambda: holder["docs"].upsert(vectors=moved, ids=ids, metadata=meta), repeat
-    )
+    fresh_collection()
     partition = f"vectorpg.{holder['docs'].partition.name}"
     conn.execute("DROP TABLE IF EXISTS raw_docs")
     conn.execute(f"CREATE TABLE raw_docs (LIKE {partition} INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)")
@@ -137,16 +138,23 @@ def run_dimension(db: vectorpg.Database, conn: Any, n: int, dim: int, repeat: in
     def doc_rows(vs: np.ndarray) -> Callable[[], Any]:
         return lambda: ((name, ids[i], Jsonb(meta[i]), vs[i]) for i in range(n))
 
-    out["raw COPY (collection rows)"] = n / _timed(
-        lambda: conn.execute("TRUNCATE raw_docs"),
-        lambda: _raw_copy(conn, "raw_docs", doc_columns, doc_types, doc_rows(vectors)),
+    seconds = _rounds(
+        [
+            [
+                ("Collection.add", fresh_collection,
+                 lambda: holder["docs"].add(vectors=vectors, ids=ids, metadata=meta)),
+                ("Collection.upsert", lambda: None,
+                 lambda: holder["docs"].upsert(vectors=moved, ids=ids, metadata=meta)),
+            ],
+            [
+                ("raw COPY (collection rows)", lambda: conn.execute("TRUNCATE raw_docs"),
+                 lambda: _raw_copy(conn, "raw_docs", doc_columns, doc_types, doc_rows(vectors))),
+                ("raw staged upsert (collection rows)", lambda: None,
+                 lambda: _raw_upsert(conn, "raw_docs", ["collection", "id"], doc_columns, doc_types, doc_rows(moved))),
+            ],
+        ],
         repeat,
-    )
-    out["raw staged upsert (collection rows)"] = n / _timed(
-        lambda: None,
-        lambda: _raw_upsert(conn, "raw_docs", ["collection", "id"], doc_columns, doc_types, doc_rows(moved)),
-        repeat,
-    )
+    )  # fmt: skip
 
     # -- Repository vs raw COPY into a table like the model's ------------------------------------------
     model = _model(dim)
@@ -171,8 +179,6 @@ def run_dimension(db: vectorpg.Database, conn: Any, n: int, dim: int, repeat: in
         with db.engine.begin() as c:
             c.execute(text(f"TRUNCATE {table_name}"))
 
-    out["Repository.add"] = n / _timed(fresh_table, lambda: repo.add(mappings), repeat)
-    out["Repository.upsert"] = n / _timed(lambda: None, lambda: repo.upsert(moved_mappings), repeat)
     conn.execute("DROP TABLE IF EXISTS raw_rows")
     conn.execute(f"CREATE TABLE raw_rows (LIKE {table_name} INCLUDING INDEXES INCLUDING CONSTRAINTS)")
     row_columns = ["id", "section", "length", "page", "embedding"]
@@ -181,14 +187,22 @@ def run_dimension(db: vectorpg.Database, conn: Any, n: int, dim: int, repeat: in
     def model_rows(vs: np.ndarray) -> Callable[[], Any]:
         return lambda: ((i, meta[i]["section"], meta[i]["length"], meta[i]["page"], vs[i]) for i in range(n))
 
-    out["raw COPY (model rows)"] = n / _timed(
-        lambda: conn.execute("TRUNCATE raw_rows"),
-        lambda: _raw_copy(conn, "raw_rows", row_columns, row_types, model_rows(vectors)),
+    seconds |= _rounds(
+        [
+            [
+                ("Repository.add", fresh_table, lambda: repo.add(mappings)),
+                ("Repository.upsert", lambda: None, lambda: repo.upsert(moved_mappings)),
+            ],
+            [
+                ("raw COPY (model rows)", lambda: conn.execute("TRUNCATE raw_rows"),
+                 lambda: _raw_copy(conn, "raw_rows", row_columns, row_types, model_rows(vectors))),
+                ("raw staged upsert (model rows)", lambda: None,
+                 lambda: _raw_upsert(conn, "raw_rows", ["id"], row_columns, row_types, model_rows(moved))),
+            ],
+        ],
         repeat,
-    )
-    out["raw staged upsert (model rows)"] = n / _timed(
-        lambda: None, lambda: _raw_upsert(conn, "raw_rows", ["id"], row_columns, row_types, model_rows(moved)), repeat
-    )
+    )  # fmt: skip
+    out = {name: n / value for name, value in seconds.items()}
     conn.execute("DROP TABLE raw_docs, raw_rows")
     model.metadata.drop_all(db.engine)
     db.drop_collection(name)
