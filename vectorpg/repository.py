@@ -27,11 +27,11 @@ from sqlalchemy.sql.selectable import FromClause
 from vectorpg import validation
 from vectorpg.db import writes
 from vectorpg.db.engine import HasEngine, engine_of, ensure_vector_types
+from vectorpg.db.rows import layout_rows
 from vectorpg.db.translate import translating
 from vectorpg.errors import InvalidArgumentError, InvalidInputError
 from vectorpg.indexes import VectorIndex
 from vectorpg.metrics import MetricSpec, check_metric
-from vectorpg.orm import layout_rows
 from vectorpg.search.face import Searchable, clause_key
 from vectorpg.search.hybrid import HybridScore
 from vectorpg.search.planner import DEFAULT_CONFIG, PlannerConfig
