@@ -239,3 +239,20 @@ def test_repository_update_changes_columns_without_vectors(db: vectorpg.Database
         repo.update(set={"name": "everyone"})
     assert repo.update([], set={"name": "x"}) == 0 and repo.count(where=model.name == "x") == 0
     model.metadata.drop_all(db.engine)
+
+
+def test_the_load_that_builds_the_automatic_index_analyses_the_table(db: vectorpg.Database) -> None:
+    """A collection opened with a field index, then loaded in one add past the automatic index's threshold:
+    the field filter's estimate comes from the loaded rows' statistics, not the empty table's."""
+    dim = 400  # the automatic index comes at max(2,000, 800,000 / dimension) rows
+    docs = db.collection("write_analyse", dimension=dim, embedder=None, field_indexes={"tag": "keyword"})
+    rows = 3_000
+    assert rows >= docs.planner.auto_index_rows(dim)
+    vectors = np.random.default_rng(7).normal(size=(rows, dim)).astype(np.float32)
+    meta = [{"tag": "rare" if i % 100 == 0 else "common"} for i in range(rows)]
+    docs.add(vectors=vectors, ids=[str(i) for i in range(rows)], metadata=meta)
+    assert [i for i in docs.indexes(refresh=True) if i.valid]  # the automatic index was built
+    # 2,970 rows match; without statistics PostgreSQL guesses 0.5% of the table (15) for any value
+    plan = docs.explain(vectors[0], 10, where={"tag": "common"})
+    assert plan.estimated_rows is not None and plan.estimated_rows > 2_000, plan
+    assert plan.strategy == "ann"

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from psycopg import sql
 from sqlalchemy import Engine, Table, func, select
 
 from vectorpg import validation
@@ -28,7 +29,7 @@ from vectorpg.ddl.fields import create_field_index, drop_field_index, list_field
 from vectorpg.fields import FieldIndex, FieldType, field_type
 from vectorpg.indexes import HNSW, IndexInfo, IVFFlat, Quantization, VectorIndex, list_vector_indexes
 from vectorpg.metrics import Metric, MetricSpec
-from vectorpg.own_schema.tables import partition_name
+from vectorpg.own_schema.tables import SCHEMA, partition_name
 from vectorpg.progress import progress_bar
 from vectorpg.search.hybrid import text_index
 from vectorpg.search.planner import PlannerConfig
@@ -164,6 +165,12 @@ class CollectionIndexes:
             return None
         if self.indexes(refresh=True):
             return None
+        # statistics for the rows just loaded (autovacuum's ANALYZE comes later): the field indexes' estimates
+        # the planner decides with, and the index's own build plan, see this load, not an empty table
+        with self.engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(SCHEMA, self.partition.name)))
         bar = progress_bar(total=100, desc=f"vectorpg: HNSW index on {self.name!r}", unit="%", disable=not _tty())
         try:
             return self.create_index(HNSW(), progress=_bar_step(bar))
