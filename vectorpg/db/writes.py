@@ -178,7 +178,7 @@ def _binary_stream(
 
 
 def _vector_fields(matrix: np.ndarray, half: bool, start: int, stop: int) -> np.ndarray:
-    return _prefixed(encode_block(matrix[start:stop], half=half))
+    return encode_block(matrix[start:stop], half=half, field=True)
 
 
 def _sliced(column: np.ndarray | list[bytes], start: int, stop: int) -> np.ndarray | list[bytes]:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from psycopg import sql
-from sqlalchemy import Column, Engine, Index, MetaData, Table, func, select, text
+from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex
 
@@ -83,7 +83,12 @@ def plan_build(
     will not fit them. ``settings`` are used as given; a parallel build they ask for that ``/dev/shm``
     cannot hold raises :class:`IndexBuildError` before the build.
     """
-    rows, value_bytes = _table_estimate(engine, table, spec)
+    with engine.connect() as conn:  # one connection for what the plan reads
+        rows, value_bytes = _table_estimate(conn, table, spec)
+        server: dict[str, str] = dict(conn.execute(text(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('maintenance_work_mem', "
+            "'max_parallel_maintenance_workers', 'dynamic_shared_memory_type')"
+        )).all())  # fmt: skip
     per_row = value_bytes + (34 * spec.method.m + HNSW_ROW_OVERHEAD if isinstance(spec.method, HNSW) else 0)
     graph = rows * per_row if isinstance(spec.method, HNSW) else rows * value_bytes // 20  # IVFFlat: a sample
     chosen = dict(settings or {})
@@ -96,11 +101,6 @@ def plan_build(
             notes.append(f"the graph needs about {graph // MB:,} MB, more than the {cap // MB:,} MB a build may take "
                          "here: it builds, slower, once the graph no longer fits")  # fmt: skip
         chosen["maintenance_work_mem"] = f"{min(want, cap) // MB}MB"
-    with engine.connect() as conn:
-        server: dict[str, str] = dict(conn.execute(text(
-            "SELECT name, setting FROM pg_settings WHERE name IN ('maintenance_work_mem', "
-            "'max_parallel_maintenance_workers', 'dynamic_shared_memory_type')"
-        )).all())  # fmt: skip
     memory = _bytes(chosen.get("maintenance_work_mem")) or int(server.get("maintenance_work_mem", "65536")) * 1024
     if not embedded and graph > memory and isinstance(spec.method, HNSW):
         notes.append(f"the graph needs about {graph // MB:,} MB and maintenance_work_mem is {memory // MB:,} MB: the "
@@ -126,21 +126,19 @@ def plan_build(
     return BuildPlan(rows, graph, chosen, tuple(notes))
 
 
-def _table_estimate(engine: Engine, table: Table, spec: VectorIndex) -> tuple[int, int]:
+def _table_estimate(conn: Connection, table: Table, spec: VectorIndex) -> tuple[int, int]:
     """(rows, bytes of one indexed value) from the catalog's row estimate (a count if there is none) and a
     sample of the indexed values."""
     target = table.c[spec.column]
-    qualified = sql.Identifier(*([table.schema] if table.schema else []), table.name)
-    with engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        name = qualified.as_string(raw)
-        rows = int(conn.execute(text("SELECT reltuples::bigint FROM pg_class WHERE oid = CAST(:t AS regclass)"),
-                                {"t": name}).scalar_one())  # fmt: skip
-        if rows < 0:  # never analyzed
-            rows = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-        sample = select(spec.expression(target).label("v")).where(target.is_not(None)).limit(1000).subquery()
-        size = conn.execute(select(func.avg(func.pg_column_size(sample.c.v)))).scalar()
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    name = sql.Identifier(*([table.schema] if table.schema else []), table.name).as_string(raw)
+    rows = int(conn.execute(text("SELECT reltuples::bigint FROM pg_class WHERE oid = CAST(:t AS regclass)"),
+                            {"t": name}).scalar_one())  # fmt: skip
+    if rows < 0:  # never analyzed
+        rows = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    sample = select(spec.expression(target).label("v")).where(target.is_not(None)).limit(1000).subquery()
+    size = conn.execute(select(func.avg(func.pg_column_size(sample.c.v)))).scalar()
     return rows, int(size or 0)
 
 
