@@ -23,9 +23,9 @@ def test_packaged_model_embeds_offline() -> None:
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
     similarity = vectors @ vectors.T
     assert similarity[0, 1] > similarity[0, 2] + 0.3  # meaning, not noise
-    # Order and batching do not change results.
-    model_small_batches = SentenceTransformerEmbedder(batch_size=1)
-    np.testing.assert_allclose(model_small_batches.embed(texts[::-1])[::-1], vectors, atol=1e-5)
+    # Order and batching do not change results (int8's activation scales are per batch: near, not equal).
+    small_batches = type(model)(batch_size=1).embed(texts[::-1])[::-1]
+    assert (small_batches * vectors).sum(axis=1).min() > 0.995
     assert isinstance(model, vectorpg.Embedder)
 
 
@@ -41,6 +41,12 @@ def test_importing_vectorpg_loads_no_model() -> None:
     code = "import sys, vectorpg; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_the_pytorch_model_is_batched_alike() -> None:
+    texts = ["How do I sort a list in Python?", "Sorting a Python list", "The cat sat on the mat"]
+    vectors = SentenceTransformerEmbedder().embed(texts)
+    np.testing.assert_allclose(SentenceTransformerEmbedder(batch_size=1).embed(texts[::-1])[::-1], vectors, atol=1e-5)
 
 
 def test_missing_extra_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

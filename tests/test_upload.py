@@ -4,6 +4,7 @@ contracts (all-or-nothing; per-batch commits with the position to resume from), 
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,52 @@ def test_a_write_failing_mid_stream_stops_the_upload(
         assert committed == 1_200  # in order: every batch before the failing one
     assert not stored & {f"f{i}" for i in range(1_200, 1_400)}
     assert len(stored) <= 1_200 + 2 * parallel * 200  # it stopped: at most the batches in flight went in
+
+
+class _SlowStart:
+    """An embedder whose second call sets ``second_embed``: proof that it ran while batch 1 was written."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, 0
+        self.second_embed = threading.Event()
+        self.name, self.dimension = inner.name, inner.dimension
+
+    def embed(self, texts: Any) -> np.ndarray:
+        self.calls += 1
+        if self.calls == 2:
+            self.second_embed.set()
+        return self.inner.embed(texts)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_an_atomic_upload_embeds_the_next_batch_while_writing_one(
+    db: vectorpg.Database, monkeypatch: pytest.MonkeyPatch, hash_embedder: Any, fail: bool
+) -> None:
+    """Batch 1's write waits until batch 2 is being embedded (it would wait in vain, 10 s, were they run one
+    after the other); a write failing later rolls the whole upload back and raises a typed error."""
+    import psycopg
+
+    from vectorpg.store import streaming
+
+    embedder = _SlowStart(hash_embedder)
+    docs = db.collection(f"upload_overlap_{fail}", embedder=embedder, auto_index=False)
+    real, seen = streaming.write_batch, []
+
+    def write(session: Any, collection: Any, batch: Any) -> None:
+        if batch.ids[0] == "t0":
+            seen.append((threading.current_thread().name, embedder.second_embed.wait(10)))
+        if fail and batch.ids[0] == "t200":
+            raise psycopg.OperationalError("injected: the server went away")
+        real(session, collection, batch)
+
+    monkeypatch.setattr(streaming, "write_batch", write)
+    texts = (f"document number {i} about topic {i % 7}" for i in range(500))
+    ids = (f"t{i}" for i in range(500))
+    if fail:
+        with pytest.raises(vectorpg.VectorPgError, match="injected"):
+            docs.upload(texts=texts, ids=ids, batch_size=100)
+        assert docs.count() == 0
+    else:
+        assert docs.upload(texts=texts, ids=ids, batch_size=100) == 500
+        assert docs.count() == 500 and docs.get(["t499"])[0].content == "document number 499 about topic 2"
+    assert seen and seen[0][0].startswith("vectorpg-write") and seen[0][1] is True

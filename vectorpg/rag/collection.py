@@ -12,6 +12,7 @@ from vectorpg.errors import InvalidArgumentError
 from vectorpg.rag.chunking import Chunker
 from vectorpg.rag.ingest import ChunkGroup, IngestReport, default_chunker, ingest, write_chunks
 from vectorpg.rag.retrieval import RetrievedChunk, retrieve
+from vectorpg.store.batches import WriteBehind
 from vectorpg.store.collection import Collection
 
 
@@ -53,7 +54,8 @@ class DocumentCollection(Collection):
         if not isinstance(source, str) or not source:
             raise InvalidArgumentError("source is a non-empty string (a path, URI or stable name)")
         chunks = default_chunker(self).split(text, source, fmt)
-        write_chunks(self, ChunkGroup([source], chunks), dict(metadata or {}), IngestReport())
+        with WriteBehind() as behind:
+            write_chunks(self, ChunkGroup([source], chunks), dict(metadata or {}), IngestReport(), behind)
         return [c.id for c in chunks]
 
     def retrieve(

@@ -41,6 +41,7 @@ from vectorpg.own_schema.tables import documents_table
 from vectorpg.progress import progress_bar
 from vectorpg.rag.chunking import Chunk, Chunker
 from vectorpg.rag.fingerprints import FileFacts, file_facts, refresh, settings_key, stored_facts
+from vectorpg.store.batches import DocumentBatch, WriteBehind
 
 if TYPE_CHECKING:
     from vectorpg.store.collection import Collection
@@ -220,19 +221,20 @@ def ingest(
     present: set[str] = set()
     seen = Seen(stored_facts(collection), settings_key(chunker, collection.embedder_name, extra))
     try:
-        for document, stat in _read_all(files, report, seen, present, bar):
-            tick = time.perf_counter()
-            pending.sources.append(document.source)
-            chunks = chunker.split(document.text, document.source, document.fmt)
-            pending.chunks.extend(chunks)
-            pending.files[document.source] = file_facts(stat, document.sha256, seen.settings, len(chunks))
-            report.read_seconds += time.perf_counter() - tick
-            bar.update(1)
-            if len(pending.chunks) >= batch_size:
-                write_chunks(collection, pending, extra, report)
-                pending = ChunkGroup()
-                bar.set_postfix(chunks=report.chunks, embedded=report.embedded)
-        write_chunks(collection, pending, extra, report)
+        with WriteBehind() as behind:  # group n is written while group n+1 is read, chunked and embedded
+            for document, stat in _read_all(files, report, seen, present, bar):
+                tick = time.perf_counter()
+                pending.sources.append(document.source)
+                chunks = chunker.split(document.text, document.source, document.fmt)
+                pending.chunks.extend(chunks)
+                pending.files[document.source] = file_facts(stat, document.sha256, seen.settings, len(chunks))
+                report.read_seconds += time.perf_counter() - tick
+                bar.update(1)
+                if len(pending.chunks) >= batch_size:
+                    write_chunks(collection, pending, extra, report, behind)
+                    pending = ChunkGroup()
+                    bar.set_postfix(chunks=report.chunks, embedded=report.embedded)
+            write_chunks(collection, pending, extra, report, behind)
         if seen.touched:
             with collection.session_factory() as session, session.begin():
                 refresh(session, collection, seen.touched)
@@ -305,8 +307,11 @@ def _unchanged(report: IngestReport, present: set[str], source: str, facts: File
     bar.update(1)
 
 
-def write_chunks(collection: Collection, pending: ChunkGroup, extra: dict[str, Any], report: IngestReport) -> None:
-    """Write the chunks of a group of files, and drop their stale chunks, in one transaction."""
+def write_chunks(
+    collection: Collection, pending: ChunkGroup, extra: dict[str, Any], report: IngestReport, behind: WriteBehind
+) -> None:
+    """Embed the chunks of a group of files here, then write them and drop their stale chunks, in one
+    transaction, on ``behind``'s thread."""
     if not pending.sources:
         return
     chunks = pending.chunks
@@ -321,7 +326,12 @@ def write_chunks(collection: Collection, pending: ChunkGroup, extra: dict[str, A
     report.embedded += batch.embedded
     report.cached += batch.cached
     report.unchanged += batch.unchanged
+    behind.submit(_store_chunks, collection, pending, batch, report)
+
+
+def _store_chunks(collection: Collection, pending: ChunkGroup, batch: DocumentBatch, report: IngestReport) -> None:
     tick = time.perf_counter()
+    chunks = pending.chunks
     docs = documents_table
     with collection.session_factory() as session, session.begin():
         written = [row[1] for row in batch.rows] + [i for i, _ in batch.metadata_only]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -256,3 +257,37 @@ def check_current(collection: Collection, session: Session) -> None:
                 message=f"collection {collection.name!r} now has {what}={recorded!r} (re-embedded since this handle "
                 f"was opened with {what}={held!r}); nothing was written. Reopen it: db.collection({collection.name!r})",
             )
+
+
+class WriteBehind:
+    """Writes on one background thread, one at a time, while the caller prepares (embeds) the next batch.
+
+    ``submit(fn, *args)`` waits for the previous write (re-raising its error) and starts ``fn``; leaving the
+    ``with`` block waits for the last one. Embedding releases the GIL in ONNX Runtime and PyTorch, and so
+    does psycopg while the server ingests, so batch n+1 is embedded while batch n is stored.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vectorpg-write")
+        self._last: Future[Any] | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.wait()
+        self._last = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        last, self._last = self._last, None
+        if last is not None:
+            last.result()
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is None:
+                self.wait()
+            elif self._last is not None:
+                wait([self._last])  # the caller's error wins; the write in flight still finishes first
+        finally:
+            self._pool.shutdown(wait=True)

