@@ -21,10 +21,8 @@ pytestmark = pytest.mark.embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 #: texts the export's own check never saw: paragraphs of the README, a question, code
-TEXTS = [p.strip() for p in (ROOT / "README.md").read_text().split("\n\n") if len(p.strip()) > 40][:60] + [
-    "which database should I use?",
-    "for row in cursor: print(row)",
-]
+PARAGRAPHS = [p.strip() for p in (ROOT / "README.md").read_text().split("\n\n") if len(p.strip()) > 40]
+TEXTS = [*PARAGRAPHS[:60], "which database should I use?", "for row in cursor: print(row)"]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +86,7 @@ def test_a_model_that_cannot_be_exported(tmp_path: Path) -> None:
     shutil.copytree(packaged_model_path(), folder)
     modules = json.loads((folder / "modules.json").read_text())
     (folder / "modules.json").write_text(json.dumps([*modules, {"path": "3_Dense", "type": "x.models.Dense"}]))
-    with pytest.raises(vectorpg.InvalidArgumentError, match="odd-model.*Transformer \\+ Pooling"):
+    with pytest.raises(vectorpg.InvalidArgumentError, match=r"odd-model.*Transformer \+ Pooling"):
         OnnxEmbedder(folder).embed(["text"])
     fallback = SentenceTransformerEmbedder()
     model = OnnxEmbedder(folder, fallback=fallback)

@@ -63,32 +63,38 @@ def test_documents_rewritten_during_the_backfill_get_vectors_of_their_new_text(
     assert wrong == [], f"vectors of another text than the current one: {wrong}"
 
 
-def test_a_crash_before_the_index_rebuild_is_resumed(
+def test_a_crash_before_the_swap_changes_nothing_and_is_resumed(
     db: vectorpg.Database, hash_embedder: HashEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The process dies while the shadow's index is built (the longest step): the collection is as it was,
+    old model, old index, searchable; the next run finishes the job without embedding anything again."""
     docs = _populate(db, hash_embedder)
-    import vectorpg.store.reembed as module
+    import vectorpg.store.partition_swap as module
 
     def crash(*args: Any, **kwargs: Any) -> str:
-        raise SystemExit("the process died after the swap committed")  # kill -9 in the worst place
+        raise SystemExit("the process died while the shadow's index was built")  # kill -9 in the worst place
 
     with monkeypatch.context() as patched:
         patched.setattr(module, "create_vector_index", crash)
         with pytest.raises(SystemExit):
             docs.reembed(HashEmbedder(dimension=48, name="hash-48"), batch_size=100, progress=False)
-    new_model = HashEmbedder(dimension=48, name="hash-48")
-    swapped = db.collection("kb", embedder=new_model)
-    assert swapped.dimension == 48 and swapped.indexes() == []  # the crash window
-    with db.engine.connect() as conn:
-        pending = conn.execute(text("SELECT pending_indexes FROM vectorpg.collections WHERE name = 'kb'")).scalar()
-    assert pending and pending[0]["method"] == "hnsw"
+    unchanged = db.collection("kb", embedder=hash_embedder)
+    assert unchanged.dimension == 32 and [i.spec.dimension for i in unchanged.indexes()] == [32]
+    hits = unchanged.search("document 7 about topic 7", 3, strategy="ann")
+    assert hits[0].distance < 1e-6 and unchanged.count() == N
 
-    resumed = swapped.reembed(new_model, progress=False)  # the same target again: finish the job
-    assert new_model.texts_embedded == 0  # nothing embedded again
+    new_model = HashEmbedder(dimension=48, name="hash-48")
+    resumed = unchanged.reembed(new_model, progress=False)  # the same target again: finish the job
+    assert new_model.texts_embedded == 0  # every vector came from the first run's backfill
     (index,) = resumed.indexes()
     assert index.valid and index.spec.dimension == 48
     with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT pending_indexes FROM vectorpg.collections WHERE name = 'kb'")).scalar() is None
+        names = dict(
+            conn.execute(text("SELECT relname, relkind FROM pg_class WHERE relname LIKE '%documents_kb%'")).all()
+        )
+    # no shadow left; the partition's indexes under their own names again
+    assert names == {"documents_kb": "r", "documents_kb_pkey": "i", "documents_kb_metadata_idx": "i",
+                     "documents_kb_embedding_cosine_idx": "i"}  # fmt: skip
     hits = resumed.search("document 7 about topic 7", 3, strategy="ann")  # through the rebuilt index
     exact = resumed.search("document 7 about topic 7", 3, strategy="exact")
     assert hits[0].distance < 1e-6 and np.allclose([h.distance for h in hits], [h.distance for h in exact])

@@ -143,6 +143,29 @@ def test_row_level_security_holds_on_every_path_of_the_store(database_url: str, 
         owner.close()
 
 
+def test_a_reembedded_collection_keeps_its_row_level_security(database_url: str, roles: Any) -> None:
+    """reembed() replaces the collection's partition: the new one has the parent's policies and the app
+    role's grants, so a tenant still sees its own rows and no others."""
+    from tests.fix_embedders import HashEmbedder
+
+    owner = vectorpg.connect(database_url)
+    acme = roles("acme")
+    try:
+        _store(owner, "moved")
+        enable_tenant_isolation(owner, documents_table, metadata_key="tenant", bind="role")
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT vectorpg.grant_app_role(%s)", [acme])
+            conn.execute("UPDATE vectorpg.documents SET metadata = jsonb_build_object('tenant', %s::text) "
+                         "WHERE collection = 'moved' AND metadata->>'tenant' = 'acme'", [acme])  # fmt: skip
+        owner.collection("moved", embedder=None).reembed(HashEmbedder(dimension=8), progress=False)
+        with psycopg.connect(as_role(database_url, acme)) as conn:
+            rows = conn.execute("SELECT metadata->>'tenant', vector_dims(embedding) FROM vectorpg.documents_moved")
+            assert set(rows.fetchall()) == {(acme, 8)}
+            assert conn.execute("SELECT count(*) FROM vectorpg.documents_moved").fetchone() == (50,)
+    finally:
+        owner.close()
+
+
 def test_a_least_privilege_app_role_uses_existing_collections(database_url: str, roles: Any) -> None:
     owner = vectorpg.connect(database_url)
     _store(owner, "shared")

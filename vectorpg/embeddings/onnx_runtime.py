@@ -91,7 +91,7 @@ class OnnxEmbedder:
         model: str | os.PathLike[str] | None = None,
         *,
         quantize: bool | None = None,
-        batch_size: int = 64,
+        batch_size: int = 16,
         name: str | None = None,
         fallback: SentenceTransformerEmbedder | None = None,
     ) -> None:

@@ -28,7 +28,7 @@ class SentenceTransformerEmbedder:
         self,
         model: str | os.PathLike[str] | None = None,
         *,
-        batch_size: int = 64,
+        batch_size: int = 16,
         normalize: bool = True,
         device: str = "cpu",
         name: str | None = None,
