@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from vectorpg import validation
 from vectorpg.errors import DuplicateIdError
 from vectorpg.sqltypes import HALFVEC, VECTOR, EncodedVector, encode_block
 
@@ -80,7 +81,7 @@ def _bound_rows(
 ) -> tuple[list[Any], dict[int, tuple[np.ndarray, bool]]]:
     """Rows with every value through its column type's bind processor, except dense vector columns of
     validated float arrays: those come back apart as one matrix per column (column position -> (matrix,
-    halfvec?)), with ``None`` in their place in the rows, to be encoded for the wire in one NumPy pass; and
+    halfvec?)), their place in the rows left unread, to be encoded for the wire in one NumPy pass; and
     JSON already encoded (:class:`JsonDocument`), which goes out as it is."""
     dialect = session.get_bind().dialect
     processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
@@ -90,11 +91,11 @@ def _bound_rows(
         values = [row[i] for row in rows]
         if isinstance(column_type, (VECTOR, HALFVEC)):
             if all(isinstance(v, np.ndarray) and v.ndim == 1 for v in values) and len({len(v) for v in values}) == 1:
-                blocks[i] = (np.stack(values), isinstance(column_type, HALFVEC))
+                blocks[i] = (validation.stack_rows(values, copy=False), isinstance(column_type, HALFVEC))
                 processors[i] = None
         elif processors[i] is not None and all(type(v) is JsonDocument for v in values):
             processors[i] = None
-    if not any(processors) and not blocks:
+    if not any(processors):  # nothing to convert: the rows as they are (block columns are not read from them)
         return list(rows), blocks
     return [
         tuple(
