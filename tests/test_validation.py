@@ -207,24 +207,3 @@ def test_hostile_collection_name_never_reaches_sql(db: vectorpg.Database) -> Non
         with pytest.raises(vectorpg.InvalidIdentifierError):
             db.collection(name, dimension=DIM)  # type: ignore[arg-type]
     assert not db.has_store_schema()  # refused before any DDL ran
-
-
-def test_stack_rows_is_np_stack_without_the_per_row_copies() -> None:
-    from vectorpg.validation import stack_rows
-
-    matrix = np.arange(60, dtype=np.float32).reshape(12, 5).copy()  # owns its data, as a batch does
-    other = np.ones((3, 5), dtype=np.float32)
-    wide = np.arange(120, dtype=np.float32).reshape(12, 10).copy()
-    cases = [
-        list(matrix),  # all of one matrix, in order
-        [matrix[i] for i in (3, 1, 2, 11)],  # some rows, out of order: one gather
-        [*matrix[:2], *other],  # two matrices
-        [wide[i, ::2] for i in range(12)],  # strided views: not rows of a C matrix
-        [row.astype(np.float64) for row in matrix],  # copies: no shared base
-        [wide[i, :5] for i in range(12)],  # the first half of each row of a wider matrix
-    ]
-    for rows in cases:
-        np.testing.assert_array_equal(stack_rows(rows), np.stack(rows))
-    whole = stack_rows(list(matrix))
-    assert not np.shares_memory(whole, matrix)  # a caller may refill its buffer afterwards
-    assert stack_rows(list(matrix), copy=False) is matrix

@@ -167,7 +167,7 @@ def dense_vectors(
     if isinstance(values, np.ndarray) and values.ndim == 2 and values.dtype.kind in "fiu":
         matrix = values
     elif _uniform_arrays(values):  # a list of equal-length numeric arrays: one stack, no per-row work
-        matrix = stack_rows(values)
+        matrix = np.stack(values)
     else:
         if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
             raise InvalidArgumentError(f"expected a sequence of vectors, got {type(values).__name__}")
@@ -199,23 +199,6 @@ def dense_vectors(
         first_bad = int(bad_rows[0]) if len(bad_rows) else 0
         _check_dense_row(matrix[first_bad].astype(np.float64), first_bad, dimension, metric, vector_type)
     return np.ascontiguousarray(matrix, dtype=np.float32)
-
-
-def stack_rows(values: Sequence[np.ndarray], *, copy: bool = True) -> np.ndarray:
-    """Equal-length 1-D arrays as one matrix, like ``np.stack``. Rows that are views of one matrix (a
-    caller's rows, or a validated batch split into rows) are taken from it: the matrix itself when they are
-    all of it in order (copied unless ``copy=False``: a caller may refill its buffer), else one gather,
-    instead of copying them one by one."""
-    base = values[0].base
-    if isinstance(base, np.ndarray) and base.ndim == 2 and base.flags.c_contiguous and base.dtype == values[0].dtype:
-        start, stride = base.__array_interface__["data"][0], base.strides[0]
-        offsets = [v.__array_interface__["data"][0] - start if v.base is base else -1 for v in values]
-        index, rest = np.divmod(np.asarray(offsets, dtype=np.int64), stride)
-        if index.min() >= 0 and index.max() < len(base) and not rest.any() and values[0].size == base.shape[1]:
-            if len(base) == len(values) and (index == np.arange(len(values))).all():
-                return base.copy() if copy else base
-            return base[index]
-    return np.stack(values)
 
 
 def _uniform_arrays(values: Any) -> bool:

@@ -28,7 +28,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from vectorpg import validation
 from vectorpg.errors import DuplicateIdError
 from vectorpg.sqltypes import HALFVEC, VECTOR, EncodedVector, encode_block
 
@@ -91,7 +90,7 @@ def _bound_rows(
         values = [row[i] for row in rows]
         if isinstance(column_type, (VECTOR, HALFVEC)):
             if all(isinstance(v, np.ndarray) and v.ndim == 1 for v in values) and len({len(v) for v in values}) == 1:
-                blocks[i] = (validation.stack_rows(values, copy=False), isinstance(column_type, HALFVEC))
+                blocks[i] = (np.stack(values), isinstance(column_type, HALFVEC))
                 processors[i] = None
         elif processors[i] is not None and all(type(v) is JsonDocument for v in values):
             processors[i] = None
