@@ -30,8 +30,8 @@ def build(model: Path, work: Path, facts: dict[str, Any]) -> None:
     from transformers.utils import logging as transformers_logging
 
     if sys.stderr.isatty():
-        print(f"vectorpg: exporting {model.name} to ONNX, once (about 20 s; then cached)", file=sys.stderr)
-    transformers_logging.disable_progress_bar()  # its "Loading weights" bar
+        print(f"vectorpg: exporting the model in {model} to ONNX, once (about 20 s; then cached)", file=sys.stderr)
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # its "Loading weights" bar
     # Eager attention exports as plain MatMul/Softmax, which ONNX Runtime's optimiser fuses into Attention.
     encoder = AutoModel.from_pretrained(str(model), attn_implementation="eager").eval()
     names = [n for n in INPUTS if n in inspect.signature(encoder.forward).parameters]
