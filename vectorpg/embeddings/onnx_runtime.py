@@ -41,7 +41,13 @@ except ImportError:  # Windows: no lock; a race costs a second export, and the r
 
 from vectorpg.embeddings.base import DEFAULT_MODEL, check_texts, packaged_model_path
 from vectorpg.embeddings.pytorch import SentenceTransformerEmbedder
-from vectorpg.errors import InvalidArgumentError, MissingDependencyError, PerformanceWarning
+from vectorpg.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    PerformanceWarning,
+    VectorPgError,
+)
 
 EXPORT_VERSION = 1
 MIN_MEAN_COSINE, MIN_COSINE = 0.99, 0.98
@@ -82,7 +88,7 @@ class OnnxEmbedder:
     """A sentence-transformers model run by ONNX Runtime: same ``name`` and vectors as the PyTorch model.
 
     ``model`` is a local sentence-transformers folder (default: the packaged all-MiniLM-L6-v2).
-    ``quantize``: ``None`` uses int8 when it passes the export's accuracy check, ``False`` never.
+    ``quantize``: int8 when it passes the export's accuracy check (the default); ``False``: the float model.
     ``fallback``: an embedder to use, with a :class:`PerformanceWarning`, if the export cannot be made.
     """
 
@@ -90,7 +96,7 @@ class OnnxEmbedder:
         self,
         model: str | os.PathLike[str] | None = None,
         *,
-        quantize: bool | None = None,
+        quantize: bool = True,
         batch_size: int = 16,
         name: str | None = None,
         fallback: SentenceTransformerEmbedder | None = None,
@@ -116,11 +122,16 @@ class OnnxEmbedder:
                 try:
                     folder = export(path, self._name)
                     meta = json.loads((folder / "meta.json").read_text())
-                    precision = "int8" if meta["int8_ok"] and self.quantize is not False else "fp32"
+                    precision = "int8" if meta["int8_ok"] and self.quantize else "fp32"
                     self._state = _Loaded(path, folder / f"model.{precision}.onnx", meta)
-                except (MissingDependencyError, InvalidArgumentError, RuntimeError, OSError) as exc:
-                    if self.fallback is None:
+                except Exception as exc:  # an export is torch's and ONNX Runtime's code: anything may fail
+                    if self.fallback is None and isinstance(exc, VectorPgError):
                         raise
+                    if self.fallback is None:
+                        raise ConfigurationError(
+                            f"the ONNX export of {self._name} failed ({type(exc).__name__}: {exc}); use "
+                            "SentenceTransformerEmbedder(...) or set VECTORPG_EMBED_BACKEND=torch"
+                        ) from exc
                     warnings.warn(
                         f"the ONNX export of {self._name} failed ({exc}); using {self.fallback!r} instead",
                         PerformanceWarning,

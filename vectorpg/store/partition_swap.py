@@ -24,13 +24,13 @@ leftover shadow and builds it again (the vectors come back from ``embedding_next
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 import psycopg
 from psycopg import sql
 from sqlalchemy import MetaData, Table
@@ -113,8 +113,10 @@ class _Names:
         self.shadow = shadow
         self.renames: dict[str, tuple[str, str]] = {}  # temporary -> (kind, final name)
 
-    def temporary(self, final: str, kind: str = "index") -> str:
-        name = f"rx{len(self.renames)}_{self.shadow}"[:63]  # kind: "index", "constraint" or "bound"
+    def temporary(self, final: str, kind: str) -> str:
+        """A new temporary name for what is renamed ``final`` (``kind``: index, constraint or bound, the
+        partition-bound CHECK that is dropped once attached)."""
+        name = f"rx{len(self.renames)}_{self.shadow}"[:63]
         self.renames[name] = (kind, final)
         return name
 
@@ -147,12 +149,12 @@ def _prepare(collection: Collection, shadow: Table, dimension: int, names: _Name
         )
         vector = {info.name: info for info in list_vector_indexes(session.connection(), part)}
         rows = raw.execute(
-            "SELECT c.conname, pg_get_constraintdef(c.oid), c.contype FROM pg_constraint c "
+            "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
             "WHERE c.conrelid = %s::regclass AND c.contype IN ('c', 'p', 'u') AND c.conname <> 'embedding_dimension' "
             "ORDER BY c.conname",
             [regclass],
         ).fetchall()
-        for conname, definition, _ in rows:  # the server's own rendering of constraints vectorpg made
+        for conname, definition in rows:  # the server's own rendering of constraints vectorpg made
             raw.execute(
                 sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(s, _temp(names, conname, "constraint"))
                 + sql.SQL(definition)
@@ -270,5 +272,5 @@ def _retrying(collection: Collection, work: Callable[[Session, psycopg.Connectio
                     or attempt == ATTEMPTS - 1
                 ):
                     raise
-        time.sleep(min(1.0, 0.05 * (attempt + 1)) * float(np.random.default_rng().uniform(0.5, 1.5)))
+        time.sleep(min(1.0, 0.05 * (attempt + 1)) * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")
