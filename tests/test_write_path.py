@@ -38,8 +38,9 @@ def _model() -> Any:
 
 
 @pytest.mark.parametrize("chunk_bytes", [writes.CHUNK_BYTES, 1_000])  # one chunk; a chunk every few rows
+@pytest.mark.parametrize("null_scores", [False, True])  # the NumPy int column; NULLs in it: psycopg's rows
 def test_vectorpg_copy_stream_stores_what_psycopg_would(
-    db: vectorpg.Database, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+    db: vectorpg.Database, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, null_scores: bool
 ) -> None:
     monkeypatch.setattr(writes, "CHUNK_BYTES", chunk_bytes)
     model = _model()
@@ -52,12 +53,16 @@ def test_vectorpg_copy_stream_stores_what_psycopg_would(
             "id": i,
             "name": names[i % 5],
             "body": None if i % 7 == 0 else "line\nbreak\ttab \\ backslash" * (i % 3),
-            "score": None if i % 11 == 0 else i - 150,
+            "score": None if null_scores and i % 11 == 0 else i - 150,
             "embedding": data[i],
         }
         for i in range(300)
     ]
+    streams = []
+    real = writes._binary_stream
+    monkeypatch.setattr(writes, "_binary_stream", lambda *a: streams.append(real(*a)) or streams[-1])
     Repository(model, db).add(rows)
+    assert (streams[0] is None) == null_scores  # vectorpg's own stream, or psycopg's rows
     with db.psycopg_connection() as raw:
         raw.execute(f"CREATE TABLE {model.__tablename__}_psycopg (LIKE {model.__tablename__})")
         with raw.cursor().copy(

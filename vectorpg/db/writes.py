@@ -13,7 +13,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
-from itertools import chain, repeat
+from itertools import chain
 from typing import Any, Literal
 
 import numpy as np
@@ -115,16 +115,19 @@ def _copy(
 ) -> None:
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        target, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    )
-    chunks = _binary_stream(oids, rows, blocks)
-    if chunks is not None:  # built while the server takes the previous chunk (a writer thread sends them)
-        with raw.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+
+    def statement(order: Sequence[int]) -> sql.Composed:
+        names = sql.SQL(", ").join(sql.Identifier(columns[i]) for i in order)
+        return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
+
+    stream = _binary_stream(oids, rows, blocks)
+    if stream is not None:  # built while the server takes the previous chunk (a writer thread sends them)
+        order, chunks = stream
+        with raw.cursor() as cursor, cursor.copy(statement(order), writer=QueuedLibpqWriter(cursor)) as copy:
             for chunk in chunks:
                 copy.write(chunk)
         return
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+    with raw.cursor() as cursor, cursor.copy(statement(range(len(columns)))) as copy:
         copy.set_types(oids)
         encoded = {i: encode_block(matrix, half=half) for i, (matrix, half) in blocks.items()}
         for n, row in enumerate(rows):
@@ -149,51 +152,57 @@ CHUNK_BYTES = 4 << 20
 
 def _binary_stream(
     oids: list[int], rows: list[Any], blocks: dict[int, tuple[np.ndarray, bool]]
-) -> Iterator[bytes] | None:
+) -> tuple[list[int], Iterator[bytes]] | None:
     """The binary COPY stream in chunks of about :data:`CHUNK_BYTES`, built column by column: dense vector
     matrices and fixed-width numbers in NumPy passes, text, bytea and encoded JSON (:class:`JsonDocument`)
     with their lengths, NULLs as such; ``None`` when a column holds anything else (psycopg then formats row
-    by row, with its own checks). Every value is checked before the first chunk: a stream that starts ends."""
+    by row, with its own checks). Every value is checked before the first chunk: a stream that starts ends.
+
+    Returns the order of the columns in the stream with it: the fixed-width ones first, so that each row's
+    field count and fixed fields are one block (one piece a row, not one a field, to join)."""
     n = len(rows)
-    columns: list[Callable[[int, int], np.ndarray | list[bytes]]] = []  # (start, stop) -> that slice's fields
+    fixed: list[tuple[int, Callable[[int, int], np.ndarray]]] = []  # (position, (start, stop) -> fields)
+    variable: list[tuple[int, list[bytes]]] = []
     width = 2
     for position, oid in enumerate(oids):
         if position in blocks:
             matrix, half = blocks[position]
-            columns.append(partial(_vector_fields, matrix, half))
+            fixed.append((position, partial(_vector_fields, matrix, half)))
             width += 8 + matrix.shape[1] * (2 if half else 4)
             continue
         values = [row[position] for row in rows]
-        column = _fixed_column(oid, values) if oid in _FIXED else _variable_column(oid, values)
-        if column is None:
-            return None
-        columns.append(partial(_sliced, column))
-        width += 4 + (column.shape[1] if isinstance(column, np.ndarray) else 16)
+        if oid in _FIXED:
+            array = _fixed_column(oid, values)
+            if array is None:
+                return None
+            fixed.append((position, partial(_sliced, array)))
+            width += array.shape[1]
+        else:
+            strings = _variable_column(oid, values)
+            if strings is None:
+                return None
+            variable.append((position, strings))
+            width += 20
     step = max(1, CHUNK_BYTES // width)
-    return chain(
-        (_SIGNATURE,),
-        (_rows_bytes(len(oids), [c(a, min(a + step, n)) for c in columns]) for a in range(0, n, step)),
-        (b"\xff\xff",),
-    )
+    header = np.frombuffer(struct.pack(">h", len(oids)), dtype=np.uint8)
+
+    def chunk(start: int, stop: int) -> bytes:
+        count = stop - start
+        block = np.concatenate([np.broadcast_to(header, (count, 2)), *[f(start, stop) for _, f in fixed]], axis=1)
+        if not variable:
+            return block.tobytes()
+        return b"".join(chain.from_iterable(zip(_split(block), *[v[start:stop] for _, v in variable])))
+
+    order = [p for p, _ in fixed] + [p for p, _ in variable]
+    return order, chain((_SIGNATURE,), (chunk(a, min(a + step, n)) for a in range(0, n, step)), (b"\xff\xff",))
 
 
 def _vector_fields(matrix: np.ndarray, half: bool, start: int, stop: int) -> np.ndarray:
     return encode_block(matrix[start:stop], half=half, field=True)
 
 
-def _sliced(column: np.ndarray | list[bytes], start: int, stop: int) -> np.ndarray | list[bytes]:
+def _sliced(column: np.ndarray, start: int, stop: int) -> np.ndarray:
     return column[start:stop]
-
-
-def _rows_bytes(count: int, fields: list[np.ndarray | list[bytes]]) -> bytes:
-    """Rows of COPY data from their fields (per column: an ``(n, 4 + width)`` byte matrix or n byte strings)."""
-    header = struct.pack(">h", count)
-    n = len(fields[0])
-    if all(isinstance(f, np.ndarray) for f in fields):
-        counts = np.frombuffer(header, dtype=np.uint8)[None, :].repeat(n, axis=0)
-        return np.concatenate([counts, *fields], axis=1).tobytes()
-    pieces = [_split(f) if isinstance(f, np.ndarray) else f for f in fields]
-    return b"".join(chain.from_iterable(zip(repeat(header, n), *pieces)))
 
 
 def _prefixed(block: np.ndarray) -> np.ndarray:
