@@ -268,3 +268,27 @@ def test_the_load_that_builds_the_automatic_index_analyses_the_table(db: vectorp
     plan = docs.explain(vectors[0], 10, where={"tag": "common"})
     assert plan.estimated_rows is not None and plan.estimated_rows > 2_000, plan
     assert plan.strategy == "ann"
+
+
+def test_a_large_add_looks_up_its_ids_only_when_one_is_stored(
+    db: vectorpg.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk add of vectors copies straight in without asking which ids exist; only when one does (the
+    copy meets it) are they looked up, for add()'s warning, and the rows replaced."""
+    from vectorpg.store import batches
+
+    docs = db.collection("write_guess", dimension=DIM, embedder=None, auto_index=False)
+    vectors = np.random.default_rng(9).normal(size=(300, DIM)).astype(np.float32)
+    lookups: list[int] = []
+    real = batches._stored_ids
+    monkeypatch.setattr(batches, "_stored_ids", lambda s, c, ids: lookups.append(len(ids)) or real(s, c, ids))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DeprecationWarning: nothing existed
+        docs.add(vectors=vectors[:200], ids=[f"g{i}" for i in range(200)], metadata=[{"round": 1}] * 200)
+    assert lookups == [] and docs.count() == 200
+    with pytest.warns(DeprecationWarning, match=r"replaced 3 existing document\(s\) \('g0', 'g1', 'g2'"):
+        docs.add(vectors=vectors[197:], ids=[f"g{i}" for i in range(3)] + [f"h{i}" for i in range(100)])
+    assert lookups == [103] and docs.count() == 300
+    np.testing.assert_array_equal(docs.get(["g0"])[0].embedding, vectors[197])

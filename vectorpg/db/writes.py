@@ -277,6 +277,7 @@ def write_rows(
     update_extra: Mapping[str, ColumnElement[Any]] | None = None,
     copy_threshold: int = COPY_THRESHOLD,
     keys_absent: bool = False,
+    on_existing: Callable[[], None] | None = None,
 ) -> None:
     """Write ``rows`` (tuples aligned with ``columns``) to ``table`` in the session's transaction.
 
@@ -284,7 +285,9 @@ def write_rows(
     (upsert: the non-key columns are replaced, plus ``update_extra``), or ``"nothing"`` (keep the row).
     A large upsert whose keys are all new (``keys_absent``: the caller looked; else one query looks) is
     copied straight into the table, as an insert; a key that a concurrent writer added meanwhile rolls that
-    copy back to its savepoint, and the rows are upserted through a staging table.
+    copy back to its savepoint, and the rows are upserted through a staging table. ``on_existing`` is
+    called there, before the staging, when ``keys_absent`` was a guess (the caller did not look, and is
+    told that some key is stored after all).
     """
     if not rows:
         return
@@ -329,6 +332,8 @@ def write_rows(
                 return
             except psycopg.errors.UniqueViolation:
                 pass  # a concurrent writer added one of the keys meanwhile: the upsert below replaces it
+        if keys_absent and on_existing is not None:
+            on_existing()
         stage_name = f"vectorpg_stage_{uuid.uuid4().hex[:16]}"
         raw.execute(
             sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(

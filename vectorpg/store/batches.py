@@ -82,6 +82,9 @@ class DocumentBatch:
     existing: set[str] = field(default_factory=set)
     #: no id of the batch was stored when it was prepared (new ids, or looked up): written as an insert
     absent: bool = False
+    #: ``absent`` is a guess (a large batch of vectors was not looked up): ``existing`` is filled by the
+    #: write if some id is stored after all
+    guessed: bool = False
     #: texts the model embedded now, and texts whose vector came from the embedding cache
     embedded: int = 0
     cached: int = 0
@@ -148,7 +151,9 @@ def prepare_batch(
     """Validate a batch and embed what must be embedded: everything a write does before writing.
 
     ``batch.existing`` lists the ids that are stored already whenever texts come with ids (their stored
-    hashes decide what to embed again), and with ``find_existing`` in every case."""
+    hashes decide what to embed again), and with ``find_existing`` in every case: looked up now, or, for a
+    large batch of vectors, by the write, and only if some id is stored (``batch.guessed``: no query for
+    the usual bulk load of new ids)."""
     if items is None and vectors is None:
         raise InvalidArgumentError("nothing to add: pass texts, vectors, or both")
     texts: list[str] | None = None
@@ -173,7 +178,9 @@ def prepare_batch(
     # Which rows really change? Unchanged text keeps its embedding.
     write = list(range(count))
     reuse = texts is not None and vectors is None
-    if ids is not None and (reuse or find_existing):
+    if find_existing and not reuse and count >= writes.COPY_THRESHOLD:
+        batch.absent = batch.guessed = True  # a bulk load of new ids, most likely: the write finds out
+    elif ids is not None and (reuse or find_existing):
         stored = _stored_state(collection, id_list)
         batch.existing = set(stored)
         batch.absent = not stored
@@ -223,6 +230,12 @@ def _stored_state(collection: Collection, ids: list[str]) -> dict[str, tuple[str
         return {row.id: (row.content_hash, row.metadata) for row in session.execute(stmt)}
 
 
+def _stored_ids(session: Session, collection: Collection, ids: list[str]) -> set[str]:
+    t = documents_table
+    stmt = select(t.c.id).where(t.c.collection == collection.name, writes.key_in(t.c.id, ids))
+    return set(session.scalars(stmt))
+
+
 def write_batch(session: Session, collection: Collection, batch: DocumentBatch) -> None:
     """Write a prepared batch in the caller's transaction (add-or-replace by id)."""
     # a connection opened before another process installed pgvector has no vector types yet
@@ -237,6 +250,9 @@ def write_batch(session: Session, collection: Collection, batch: DocumentBatch) 
         conflict_columns=["collection", "id"],
         update_extra={"updated_at": func.now()},
         keys_absent=batch.absent,
+        on_existing=(lambda: batch.existing.update(_stored_ids(session, collection, batch.ids)))
+        if batch.guessed
+        else None,
     )
     if batch.metadata_only:
         t = documents_table
