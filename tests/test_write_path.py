@@ -280,8 +280,8 @@ def test_a_large_add_looks_up_its_ids_only_when_one_is_stored(
     docs = db.collection("write_guess", dimension=DIM, embedder=None, auto_index=False)
     vectors = np.random.default_rng(9).normal(size=(300, DIM)).astype(np.float32)
     lookups: list[int] = []
-    real = batches._stored_ids
-    monkeypatch.setattr(batches, "_stored_ids", lambda s, c, ids: lookups.append(len(ids)) or real(s, c, ids))
+    real = batches._stored_state
+    monkeypatch.setattr(batches, "_stored_state", lambda c, ids, s=None: lookups.append(len(ids)) or real(c, ids, s))
     import warnings
 
     with warnings.catch_warnings():

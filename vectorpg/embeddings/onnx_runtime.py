@@ -39,7 +39,7 @@ try:
 except ImportError:  # Windows: no lock; a race costs a second export, and the rename keeps one
     fcntl = None  # type: ignore[assignment]
 
-from vectorpg.embeddings.base import DEFAULT_MODEL, check_texts, packaged_model_path
+from vectorpg.embeddings.base import check_texts, model_name, packaged_model_path
 from vectorpg.embeddings.pytorch import SentenceTransformerEmbedder
 from vectorpg.errors import (
     ConfigurationError,
@@ -102,28 +102,27 @@ class OnnxEmbedder:
         fallback: SentenceTransformerEmbedder | None = None,
     ) -> None:
         self._model_ref = model
-        self._name = name or (DEFAULT_MODEL if model is None else os.path.basename(os.fspath(model).rstrip("/")))
+        self._name = model_name(model, name)
         self.quantize = quantize
         self.batch_size = batch_size
         self.fallback = fallback
         self._lock = threading.Lock()
-        self._state: _Loaded | None = None
-        self._delegate: SentenceTransformerEmbedder | None = None
+        self._backend: _OnnxModel | SentenceTransformerEmbedder | None = None
 
     @property
     def name(self) -> str:
         return self._name
 
-    def _load(self) -> _Loaded | None:
-        """The loaded model, or ``None`` when the fallback embedder is in use."""
+    def _load(self) -> _OnnxModel | SentenceTransformerEmbedder:
+        """The exported model, loaded once (exported first if need be), or the fallback embedder."""
         with self._lock:
-            if self._state is None and self._delegate is None:
+            if self._backend is None:
                 path = Path(packaged_model_path() if self._model_ref is None else self._model_ref)
                 try:
                     folder = export(path, self._name)
                     meta = json.loads((folder / "meta.json").read_text())
                     precision = "int8" if meta["int8_ok"] and self.quantize else "fp32"
-                    self._state = _Loaded(path, folder / f"model.{precision}.onnx", meta)
+                    self._backend = _OnnxModel(path, folder / f"model.{precision}.onnx", meta)
                 except Exception as exc:  # an export is torch's and ONNX Runtime's code: anything may fail
                     if self.fallback is None and isinstance(exc, VectorPgError):
                         raise
@@ -137,45 +136,40 @@ class OnnxEmbedder:
                         PerformanceWarning,
                         stacklevel=3,
                     )
-                    self._delegate = self.fallback
-            return self._state
+                    self._backend = self.fallback
+            return self._backend
 
     @property
     def backend(self) -> str:
         """``"onnx-int8"``, ``"onnx-fp32"`` or the fallback's name: what :meth:`embed` runs on."""
-        state = self._load()
-        return f"onnx-{state.precision}" if state else f"fallback: {self._delegate!r}"
+        backend = self._load()
+        return f"onnx-{backend.precision}" if isinstance(backend, _OnnxModel) else f"fallback: {backend!r}"
 
     @property
     def dimension(self) -> int:
-        state = self._load()
-        return state.dimension if state else _need(self._delegate).dimension
+        return self._load().dimension
 
     @property
     def max_tokens(self) -> int:
         """Longest input the model reads, in its tokens (without the two special tokens); longer is cut."""
-        state = self._load()
-        return max(1, state.max_length - 2) if state else _need(self._delegate).max_tokens
+        return self._load().max_tokens
 
     def count_tokens(self, text: str) -> int:
         """Number of the model's tokens in ``text`` (what chunking measures chunks in)."""
-        state = self._load()
-        if state is None:
-            return _need(self._delegate).count_tokens(text)
-        return len(state.counter.encode(text, add_special_tokens=False).ids)
+        return self._load().count_tokens(text)
 
     def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Embed ``texts`` in batches of ``batch_size`` tokens-length-sorted; ``progress(n)`` per batch."""
-        state = self._load()
-        if state is None:
-            return _need(self._delegate).embed(texts, progress=progress)
+        """Embed ``texts`` in batches of ``batch_size``, by token length; ``progress(n)`` per batch."""
+        backend = self._load()
+        if not isinstance(backend, _OnnxModel):
+            return backend.embed(texts, progress=progress)
         items = check_texts(texts)
-        out = np.empty((len(items), state.dimension), dtype=np.float32)
-        encodings = state.tokenizer.encode_batch(items)
+        out = np.empty((len(items), backend.dimension), dtype=np.float32)
+        encodings = backend.tokenizer.encode_batch(items)
         order = sorted(range(len(items)), key=lambda i: -len(encodings[i].ids))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            out[chunk] = state.run([encodings[i] for i in chunk])
+            out[chunk] = backend.run([encodings[i] for i in chunk])
             if progress is not None:
                 progress(len(chunk))
         return out
@@ -184,13 +178,8 @@ class OnnxEmbedder:
         return f"OnnxEmbedder({self._name!r})"
 
 
-def _need(embedder: SentenceTransformerEmbedder | None) -> SentenceTransformerEmbedder:
-    assert embedder is not None
-    return embedder
-
-
-class _Loaded:
-    """An export's sessions and tokenizers, and the model's pooling."""
+class _OnnxModel:
+    """An export's session and tokenizers, and the model's pooling and limits."""
 
     def __init__(self, model: Path, file: Path, meta: dict[str, Any]) -> None:
         import onnxruntime as ort
@@ -202,13 +191,20 @@ class _Loaded:
         self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.dimension, self.pooling, self.normalize = meta["dimension"], meta["pooling"], meta["normalize"]
-        self.max_length = meta["max_length"]
+        self.max_length = int(meta["max_length"])
         self.counter = Tokenizer.from_file(str(model / "tokenizer.json"))
         self.counter.no_truncation()
         self.counter.no_padding()
         self.tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
+
+    @property
+    def max_tokens(self) -> int:
+        return max(1, self.max_length - 2)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.counter.encode(text, add_special_tokens=False).ids)
 
     def run(self, encodings: Sequence[Any]) -> np.ndarray:
         width = max(len(e.ids) for e in encodings)
@@ -311,7 +307,7 @@ def int8_check(model: Path, work: Path, facts: dict[str, Any]) -> dict[str, Any]
     """The int8 model's cosines to the float one on :data:`CHECK_TEXTS`, and whether it passes."""
     vectors = []
     for precision in ("fp32", "int8"):
-        loaded = _Loaded(model, work / f"model.{precision}.onnx", facts)
+        loaded = _OnnxModel(model, work / f"model.{precision}.onnx", facts)
         vectors.append(loaded.run(loaded.tokenizer.encode_batch(CHECK_TEXTS)))
     ref, got = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in vectors)
     cosines = (ref * got).sum(axis=1)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from vectorpg.embeddings.base import DEFAULT_MODEL, check_texts, packaged_model_path
+from vectorpg.embeddings.base import check_texts, model_name, packaged_model_path
 from vectorpg.errors import MissingDependencyError
 
 
@@ -34,7 +34,7 @@ class SentenceTransformerEmbedder:
         name: str | None = None,
     ) -> None:
         self._model_ref = model
-        self._name = name or (DEFAULT_MODEL if model is None else os.path.basename(os.fspath(model).rstrip("/")))
+        self._name = model_name(model, name)
         self.batch_size = batch_size
         self.normalize = normalize
         self.device = device

@@ -221,19 +221,19 @@ def prepare_batch(
     return batch
 
 
-def _stored_state(collection: Collection, ids: list[str]) -> dict[str, tuple[str | None, dict[str, Any]]]:
+def _stored_state(
+    collection: Collection, ids: list[str], session: Session | None = None
+) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    """id -> (content hash, metadata) of the ``ids`` that are stored; read in ``session`` (its transaction
+    sees its own writes) or a session of its own."""
     t = documents_table
     stmt = select(t.c.id, t.c.content_hash, t.c.metadata).where(
         t.c.collection == collection.name, writes.key_in(t.c.id, ids)
     )
-    with collection.session_factory() as session:
+    if session is not None:
         return {row.id: (row.content_hash, row.metadata) for row in session.execute(stmt)}
-
-
-def _stored_ids(session: Session, collection: Collection, ids: list[str]) -> set[str]:
-    t = documents_table
-    stmt = select(t.c.id).where(t.c.collection == collection.name, writes.key_in(t.c.id, ids))
-    return set(session.scalars(stmt))
+    with collection.session_factory() as own:
+        return _stored_state(collection, ids, own)
 
 
 def write_batch(session: Session, collection: Collection, batch: DocumentBatch) -> None:
@@ -250,7 +250,7 @@ def write_batch(session: Session, collection: Collection, batch: DocumentBatch) 
         conflict_columns=["collection", "id"],
         update_extra={"updated_at": func.now()},
         keys_absent=batch.absent,
-        on_existing=(lambda: batch.existing.update(_stored_ids(session, collection, batch.ids)))
+        on_existing=(lambda: batch.existing.update(_stored_state(collection, batch.ids, session)))
         if batch.guessed
         else None,
     )

@@ -24,9 +24,7 @@ leftover shadow and builds it again (the vectors come back from ``embedding_next
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
@@ -36,17 +34,18 @@ from psycopg import sql
 from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import Session
 
+from vectorpg.db.locks import retry_lock_timeouts, set_lock_timeout
 from vectorpg.ddl.builds import create_vector_index
+from vectorpg.ddl.partitioning import secure_like_parent
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.indexes import list_vector_indexes
-from vectorpg.own_schema.tables import SCHEMA
+from vectorpg.own_schema.tables import SCHEMA, documents_table
 
 if TYPE_CHECKING:
     from vectorpg.indexes import VectorIndex
     from vectorpg.store.collection import Collection
 
-#: how long the swap's and the trigger's locks are waited for before the transaction is tried again
-LOCK_TIMEOUT_MS = 300
+#: how often the swap's and the trigger's transactions are tried when a lock is not granted in time
 ATTEMPTS = 100
 COPY_BATCH = 5_000
 #: rows left to embed that the swap embeds itself, while writers wait (a writer keeps adding some)
@@ -113,6 +112,9 @@ class _Names:
         self.shadow = shadow
         self.renames: dict[str, tuple[str, str]] = {}  # temporary -> (kind, final name)
 
+    def identifier(self, final: str, kind: str) -> sql.Identifier:
+        return sql.Identifier(self.temporary(final, kind))
+
     def temporary(self, final: str, kind: str) -> str:
         """A new temporary name for what is renamed ``final`` (``kind``: index, constraint or bound, the
         partition-bound CHECK that is dropped once attached)."""
@@ -138,13 +140,13 @@ def _prepare(collection: Collection, shadow: Table, dimension: int, names: _Name
         raw.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding DROP NOT NULL").format(s))
         raw.execute(
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (collection = {})").format(
-                s, sql.Identifier(names.temporary("", "bound")), sql.Literal(collection.name)
+                s, names.identifier("", "bound"), sql.Literal(collection.name)
             )
         )
         dims = sql.SQL("CHECK (vector_dims(embedding) = {})").format(sql.Literal(dimension))
         raw.execute(
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                s, _temp(names, "embedding_dimension", "constraint"), dims
+                s, names.identifier("embedding_dimension", "constraint"), dims
             )
         )
         vector = {info.name: info for info in list_vector_indexes(session.connection(), part)}
@@ -156,7 +158,7 @@ def _prepare(collection: Collection, shadow: Table, dimension: int, names: _Name
         ).fetchall()
         for conname, definition in rows:  # the server's own rendering of constraints vectorpg made
             raw.execute(
-                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(s, _temp(names, conname, "constraint"))
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(s, names.identifier(conname, "constraint"))
                 + sql.SQL(definition)
             )
         indexes = raw.execute(
@@ -172,7 +174,7 @@ def _prepare(collection: Collection, shadow: Table, dimension: int, names: _Name
             if head is None:
                 raise InvalidArgumentError(f"index {index_name} of {part.name} cannot be copied: {definition}")
             start = sql.SQL("CREATE {}INDEX {} ON {} USING ").format(
-                sql.SQL(head.group(1) or ""), _temp(names, index_name, "index"), s
+                sql.SQL(head.group(1) or ""), names.identifier(index_name, "index"), s
             )
             raw.execute(start + sql.SQL(definition[head.end() :]))
         raw.execute(MIRROR)
@@ -183,10 +185,6 @@ def _prepare(collection: Collection, shadow: Table, dimension: int, names: _Name
         return [(name, replace(info.spec, dimension=dimension)) for name, info in vector.items()]
 
     return cast("list[tuple[str, VectorIndex]]", _retrying(collection, create))
-
-
-def _temp(names: _Names, final: str, kind: str) -> sql.Identifier:
-    return sql.Identifier(names.temporary(final, kind))
 
 
 def _copy(collection: Collection, shadow: Table) -> None:
@@ -245,32 +243,18 @@ def _swap(
             )
         else:
             raw.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(_id(temporary), sql.Identifier(final)))
-    secured = raw.execute(
-        "SELECT c.relrowsecurity OR EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = c.oid) FROM pg_class c "
-        "WHERE c.oid = 'vectorpg.documents'::regclass"
-    ).fetchone()
-    if secured and secured[0]:
-        raw.execute(
-            "SELECT vectorpg.sync_partition_security('vectorpg.documents', %s::regclass)", [f'"{SCHEMA}"."{part.name}"']
-        )
+    secure_like_parent(raw, documents_table, part.name)  # the parent's row-level security, if it has any
     finish(session)
 
 
 def _retrying(collection: Collection, work: Callable[[Session, psycopg.Connection[Any]], Any]) -> Any:
-    """Run ``work`` in a transaction whose locks wait at most :data:`LOCK_TIMEOUT_MS`; again on a timeout."""
-    for attempt in range(ATTEMPTS):
-        with collection.session_factory() as session:
-            try:
-                with session.begin():
-                    raw = session.connection().connection.driver_connection
-                    assert raw is not None
-                    raw.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{LOCK_TIMEOUT_MS}ms")))
-                    return work(session, raw)
-            except Exception as exc:  # only a lock timeout is retried
-                if (
-                    not isinstance(getattr(exc, "orig", exc), psycopg.errors.LockNotAvailable)
-                    or attempt == ATTEMPTS - 1
-                ):
-                    raise
-        time.sleep(min(1.0, 0.05 * (attempt + 1)) * random.uniform(0.5, 1.5))
-    raise AssertionError("unreachable")
+    """Run ``work`` in a transaction whose locks wait only a moment, again on a timeout (:mod:`vectorpg.db.locks`)."""
+
+    def attempt() -> Any:
+        with collection.session_factory() as session, session.begin():
+            raw = session.connection().connection.driver_connection
+            assert raw is not None
+            set_lock_timeout(raw)
+            return work(session, raw)
+
+    return retry_lock_timeouts(attempt, ATTEMPTS)
