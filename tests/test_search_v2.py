@@ -187,10 +187,12 @@ def test_recall_at_every_selectivity_and_k_rows(db: vectorpg.Database) -> None:
     with db.psycopg_connection() as raw:
         raw.execute("ANALYZE vectorpg.documents")
     rng = np.random.default_rng(9)
-    queries = data[rng.choice(len(data), 25, replace=False)] + rng.normal(scale=0.05, size=(25, DIM))
-    # tuned on other queries like these (the synthetic ones vary with the graph: the suite saw 0.956),
-    # for 0.98, so that sampling leaves the 0.97 asserted below
-    logged = data[rng.choice(len(data), 50, replace=False)] + rng.normal(scale=0.05, size=(50, DIM))
+    # 150 queries: on these tight clusters an HNSW graph (serial or parallel build alike) can leave a few
+    # queries in a region no ef_search reaches (recall 0 to 0.1: up to 2 in 300 measured), which on 25
+    # queries alone cost 0.04 of the mean
+    queries = data[rng.choice(len(data), 150, replace=False)] + rng.normal(scale=0.05, size=(150, DIM))
+    # tuned for 0.98 on other queries like these
+    logged = data[rng.choice(len(data), 200, replace=False)] + rng.normal(scale=0.05, size=(200, DIM))
     assert docs.tune(0.98, queries=logged).met
     norms = np.linalg.norm(data, axis=1)
     means: list[float] = []
