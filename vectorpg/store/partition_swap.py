@@ -9,9 +9,11 @@ cannot change type for one collection. Once ``embedding_next`` holds the new mod
    the trigger blocks writers for a moment (``lock_timeout``, retried), never readers.
 2. **Copy** in keyset batches of short transactions; the rows a batch reads are locked ``FOR SHARE``, so a
    concurrent update or delete of one waits for the batch and its mirror then sees the copied row.
-3. **Fill** the rows without a vector (texts written meanwhile) from their current text, batch by batch.
+3. **Fill** the rows without a vector (texts written meanwhile) from their current text, batch by batch,
+   until a batch finds only a few.
 4. **Indexes** on the shadow: the partition's own (by their catalog definitions, constraints as
-   constraints, so ``ATTACH`` adopts them) and its vector indexes again for the new dimension.
+   constraints, so ``ATTACH`` adopts them) and its vector indexes again for the new dimension; then the
+   texts written during the builds are filled the same way.
 5. **Swap**, one short transaction: writers wait (``SHARE ROW EXCLUSIVE``) while the last rows written are
    filled, then the partition is detached and dropped and the shadow attached in its place, its indexes
    and constraints renamed to the old names, and the collection's row records the new model. Readers wait
@@ -49,7 +51,8 @@ if TYPE_CHECKING:
 ATTEMPTS = 100
 COPY_BATCH = 5_000
 #: rows left to embed that the swap embeds itself, while writers wait (a writer keeps adding some)
-CATCH_UP = 100
+CATCH_UP = 20
+CATCH_UP_ROUNDS = 50
 
 MIRROR = """
 CREATE OR REPLACE FUNCTION vectorpg.reembed_mirror() RETURNS trigger
@@ -91,14 +94,22 @@ def shadow_swap(collection: Collection, dimension: int, fill: Fill, finish: Call
     names = _Names(shadow.name)
     vector_indexes = _prepare(collection, shadow, dimension, names)
     _copy(collection, shadow)
-    while True:  # texts written since their row's backfill, in batches, until few are left for the swap
-        with collection.session_factory() as session, session.begin():
-            if fill(session, shadow, 1_000) < CATCH_UP:
-                break
+    _catch_up(collection, shadow, fill)
     for final, spec in vector_indexes:  # concurrently: the mirror trigger keeps writing into the shadow
         create_vector_index(collection.engine, shadow, spec, name=names.temporary(final, "index"), concurrently=True)
     _retrying(collection, lambda session, raw: raw.execute(sql.SQL("ANALYZE {}").format(_id(shadow.name))))
+    _catch_up(collection, shadow, fill)  # the texts written during the index builds
     _retrying(collection, lambda session, raw: _swap(session, raw, collection, shadow, names, fill, finish))
+
+
+def _catch_up(collection: Collection, shadow: Table, fill: Fill) -> None:
+    """Embed the shadow's rows without a vector (texts written since their row was copied) in batches
+    while writers go on, until a batch finds fewer than ``CATCH_UP`` (what is left, the swap embeds while
+    writers wait) or ``CATCH_UP_ROUNDS`` batches ran (a writer faster than the embedder)."""
+    for _ in range(CATCH_UP_ROUNDS):
+        with collection.session_factory() as session, session.begin():
+            if fill(session, shadow, 1_000) < CATCH_UP:
+                return
 
 
 def _id(table: str) -> sql.Identifier:
@@ -223,7 +234,7 @@ def _swap(
     part = collection.partition
     p, s, parent = _id(part.name), _id(shadow.name), _id("documents")
     raw.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(p))  # writers wait, readers go on
-    fill(session, shadow, None)  # the rows written since the last batch
+    fill(session, shadow, None)  # the rows written since the last catch-up batch
     raw.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding SET NOT NULL").format(s))
     raw.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(p))  # from here readers wait too
     raw.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, p))
