@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vectorpg
 from vectorpg import Repository, vector_column
-from vectorpg.db import writes
+from vectorpg.db import copy_stream, writes
 from vectorpg.own_schema.tables import documents_table
 from vectorpg.store.batches import check_metadata
 
@@ -37,12 +37,12 @@ def _model() -> Any:
     return Row
 
 
-@pytest.mark.parametrize("chunk_bytes", [writes.CHUNK_BYTES, 1_000])  # one chunk; a chunk every few rows
+@pytest.mark.parametrize("chunk_bytes", [copy_stream.CHUNK_BYTES, 1_000])  # one chunk; a chunk every few rows
 @pytest.mark.parametrize("null_scores", [False, True])  # the NumPy int column; NULLs in it: psycopg's rows
 def test_vectorpg_copy_stream_stores_what_psycopg_would(
     db: vectorpg.Database, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, null_scores: bool
 ) -> None:
-    monkeypatch.setattr(writes, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(copy_stream, "CHUNK_BYTES", chunk_bytes)
     model = _model()
     model.metadata.create_all(db.engine)
     rng = np.random.default_rng(0)
@@ -59,8 +59,8 @@ def test_vectorpg_copy_stream_stores_what_psycopg_would(
         for i in range(300)
     ]
     streams = []
-    real = writes._binary_stream
-    monkeypatch.setattr(writes, "_binary_stream", lambda *a: streams.append(real(*a)) or streams[-1])
+    real = writes.binary_stream
+    monkeypatch.setattr(writes, "binary_stream", lambda *a: streams.append(real(*a)) or streams[-1])
     Repository(model, db).add(rows)
     assert (streams[0] is None) == null_scores  # vectorpg's own stream, or psycopg's rows
     with db.psycopg_connection() as raw:
@@ -85,11 +85,11 @@ def test_the_stream_covers_the_store_rows_and_leaves_other_values_to_psycopg() -
     vectors = np.ones((2, DIM), dtype=np.float32)
     oids = [25, 25, 25, 3802, 0, 25]  # collection, id, content, metadata, embedding, content_hash
     rows = [("c", "1", "text", meta[0], None, None), ("c", "2", None, meta[1], None, "hash")]
-    assert writes._binary_stream(oids, rows, {4: (vectors, False)}) is not None
+    assert copy_stream.binary_stream(oids, rows, {4: (vectors, False)}) is not None
     # a dict that was not encoded, a NUL in a string, a lone surrogate: psycopg formats them (and says no)
     for bad in ({"a": 1}, "nul\x00", "\ud800"):
         odd = [("c", "1", bad if isinstance(bad, str) else "t", bad if isinstance(bad, dict) else meta[0], None, None)]
-        assert writes._binary_stream(oids, odd, {4: (vectors[:1], False)}) is None
+        assert copy_stream.binary_stream(oids, odd, {4: (vectors[:1], False)}) is None
 
 
 def test_metadata_is_encoded_once_as_postgresql_stores_it(db: vectorpg.Database) -> None:
@@ -292,3 +292,33 @@ def test_a_large_add_looks_up_its_ids_only_when_one_is_stored(
         docs.add(vectors=vectors[197:], ids=[f"g{i}" for i in range(3)] + [f"h{i}" for i in range(100)])
     assert lookups == [103] and docs.count() == 300
     np.testing.assert_array_equal(docs.get(["g0"])[0].embedding, vectors[197])
+
+
+@pytest.mark.parametrize("n", [10, 300])  # a multi-row INSERT; COPY
+def test_repository_rows_keep_their_vectors_in_any_key_order_and_the_callers_mappings_stay(
+    db: vectorpg.Database, n: int
+) -> None:
+    """Mappings keyed by column names are read as they are (not copied) and the batch's vectors go out as
+    one matrix: the upsert sorts its rows by key, and each row must still get its own vector; the
+    caller's mappings are not changed (no default filled in, no vector replaced)."""
+    model = _model()
+    model.metadata.create_all(db.engine)
+    repo = Repository(model, db, metric="l2")
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    keys = rng.permutation(n)  # not in key order
+    given = [{"id": int(k), "name": f"r{k}", "embedding": vectors[i]} for i, k in enumerate(keys)]
+    before = [dict(m) for m in given]
+    assert repo.add(given) == n
+    assert [sorted(m) for m in given] == [sorted(m) for m in before]
+    assert all(m["embedding"] is b["embedding"] for m, b in zip(given, before))
+    moved = [{**m, "embedding": m["embedding"] + 1} for m in given]
+    assert repo.upsert(moved) == n
+    stored = {row.id: row for row in repo.get([int(k) for k in keys])}
+    for i, k in enumerate(keys):
+        np.testing.assert_allclose(stored[int(k)].embedding, vectors[i] + 1, rtol=1e-6)
+        assert stored[int(k)].name == f"r{k}"
+    with pytest.raises(vectorpg.InvalidInputError) as caught:  # a key no column has: that row is named
+        repo.add([{"id": n + 1, "embedding": vectors[0]}, {"id": n + 2, "embedding": vectors[0], "nope": 1}])
+    assert caught.value.row == 1 and repo.count() == n
+    model.metadata.drop_all(db.engine)

@@ -27,7 +27,7 @@ from sqlalchemy.sql.selectable import FromClause
 from vectorpg import validation
 from vectorpg.db import writes
 from vectorpg.db.engine import HasEngine, engine_of, ensure_vector_types
-from vectorpg.db.rows import layout_rows
+from vectorpg.db.rows import LaidOut, layout_rows
 from vectorpg.db.translate import translating
 from vectorpg.errors import InvalidArgumentError, InvalidInputError
 from vectorpg.indexes import VectorIndex
@@ -151,8 +151,9 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
         column: ColumnElement[Any] = self.table.c[self._vector_column_name]
         return column
 
-    def _to_dict(self, item: object, row: int) -> dict[str, Any]:
-        """Column name -> value for a model instance or a mapping keyed by attribute or column name."""
+    def _to_dict(self, item: object, row: int) -> Mapping[str, Any]:
+        """Column name -> value for a model instance or a mapping keyed by attribute or column name (a
+        mapping keyed by column names is that mapping itself: it is read, never changed)."""
         if isinstance(item, self.model):
             state = inspect(item).dict
             return {self._attr_to_column[k]: v for k, v in state.items() if k in self._attr_to_column}
@@ -167,13 +168,19 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
                         raise InvalidInputError(f"{self.model.__name__} has no column {key!r}", row=row)
                     mapped.append(name)
                 names = self._names[keys] = tuple(mapped)
-            return dict(item) if names is keys or names == keys else dict(zip(names, item.values()))
+            return item if names is keys or names == keys else dict(zip(names, item.values()))  # type: ignore[return-value]
         raise InvalidInputError(f"expected a {self.model.__name__} or a mapping, got {type(item).__name__}", row=row)
 
-    def _prepare(self, items: Iterable[object]) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Validate a batch and lay it out as (columns, rows); raises before anything is written."""
+    def _column_keyed(self, keys: set[str]) -> bool:
+        """Whether mappings with these keys are keyed by column names already (read as they are)."""
+        return all(k in self._column_to_attr and self._attr_to_column.get(k, k) == k for k in keys)
+
+    def _prepare(self, items: Iterable[object]) -> LaidOut:
+        """Validate a batch and lay it out for the write; raises before anything is written."""
+        batch: list[Any] = items if isinstance(items, list) else list(items)
+        plain = bool(batch) and set(map(type, batch)) == {dict} and self._column_keyed(set().union(*batch))
         return layout_rows(
-            [self._to_dict(item, row) for row, item in enumerate(items)],
+            batch if plain else [self._to_dict(item, row) for row, item in enumerate(batch)],
             self.table,
             vector_column=self._vector_column_name,
             vector_attribute=self.vector_attribute,
@@ -189,9 +196,9 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
     def add(self, items: ModelT | Mapping[str, Any] | Iterable[ModelT | Mapping[str, Any]]) -> int:
         """Insert rows (model instances or mappings; one, or an iterable of them) all-or-nothing; return how
         many were written. An existing primary key raises :class:`~vectorpg.errors.DuplicateIdError`."""
-        columns, rows = self._prepare(self._as_rows(items))
+        columns, rows, matrices = self._prepare(self._as_rows(items))
         with self._session(write=True) as session:
-            writes.write_rows(session, self.table, columns, rows, on_conflict="error")
+            writes.write_rows(session, self.table, columns, rows, on_conflict="error", matrices=matrices)
         return len(rows)
 
     def add_many(self, items: Iterable[ModelT | Mapping[str, Any]]) -> int:
@@ -202,13 +209,15 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
     @translating("upserting rows")
     def upsert(self, items: ModelT | Mapping[str, Any] | Iterable[ModelT | Mapping[str, Any]]) -> int:
         """Insert rows, replacing those whose primary key exists (``ON CONFLICT DO UPDATE``)."""
-        columns, rows = self._prepare(self._as_rows(items))
+        columns, rows, matrices = self._prepare(self._as_rows(items))
         pk_names = [c.name for c in self._primary_key]
         missing = [n for n in pk_names if n not in columns]
         if missing and rows:
             raise InvalidInputError(f"upsert needs the primary key ({', '.join(missing)}) on every row")
         with self._session(write=True) as session:
-            writes.write_rows(session, self.table, columns, rows, on_conflict="update", conflict_columns=pk_names)
+            writes.write_rows(
+                session, self.table, columns, rows, on_conflict="update", conflict_columns=pk_names, matrices=matrices
+            )
         return len(rows)
 
     def _as_rows(self, items: Any) -> Iterable[Any]:
@@ -229,7 +238,7 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
             raise InvalidArgumentError("update() needs ids, where=..., or where=[] to update every row")
         if not isinstance(set, Mapping) or not set:
             raise InvalidArgumentError("update() needs set={column: value, ...} with at least one column")
-        values = self._to_dict(set, 0)
+        values = dict(self._to_dict(set, 0))  # a copy: the vector is replaced by its checked form
         if any(c.name in values for c in self._primary_key):
             raise InvalidInputError("update() does not change primary keys: delete the row and add it again")
         vec = self._vector_column_name

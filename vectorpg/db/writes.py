@@ -8,19 +8,14 @@ binary, JSONB as JSON, enums as their database values).
 
 from __future__ import annotations
 
-import json
-import struct
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from functools import partial
-from itertools import chain
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
-from psycopg.types.json import Jsonb
 from sqlalchemy import Column, MetaData, Table, any_, bindparam, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from vectorpg.db.copy_stream import JsonDocument, binary_stream
 from vectorpg.errors import DuplicateIdError
 from vectorpg.sqltypes import HALFVEC, VECTOR, EncodedVector, encode_block
 
@@ -35,24 +31,6 @@ from vectorpg.sqltypes import HALFVEC, VECTOR, EncodedVector, encode_block
 COPY_THRESHOLD = 64
 
 OnConflict = Literal["error", "update", "nothing"]
-
-
-def _as_is(encoded: bytes) -> bytes:
-    return encoded
-
-
-class JsonDocument(Jsonb):
-    """A JSON value encoded once (UTF-8 JSON text): psycopg sends the bytes as they are (``jsonb`` parameters
-    and COPY), and :meth:`value` decodes them as PostgreSQL stores them (tuples as lists, keys as strings)."""
-
-    __slots__ = ()
-
-    def __init__(self, encoded: bytes) -> None:  # what Jsonb's own does, without the call to it
-        self.obj = encoded
-        self.dumps = _as_is
-
-    def value(self) -> Any:
-        return json.loads(self.obj)
 
 
 def check_unique_keys(keys: Sequence[Any], what: str = "id") -> None:
@@ -76,17 +54,26 @@ def check_unique_keys(keys: Sequence[Any], what: str = "id") -> None:
 
 
 def _bound_rows(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    matrices: Mapping[str, np.ndarray],
 ) -> tuple[list[Any], dict[int, tuple[np.ndarray, bool]]]:
     """Rows with every value through its column type's bind processor, except dense vector columns of
     validated float arrays: those come back apart as one matrix per column (column position -> (matrix,
-    halfvec?)), their place in the rows left unread, to be encoded for the wire in one NumPy pass; and
-    JSON already encoded (:class:`JsonDocument`), which goes out as it is."""
+    halfvec?)), their place in the rows left unread, to be encoded for the wire in one NumPy pass (the
+    ``matrices`` given as such, the others stacked); and JSON already encoded (:class:`JsonDocument`),
+    which goes out as it is."""
     dialect = session.get_bind().dialect
     processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
     blocks: dict[int, tuple[np.ndarray, bool]] = {}
     for i, name in enumerate(columns):
         column_type = table.c[name].type
+        if name in matrices:
+            blocks[i] = (matrices[name], isinstance(column_type, HALFVEC))
+            processors[i] = None
+            continue
         values = [row[i] for row in rows]
         if isinstance(column_type, (VECTOR, HALFVEC)):
             if all(isinstance(v, np.ndarray) and v.ndim == 1 for v in values) and len({len(v) for v in values}) == 1:
@@ -120,7 +107,7 @@ def _copy(
         names = sql.SQL(", ").join(sql.Identifier(columns[i]) for i in order)
         return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
 
-    stream = _binary_stream(oids, rows, blocks)
+    stream = binary_stream(oids, rows, blocks)
     if stream is not None:  # built while the server takes the previous chunk (a writer thread sends them)
         order, chunks = stream
         with raw.cursor() as cursor, cursor.copy(statement(order), writer=QueuedLibpqWriter(cursor)) as copy:
@@ -134,122 +121,6 @@ def _copy(
             if encoded:
                 row = tuple(EncodedVector(encoded[i][n].tobytes()) if i in encoded else v for i, v in enumerate(row))
             copy.write_row(row)
-
-
-#: fixed-width types the vectorised encoder writes: oid -> NumPy big-endian dtype
-_FIXED = {20: ">i8", 23: ">i4", 21: ">i2", 701: ">f8", 700: ">f4", 16: "u1"}
-#: text, varchar, bpchar, name; bytea; jsonb
-_TEXT = {25, 1043, 1042, 19}
-_BYTEA, _JSONB = 17, 3802
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
-_LENGTH = struct.Struct(">i").pack
-_NULL = _LENGTH(-1)
-
-
-#: about this many bytes of COPY data are built at a time
-CHUNK_BYTES = 4 << 20
-
-
-def _binary_stream(
-    oids: list[int], rows: list[Any], blocks: dict[int, tuple[np.ndarray, bool]]
-) -> tuple[list[int], Iterator[bytes]] | None:
-    """The binary COPY stream in chunks of about :data:`CHUNK_BYTES`, built column by column: dense vector
-    matrices and fixed-width numbers in NumPy passes, text, bytea and encoded JSON (:class:`JsonDocument`)
-    with their lengths, NULLs as such; ``None`` when a column holds anything else (psycopg then formats row
-    by row, with its own checks). Every value is checked before the first chunk: a stream that starts ends.
-
-    Returns the order of the columns in the stream with it: the fixed-width ones first, so that each row's
-    field count and fixed fields are one block (one piece a row, not one a field, to join)."""
-    n = len(rows)
-    fixed: list[tuple[int, Callable[[int, int], np.ndarray]]] = []  # (position, (start, stop) -> fields)
-    variable: list[tuple[int, list[bytes]]] = []
-    width = 2
-    for position, oid in enumerate(oids):
-        if position in blocks:
-            matrix, half = blocks[position]
-            fixed.append((position, partial(_vector_fields, matrix, half)))
-            width += 8 + matrix.shape[1] * (2 if half else 4)
-            continue
-        values = [row[position] for row in rows]
-        if oid in _FIXED:
-            array = _fixed_column(oid, values)
-            if array is None:
-                return None
-            fixed.append((position, partial(_sliced, array)))
-            width += array.shape[1]
-        else:
-            strings = _variable_column(oid, values)
-            if strings is None:
-                return None
-            variable.append((position, strings))
-            width += 20
-    step = max(1, CHUNK_BYTES // width)
-    header = np.frombuffer(struct.pack(">h", len(oids)), dtype=np.uint8)
-
-    def chunk(start: int, stop: int) -> bytes:
-        count = stop - start
-        block = np.concatenate([np.broadcast_to(header, (count, 2)), *[f(start, stop) for _, f in fixed]], axis=1)
-        if not variable:
-            return block.tobytes()
-        return b"".join(chain.from_iterable(zip(_split(block), *[v[start:stop] for _, v in variable])))
-
-    order = [p for p, _ in fixed] + [p for p, _ in variable]
-    return order, chain((_SIGNATURE,), (chunk(a, min(a + step, n)) for a in range(0, n, step)), (b"\xff\xff",))
-
-
-def _vector_fields(matrix: np.ndarray, half: bool, start: int, stop: int) -> np.ndarray:
-    return encode_block(matrix[start:stop], half=half, field=True)
-
-
-def _sliced(column: np.ndarray, start: int, stop: int) -> np.ndarray:
-    return column[start:stop]
-
-
-def _prefixed(block: np.ndarray) -> np.ndarray:
-    """``(n, width)`` bytes with each row's int32 length in front."""
-    out = np.empty((block.shape[0], 4 + block.shape[1]), dtype=np.uint8)
-    out[:, :4] = np.frombuffer(_LENGTH(block.shape[1]), dtype=np.uint8)
-    out[:, 4:] = block
-    return out
-
-
-def _split(block: np.ndarray) -> list[memoryview]:
-    view = memoryview(block.tobytes())
-    width = block.shape[1]
-    return [view[i : i + width] for i in range(0, len(view), width)]
-
-
-def _fixed_column(oid: int, values: list[Any]) -> np.ndarray | None:
-    if not all(type(v) in (int, float, bool) or isinstance(v, np.generic) for v in values):
-        return None  # NULLs or other types
-    try:
-        array = np.asarray(values, dtype=_FIXED[oid])
-    except (OverflowError, ValueError, TypeError):
-        return None
-    if oid != 16 and array.dtype.kind in "iu" and not np.array_equal(array, np.asarray(values)):
-        return None  # out of range for the column's integer width: let PostgreSQL say so
-    return _prefixed(array.reshape(len(values), 1).view(np.uint8))
-
-
-def _variable_column(oid: int, values: list[Any]) -> list[bytes] | None:
-    out = []
-    try:
-        for value in values:
-            if value is None:
-                out.append(_NULL)
-                continue
-            if oid in _TEXT and type(value) is str and "\x00" not in value:
-                data = value.encode("utf-8")
-            elif oid == _JSONB and type(value) is JsonDocument:
-                data = b"\x01" + value.obj
-            elif oid == _BYTEA and type(value) is bytes:
-                data = value
-            else:
-                return None
-            out.append(_LENGTH(len(data)) + data)
-    except UnicodeEncodeError:
-        return None  # psycopg says what is wrong with the string
-    return out
 
 
 def _column_oids(session: Session, table: Table, columns: Sequence[str]) -> tuple[list[int], bool]:
@@ -278,8 +149,13 @@ def write_rows(
     copy_threshold: int = COPY_THRESHOLD,
     keys_absent: bool = False,
     on_existing: Callable[[], None] | None = None,
+    matrices: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Write ``rows`` (tuples aligned with ``columns``) to ``table`` in the session's transaction.
+
+    ``matrices``: dense vector columns given as one validated float32 matrix each, row ``n`` for row
+    ``n`` (their place in the rows is not read), so that a large batch's vectors go to the wire in one
+    NumPy pass without being split into rows and stacked again.
 
     ``on_conflict``: ``"error"`` (a key that exists raises :class:`DuplicateIdError`), ``"update"``
     (upsert: the non-key columns are replaced, plus ``update_extra``), or ``"nothing"`` (keep the row).
@@ -291,13 +167,19 @@ def write_rows(
     """
     if not rows:
         return
+    matrices = dict(matrices or {})
+    if matrices and len(rows) < copy_threshold:  # a multi-row INSERT reads every value from the rows
+        rows = _with_matrices(columns, rows, matrices)
+        matrices = {}
     update_columns = [c for c in columns if c not in conflict_columns]
     upsert = bool(conflict_columns) and on_conflict != "error"
     if upsert:
         # every writer locks rows in the same order (Python's, code points for strings): two upserts of
         # overlapping ids wait for each other instead of deadlocking
         positions = [list(columns).index(c) for c in conflict_columns]
-        rows = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
+        order = sorted(range(len(rows)), key=lambda n: tuple(rows[n][i] for i in positions))
+        rows = [rows[n] for n in order]
+        matrices = {name: matrix[order] for name, matrix in matrices.items()}
     try:
         if len(rows) < copy_threshold:
             stmt = pg_insert(table)
@@ -311,7 +193,7 @@ def write_rows(
             session.execute(stmt, [{c: _plain(v) for c, v in zip(columns, row)} for row in rows])
             return
 
-        bound, blocks = _bound_rows(session, table, columns, rows)
+        bound, blocks = _bound_rows(session, table, columns, rows, matrices)
         oids, secured = _column_oids(session, table, columns)
         target_name = sql.Identifier(*([table.schema] if table.schema else []), table.name)
         raw = session.connection().connection.driver_connection
@@ -366,6 +248,14 @@ def write_rows(
                 ids=[],
             ) from exc
         raise
+
+
+def _with_matrices(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], matrices: Mapping[str, np.ndarray]
+) -> list[tuple[Any, ...]]:
+    """The rows with the matrices' rows in their columns' places."""
+    given = {columns.index(name): matrix for name, matrix in matrices.items()}
+    return [tuple(given[i][n] if i in given else value for i, value in enumerate(row)) for n, row in enumerate(rows)]
 
 
 def _any_key_exists(

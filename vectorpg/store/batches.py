@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from vectorpg import validation
 from vectorpg.db import writes
+from vectorpg.db.copy_stream import JsonDocument
 from vectorpg.db.engine import ensure_vector_types
 from vectorpg.embeddings import check_texts
 from vectorpg.errors import (
@@ -103,9 +104,9 @@ def check_ids(ids: Sequence[object]) -> list[str]:
     return out
 
 
-def check_metadata(items: Sequence[object]) -> list[writes.JsonDocument]:
+def check_metadata(items: Sequence[object]) -> list[JsonDocument]:
     """Each item a JSON object within the limits (``None`` is ``{}``), encoded once as PostgreSQL will store
-    it: :class:`~vectorpg.db.writes.JsonDocument` values, which the write sends as they are."""
+    it: :class:`~vectorpg.db.copy_stream.JsonDocument` values, which the write sends as they are."""
     out = []
     for row, value in enumerate(items):
         if value is None:
@@ -134,7 +135,7 @@ def check_metadata(items: Sequence[object]) -> list[writes.JsonDocument]:
             )
         if b"\\u0000" in encoded:  # JSON escapes control characters even with ensure_ascii=False
             raise InvalidInputError("metadata contains a NUL character, which PostgreSQL cannot store", row=row)
-        out.append(writes.JsonDocument(encoded))
+        out.append(JsonDocument(encoded))
     return out
 
 
