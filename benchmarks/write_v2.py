@@ -11,10 +11,11 @@ For each dimension (384, 768, 1536) the same ``N`` rows (unit vectors, four meta
 - **Repository.add / upsert** on a typed model (id, three typed columns, vector), every row validated.
 
 Each write runs ``--repeat`` times (adds on a fresh table, upserts over what the add wrote), vectorpg's and the
-raw writes interleaved round by round; the table reports the median. Goal: inserts >= 0.8x raw
+raw writes interleaved round by round, a CHECKPOINT before each (untimed); the table reports the median.
+Goal: inserts >= 0.8x raw
 COPY, upserts >= 0.8x the raw staged upsert (rows/s ratios).
 
-``python -m benchmarks.write_v2 [--rows N] [--dims 384,768,1536] [--repeat 3]``
+``python -m benchmarks.write_v2 [--rows N] [--dims 384,768,1536] [--repeat 5]``
 """
 
 from __future__ import annotations
@@ -75,14 +76,17 @@ def _model(dim: int) -> type[Any]:
 Step = tuple[str, Callable[[], Any], Callable[[], Any]]  # (name, untimed setup, timed write)
 
 
-def _rounds(sides: list[list[Step]], repeat: int) -> dict[str, float]:
+def _rounds(sides: list[list[Step]], repeat: int, settle: Callable[[], Any]) -> dict[str, float]:
     """Median seconds of every write: each side's steps run in order (an add, then the upsert over what it
-    wrote), the sides interleaved round by round, which goes first alternating (the VM drifts)."""
+    wrote), the sides interleaved round by round, which goes first alternating (the VM drifts). ``settle``
+    runs untimed before each write (a CHECKPOINT: a write of 1536-d rows is ~120 MB of WAL, and a checkpoint
+    that the previous write started would otherwise land in the next one's time)."""
     times: dict[str, list[float]] = {}
     for round_ in range(repeat):
         for side in sides if round_ % 2 == 0 else sides[::-1]:
             for name, setup, write in side:
                 setup()
+                settle()
                 start = time.perf_counter()
                 write()
                 times.setdefault(name, []).append(time.perf_counter() - start)
@@ -154,6 +158,7 @@ def run_dimension(db: vectorpg.Database, conn: Any, n: int, dim: int, repeat: in
             ],
         ],
         repeat,
+        lambda: conn.execute("CHECKPOINT"),
     )  # fmt: skip
 
     # -- Repository vs raw COPY into a table like the model's ------------------------------------------
@@ -201,6 +206,7 @@ def run_dimension(db: vectorpg.Database, conn: Any, n: int, dim: int, repeat: in
             ],
         ],
         repeat,
+        lambda: conn.execute("CHECKPOINT"),
     )  # fmt: skip
     out = {name: n / value for name, value in seconds.items()}
     conn.execute("DROP TABLE raw_docs, raw_rows")
@@ -358,7 +364,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--dims", default="384,768,1536")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--upload-rows", type=int, default=100_000, help="0: skip the upload scaling")
     parser.add_argument("--stream-rows", type=int, default=400_000, help="0: skip the memory-limited upload")
     parser.add_argument("--stream-limit-mb", type=int, default=512)

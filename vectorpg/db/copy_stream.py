@@ -11,9 +11,8 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+from psycopg.abc import Buffer
 from psycopg.types.json import Jsonb
-
-from vectorpg.sqltypes import encode_block
 
 
 def _as_is(encoded: bytes) -> bytes:
@@ -50,7 +49,7 @@ CHUNK_BYTES = 4 << 20
 
 def binary_stream(
     oids: list[int], rows: list[Any], blocks: dict[int, tuple[np.ndarray, bool]]
-) -> tuple[list[int], Iterator[bytes]] | None:
+) -> tuple[list[int], Iterator[Buffer]] | None:
     """The binary COPY stream in chunks of about :data:`CHUNK_BYTES`, built column by column: dense vector
     matrices and fixed-width numbers in NumPy passes, text, bytea and encoded JSON (:class:`JsonDocument`)
     with their lengths, NULLs as such; ``None`` when a column holds anything else (psycopg then formats row
@@ -59,48 +58,61 @@ def binary_stream(
     Returns the order of the columns in the stream with it: the fixed-width ones first, so that each row's
     field count and fixed fields are one block (one piece a row, not one a field, to join)."""
     n = len(rows)
-    fixed: list[tuple[int, Callable[[int, int], np.ndarray]]] = []  # (position, (start, stop) -> fields)
+    fixed: list[tuple[int, int, Fill]] = []  # (position, bytes a row, fill)
     variable: list[tuple[int, list[bytes]]] = []
-    width = 2
     for position, oid in enumerate(oids):
         if position in blocks:
             matrix, half = blocks[position]
-            fixed.append((position, partial(_vector_fields, matrix, half)))
-            width += 8 + matrix.shape[1] * (2 if half else 4)
+            fixed.append((position, 8 + matrix.shape[1] * (2 if half else 4), partial(_vector_fields, matrix, half)))
             continue
         values = [row[position] for row in rows]
         if oid in _FIXED:
             array = _fixed_column(oid, values)
             if array is None:
                 return None
-            fixed.append((position, partial(_sliced, array)))
-            width += array.shape[1]
+            fixed.append((position, array.shape[1], partial(_sliced, array)))
         else:
             strings = _variable_column(oid, values)
             if strings is None:
                 return None
             variable.append((position, strings))
-            width += 20
-    step = max(1, CHUNK_BYTES // width)
+    fixed_width = 2 + sum(w for _, w, _ in fixed)
+    step = max(1, CHUNK_BYTES // (fixed_width + 20 * len(variable)))
     header = np.frombuffer(struct.pack(">h", len(oids)), dtype=np.uint8)
 
-    def chunk(start: int, stop: int) -> bytes:
-        count = stop - start
-        block = np.concatenate([np.broadcast_to(header, (count, 2)), *[f(start, stop) for _, f in fixed]], axis=1)
+    def chunk(start: int, stop: int) -> Buffer:
+        """Rows ``start:stop``: their fixed fields written in place into one byte matrix (no copy of it
+        made), then each row's piece of it joined with its variable fields."""
+        block = np.empty((stop - start, fixed_width), dtype=np.uint8)
+        block[:, :2] = header
+        at = 2
+        for _, width, fill in fixed:
+            fill(start, stop, block[:, at : at + width])
+            at += width
+        view = block.data.cast("B")
         if not variable:
-            return block.tobytes()
-        return b"".join(chain.from_iterable(zip(_split(block), *[v[start:stop] for _, v in variable])))
+            return view
+        pieces = [view[i : i + fixed_width] for i in range(0, len(view), fixed_width)]
+        return memoryview(b"".join(chain.from_iterable(zip(pieces, *[v[start:stop] for _, v in variable]))))
 
-    order = [p for p, _ in fixed] + [p for p, _ in variable]
+    order = [p for p, _, _ in fixed] + [p for p, _ in variable]
     return order, chain((_SIGNATURE,), (chunk(a, min(a + step, n)) for a in range(0, n, step)), (b"\xff\xff",))
 
 
-def _vector_fields(matrix: np.ndarray, half: bool, start: int, stop: int) -> np.ndarray:
-    return encode_block(matrix[start:stop], half=half, field=True)
+#: writes rows ``start:stop`` of a column's fields into a ``(stop - start, width)`` byte matrix
+Fill = Callable[[int, int, np.ndarray], None]
 
 
-def _sliced(column: np.ndarray, start: int, stop: int) -> np.ndarray:
-    return column[start:stop]
+def _vector_fields(matrix: np.ndarray, half: bool, start: int, stop: int, out: np.ndarray) -> None:
+    """pgvector's binary format as COPY fields (:func:`vectorpg.sqltypes.encode_block`), converted in place."""
+    dim = matrix.shape[1]
+    out[:, :4] = np.frombuffer(_LENGTH(out.shape[1] - 4), dtype=np.uint8)
+    out[:, 4:8] = np.frombuffer(struct.pack(">HH", dim, 0), dtype=np.uint8)
+    out[:, 8:].view(">f2" if half else ">f4")[...] = matrix[start:stop]
+
+
+def _sliced(column: np.ndarray, start: int, stop: int, out: np.ndarray) -> None:
+    out[...] = column[start:stop]
 
 
 def _prefixed(block: np.ndarray) -> np.ndarray:
@@ -109,12 +121,6 @@ def _prefixed(block: np.ndarray) -> np.ndarray:
     out[:, :4] = np.frombuffer(_LENGTH(block.shape[1]), dtype=np.uint8)
     out[:, 4:] = block
     return out
-
-
-def _split(block: np.ndarray) -> list[memoryview]:
-    view = memoryview(block.tobytes())
-    width = block.shape[1]
-    return [view[i : i + width] for i in range(0, len(view), width)]
 
 
 def _fixed_column(oid: int, values: list[Any]) -> np.ndarray | None:

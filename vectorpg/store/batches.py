@@ -76,7 +76,9 @@ class DocumentBatch:
     """A validated, embedded batch, ready to write: full rows, and ids whose metadata alone changed."""
 
     ids: list[str]
+    #: the rows' values, their vectors apart in ``vectors`` (row ``n``: ``vectors[n]``)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
+    vectors: np.ndarray | None = None
     metadata_only: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     unchanged: int = 0
     #: ids of the batch that are stored already (the batch replaces them)
@@ -197,6 +199,7 @@ def prepare_batch(
 
     if vectors is not None:
         matrix = validation.dense_vectors(vectors, dimension=collection.dimension, metric=collection.metric)
+        batch.vectors = matrix if len(write) == count else matrix[write]  # one matrix to the wire, not rows
     elif write:
         assert texts is not None
         try:
@@ -213,11 +216,9 @@ def prepare_batch(
                 point_at_row(exc, write[exc.row])
             raise
         batch.embedded, batch.cached = embedded.computed, embedded.cached
-        matrix = np.zeros((count, collection.dimension), dtype=np.float32)
-        matrix[write] = embedded.vectors
+        batch.vectors = embedded.vectors
     batch.rows = [
-        (collection.name, id_list[i], texts[i] if texts is not None else None, metas[i], matrix[i], hashes[i])
-        for i in write
+        (collection.name, id_list[i], texts[i] if texts is not None else None, metas[i], None, hashes[i]) for i in write
     ]
     return batch
 
@@ -251,6 +252,7 @@ def write_batch(session: Session, collection: Collection, batch: DocumentBatch) 
         conflict_columns=["collection", "id"],
         update_extra={"updated_at": func.now()},
         keys_absent=batch.absent,
+        matrices={"embedding": batch.vectors} if batch.vectors is not None else None,
         on_existing=(lambda: batch.existing.update(_stored_state(collection, batch.ids, session)))
         if batch.guessed
         else None,
