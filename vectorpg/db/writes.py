@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -176,10 +177,11 @@ def write_rows(
     if upsert:
         # every writer locks rows in the same order (Python's, code points for strings): two upserts of
         # overlapping ids wait for each other instead of deadlocking
-        positions = [list(columns).index(c) for c in conflict_columns]
-        order = sorted(range(len(rows)), key=lambda n: tuple(rows[n][i] for i in positions))
-        rows = [rows[n] for n in order]
-        matrices = {name: matrix[order] for name, matrix in matrices.items()}
+        keys = list(map(itemgetter(*[list(columns).index(c) for c in conflict_columns]), rows))
+        order = sorted(range(len(rows)), key=keys.__getitem__)
+        if order != list(range(len(rows))):  # rows already in key order (a usual batch) stay where they are
+            rows = [rows[n] for n in order]
+            matrices = {name: matrix[order] for name, matrix in matrices.items()}
     try:
         if len(rows) < copy_threshold:
             stmt = pg_insert(table)
