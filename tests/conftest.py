@@ -1,4 +1,5 @@
 """The suite's fixtures live in plugins, one per concern (as psycopg's do): ``fix_db`` (the PostgreSQL
-server and a fresh database per test) and ``fix_embedders`` (deterministic embedders that need no model)."""
+server and a fresh database per test), ``fix_embedders`` (deterministic embedders that need no model) and
+``fix_pgbouncer`` (a real PgBouncer in transaction mode)."""
 
-pytest_plugins = ("tests.fix_db", "tests.fix_embedders")
+pytest_plugins = ("tests.fix_db", "tests.fix_embedders", "tests.fix_pgbouncer")

@@ -26,7 +26,7 @@ from sqlalchemy.sql.selectable import FromClause
 
 from vectorpg import validation
 from vectorpg.db import writes
-from vectorpg.db.engine import HasEngine, engine_of, ensure_vector_types
+from vectorpg.db.engine import HasEngine, engine_of, vector_statements
 from vectorpg.db.rows import LaidOut, layout_rows
 from vectorpg.db.translate import translating
 from vectorpg.errors import InvalidArgumentError, InvalidInputError
@@ -133,17 +133,16 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
         if isinstance(self._bind, Session):
-            ensure_vector_types(self._bind.connection().connection)
-            if write:
-                with self._bind.begin_nested():
+            with vector_statements(self._bind.connection().connection):
+                if write:
+                    with self._bind.begin_nested():
+                        yield self._bind
+                else:
                     yield self._bind
-            else:
-                yield self._bind
             return
         assert self._factory is not None
-        with self._factory() as session, session.begin():
-            ensure_vector_types(session.connection().connection)  # an application's own engine, too
-            yield session
+        with self._factory() as session, session.begin(), vector_statements(session.connection().connection):
+            yield session  # an application's own engine, too
 
     @property
     def vector_column(self) -> ColumnElement[Any]:

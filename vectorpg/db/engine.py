@@ -114,6 +114,30 @@ def ensure_vector_types(connection: PoolProxiedConnection) -> None:
         connection.info[_TYPES_KEY] = _register_vector_types(raw)
 
 
+@contextmanager
+def vector_statements(connection: PoolProxiedConnection) -> Iterator[None]:
+    """Ready a pooled connection (``Connection.connection``) for vectorpg's statements: the vector types
+    registered (once), and psycopg's automatic server-side prepared statements off while they run, put
+    back as they were afterwards (an application's own engine keeps its setting for its own statements).
+
+    A prepared statement lives on one server connection: behind a transaction-mode pooler (PgBouncer) the
+    next transaction may run on another, where it does not exist (``prepared statement "_pg3_0" does not
+    exist``, or a Bind for another statement's parameters); and a cached generic plan would ignore the
+    planner settings a search applies to its statement."""
+    ensure_vector_types(connection)
+    raw = connection.driver_connection
+    assert raw is not None
+    was = raw.prepare_threshold
+    if was is None:
+        yield
+        return
+    raw.prepare_threshold = None
+    try:
+        yield
+    finally:
+        raw.prepare_threshold = was
+
+
 def _on_connect(dbapi_connection: Any, record: Any) -> None:
     record.info[_TYPES_KEY] = _register_vector_types(dbapi_connection)
 

@@ -19,6 +19,7 @@ from psycopg import errors
 from sqlalchemy.exc import DBAPIError
 
 from vectorpg.errors import (
+    ConfigurationError,
     ConflictError,
     ConnectionLostError,
     DatabaseError,
@@ -36,6 +37,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: failure (each retry waits a little longer: 50 ms, 100 ms, 200 ms).
 RETRIES = 3
 _CONFLICTS = (errors.DeadlockDetected, errors.SerializationFailure)
+
+
+#: what a prepared statement that a pooler moved between server connections raises
+_PREPARED = (errors.InvalidSqlStatementName, errors.DuplicatePreparedStatement, errors.ProtocolViolation)
 
 
 def translate(exc: BaseException, action: str) -> VectorPgError | None:
@@ -88,6 +93,13 @@ def translate(exc: BaseException, action: str) -> VectorPgError | None:
             "transaction holds it (an index build, a reembed swap, a migration): retry once it is done, or "
             "raise lock_timeout.",
             sqlstate=state,
+        )
+    if isinstance(original, _PREPARED) and "prepared statement" in detail:  # lost, doubled or mismatched
+        return ConfigurationError(
+            f"a server-side prepared statement went wrong while {action}: {detail}. A transaction-mode pooler "
+            "(PgBouncer) runs each transaction on any server connection, and psycopg prepares a statement "
+            "that runs often: create the engine with connect_args={'prepare_threshold': None} "
+            "(vectorpg.connect() does)."
         )
     if isinstance(original, errors.ProtocolViolation):  # a bug or a proxy in the way, not a network failure
         return DatabaseError(

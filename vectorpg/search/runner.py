@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from vectorpg.db.direct import Compiled, execute_direct, execute_sql, set_local
-from vectorpg.db.engine import ensure_vector_types
+from vectorpg.db.engine import vector_statements
 from vectorpg.search.planner import Runner
 from vectorpg.search.statements import InStatement, apply_settings
 
@@ -108,8 +108,7 @@ def autocommit_connection(engine: Engine) -> Iterator[Connection]:
     a small search's client-side cost). A connection that cannot be put back in transactional mode is
     invalidated: the pool never hands out a connection left in autocommit.
     """
-    with engine.connect() as conn:
-        ensure_vector_types(conn.connection)
+    with engine.connect() as conn, vector_statements(conn.connection):
         raw = conn.connection.driver_connection
         assert raw is not None
         was = raw.autocommit
@@ -129,7 +128,12 @@ def autocommit_connection(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def _session_runner(session: Session) -> Iterator[Runner]:
-    ensure_vector_types(session.connection().connection)
+    with vector_statements(session.connection().connection):
+        yield from _settings_runner(session)
+
+
+def _settings_runner(session: Session) -> Iterator[Runner]:
+    """``run`` in ``session``, its settings put back at the end (on an error too, where it can be)."""
     restore: dict[str, str] = {}
 
     def run(stmt: Any, settings: dict[str, str]) -> list[Any]:

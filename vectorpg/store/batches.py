@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from vectorpg import validation
 from vectorpg.db import writes
 from vectorpg.db.copy_stream import JsonDocument
-from vectorpg.db.engine import ensure_vector_types
+from vectorpg.db.engine import vector_statements
 from vectorpg.embeddings import check_texts
 from vectorpg.errors import (
     CollectionMismatchError,
@@ -240,31 +240,31 @@ def _stored_state(
 
 def write_batch(session: Session, collection: Collection, batch: DocumentBatch) -> None:
     """Write a prepared batch in the caller's transaction (add-or-replace by id)."""
-    # a connection opened before another process installed pgvector has no vector types yet
-    ensure_vector_types(session.connection().connection)
-    check_current(collection, session)
-    writes.write_rows(
-        session,
-        documents_table,
-        _COLUMNS,
-        batch.rows,
-        on_conflict="update",
-        conflict_columns=["collection", "id"],
-        update_extra={"updated_at": func.now()},
-        keys_absent=batch.absent,
-        matrices={"embedding": batch.vectors} if batch.vectors is not None else None,
-        on_existing=(lambda: batch.existing.update(_stored_state(collection, batch.ids, session)))
-        if batch.guessed
-        else None,
-    )
-    if batch.metadata_only:
-        t = documents_table
-        session.execute(
-            update(t)
-            .where(t.c.collection == bindparam("c"), t.c.id == bindparam("i"))
-            .values(metadata=bindparam("m"), updated_at=func.now()),
-            [{"c": collection.name, "i": i, "m": m} for i, m in batch.metadata_only],
+    # (a connection opened before another process installed pgvector has no vector types yet)
+    with vector_statements(session.connection().connection):
+        check_current(collection, session)
+        writes.write_rows(
+            session,
+            documents_table,
+            _COLUMNS,
+            batch.rows,
+            on_conflict="update",
+            conflict_columns=["collection", "id"],
+            update_extra={"updated_at": func.now()},
+            keys_absent=batch.absent,
+            matrices={"embedding": batch.vectors} if batch.vectors is not None else None,
+            on_existing=(lambda: batch.existing.update(_stored_state(collection, batch.ids, session)))
+            if batch.guessed
+            else None,
         )
+        if batch.metadata_only:
+            t = documents_table
+            session.execute(
+                update(t)
+                .where(t.c.collection == bindparam("c"), t.c.id == bindparam("i"))
+                .values(metadata=bindparam("m"), updated_at=func.now()),
+                [{"c": collection.name, "i": i, "m": m} for i, m in batch.metadata_only],
+            )
 
 
 def check_current(collection: Collection, session: Session) -> None:

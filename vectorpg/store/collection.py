@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from vectorpg import validation
-from vectorpg.db.engine import HasEngine, engine_of, ensure_vector_types
+from vectorpg.db.engine import HasEngine, engine_of, vector_statements
 from vectorpg.db.translate import translating
 from vectorpg.db.writes import key_in
 from vectorpg.embeddings import Embedder, check_texts
@@ -372,8 +372,7 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
         wanted = check_ids(list(ids))
         t = documents_table
         stmt = select(t).where(t.c.collection == self.name, key_in(t.c.id, wanted))
-        with self.session_factory() as session:
-            ensure_vector_types(session.connection().connection)
+        with self.session_factory() as session, vector_statements(session.connection().connection):
             found = {
                 r.id: Document(r.id, r.content, r.metadata, np.asarray(r.embedding), r.created_at, r.updated_at)
                 for r in session.execute(stmt)
