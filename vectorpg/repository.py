@@ -167,7 +167,7 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
                         raise InvalidInputError(f"{self.model.__name__} has no column {key!r}", row=row)
                     mapped.append(name)
                 names = self._names[keys] = tuple(mapped)
-            return item if names is keys or names == keys else dict(zip(names, item.values()))  # type: ignore[return-value]
+            return item if names is keys or names == keys else dict(zip(names, item.values()))
         raise InvalidInputError(f"expected a {self.model.__name__} or a mapping, got {type(item).__name__}", row=row)
 
     def _column_keyed(self, keys: set[str]) -> bool:

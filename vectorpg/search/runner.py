@@ -128,12 +128,6 @@ def autocommit_connection(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def _session_runner(session: Session) -> Iterator[Runner]:
-    with vector_statements(session.connection().connection):
-        yield from _settings_runner(session)
-
-
-def _settings_runner(session: Session) -> Iterator[Runner]:
-    """``run`` in ``session``, its settings put back at the end (on an error too, where it can be)."""
     restore: dict[str, str] = {}
 
     def run(stmt: Any, settings: dict[str, str]) -> list[Any]:
@@ -141,15 +135,16 @@ def _settings_runner(session: Session) -> Iterator[Runner]:
             restore.setdefault(name, value)
         return list(session.execute(stmt).all())
 
-    try:
-        yield run
-    except BaseException:
-        if restore:  # the session may be broken: keep the error that got us here
-            with suppress(Exception):
-                apply_settings(session, restore, remember=False)
-        raise
-    if restore:
-        apply_settings(session, restore, remember=False)
+    with vector_statements(session.connection().connection):
+        try:
+            yield run
+        except BaseException:
+            if restore:  # the session may be broken: keep the error that got us here
+                with suppress(Exception):
+                    apply_settings(session, restore, remember=False)
+            raise
+        if restore:
+            apply_settings(session, restore, remember=False)
 
 
 @dataclass(frozen=True)
