@@ -313,3 +313,36 @@ def test_a_text_query_is_embedded_once_per_search(db: vectorpg.Database, hash_em
             before = hash_embedder.texts_embedded
             assert docs.search("refund", k=2, where=where)[0].content.startswith("refund")
             assert hash_embedder.texts_embedded == before + 1
+
+
+def test_max_distance_keeps_only_the_hits_that_near(db: vectorpg.Database) -> None:
+    data, meta = _rows(400, seed=11)
+    docs = db.collection("radius", dimension=DIM, embedder=None, auto_index=False)
+    docs.add(vectors=data, ids=[str(i) for i in range(len(data))], metadata=meta)
+    query = data[3] + 0.01
+    exact = docs.search(query, k=10, strategy="exact")
+    cut = exact[4].distance  # the fifth nearest
+    within = docs.search(query, k=10, max_distance=cut)
+    assert [h.id for h in within] == [h.id for h in exact[:5]] and all(h.distance <= cut for h in within)
+    assert docs.search(query, k=10, max_distance=cut) == within  # the kept statement, filtered the same
+    assert docs.search(query, k=10, max_distance=np.float32(-1.0)) == []  # cosine distances are >= 0
+    assert [len(hits) for hits in docs.search_many([query, data[7]], k=10, max_distance=cut)][0] == 5
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Point(Base):
+        __tablename__ = "radius_points"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        embedding: Mapped[Any] = vector_column(DIM)
+
+    Base.metadata.create_all(db.engine)
+    repo = Repository(Point, db, metric="inner_product")  # distances below zero: any finite limit is valid
+    repo.add([{"id": i, "embedding": data[i]} for i in range(len(data))])
+    ranked = repo.search(query, k=10, strategy="exact")
+    limit = ranked[2][1]
+    assert [p.id for p, d in repo.search(query, k=10, max_distance=limit)] == [p.id for p, _ in ranked[:3]]
+    assert limit < 0
+    for bad in (float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(vectorpg.InvalidArgumentError, match="max_distance"):
+            docs.search(query, k=3, max_distance=bad)  # type: ignore[arg-type]

@@ -8,6 +8,8 @@ how a query becomes a vector, how ``where`` becomes SQL conditions, and what a h
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -98,9 +100,12 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         diversity: float | None = None,
         fetch_k: int | None = None,
         recall: float | None = None,
+        max_distance: float | None = None,
     ) -> list[HitT]:
         """The ``k`` hits nearest to ``query`` (a vector, or a text with an embedder) that match ``where``,
-        nearest first. Distances are exact distances on the stored vectors, whatever the path.
+        nearest first. Distances are exact distances on the stored vectors, whatever the path;
+        ``max_distance`` keeps only the hits at most that far (in the metric's distance: for
+        ``inner_product``, the negative inner product), so fewer than ``k`` may come back.
 
         ``strategy="auto"`` lets the planner (:mod:`vectorpg.search.planner`) choose per query: an exact
         scan of the matching rows when few match, else the vector index with an iterative scan; a short
@@ -113,6 +118,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         picks the knob values :meth:`tune` stored for that target (default: the values tuned for 0.95, if any).
         """
         options = QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
+        limit = _max_distance(max_distance)
         spec = self.surface.metric_for(metric)
         vector = self._query_vector(query, spec)  # once: a text query is embedded here
         where_key = self._where_key(where) if diversity is None and fetch_k is None else None
@@ -120,7 +126,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         if key is not None:
             kept = self.surface.remembered_search(key, vector)
             if kept is not None:
-                return [self._hit(row) for row in kept]
+                return [self._hit(row) for row in _within(kept, limit)]
         conditions, reliable = self._planned_conditions(where)
         found = self.surface.search(
             vector,
@@ -137,7 +143,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
             fetch_k=fetch_k,
             recall=recall,
         )
-        return [self._hit(row) for row in found]
+        return [self._hit(row) for row in _within(found, limit)]
 
     @translating("searching (batch)")
     def search_many(
@@ -148,10 +154,13 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         where: WhereT | None = None,
         metric: str | None = None,
         strategy: str = "auto",
+        max_distance: float | None = None,
     ) -> list[list[HitT]]:
         """The ``k`` nearest hits of each query (vectors, or texts with an embedder) that match ``where``,
         answered in one SQL statement (a LATERAL join over the unnested query vectors): for evaluation
-        runs and recommendations. One list per query, in order, each nearest first. At most 10,000 queries."""
+        runs and recommendations. One list per query, in order, each nearest first (at most
+        ``max_distance`` away, as in :meth:`search`). At most 10,000 queries."""
+        limit = _max_distance(max_distance)
         spec = self.surface.metric_for(metric)
         items = list(queries)
         if len(items) > MAX_BATCH_QUERIES:
@@ -162,7 +171,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
             vectors, validation.positive_k(k), where=conditions, metric=spec, strategy=strategy,
             estimate_reliable=reliable,
         )  # fmt: skip
-        return [[self._hit(row) for row in rows] for rows in found]
+        return [[self._hit(row) for row in _within(rows, limit)] for rows in found]
 
     @translating("explaining a search")
     def explain(
@@ -182,10 +191,14 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         diversity: float | None = None,
         fetch_k: int | None = None,
         recall: float | None = None,
+        max_distance: float | None = None,
         analyze: bool = False,
     ) -> SearchPlan:
         """What :meth:`search` with the same arguments would do: the strategy and why, the row estimates,
-        the settings, the SQL and PostgreSQL's ``EXPLAIN`` (``analyze=True`` runs the query)."""
+        the settings, the SQL and PostgreSQL's ``EXPLAIN`` (``analyze=True`` runs the query).
+        ``max_distance`` is checked as :meth:`search` checks it; it filters the hits afterwards and
+        changes nothing in the plan."""
+        _max_distance(max_distance)
         spec = self.surface.metric_for(metric)
         conditions, reliable = self._planned_conditions(where)
         return self.surface.explain(
@@ -272,3 +285,17 @@ def clause_key(where: Any) -> Hashable | None:
 def _frozen(value: Any) -> Any:
     """A bound value as a hashable key part (the items of a list or tuple, as for ``IN``)."""
     return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _max_distance(value: Any) -> float | None:
+    """``max_distance`` checked: ``None``, or a finite number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InvalidArgumentError(f"max_distance must be a finite number (a distance), got {value!r}")
+    return float(value)
+
+
+def _within(rows: Sequence[Row], limit: float | None) -> Sequence[Row]:
+    """The rows (distance last, nearest first) at most ``limit`` away."""
+    return rows if limit is None else [row for row in rows if float(row[-1]) <= limit]
