@@ -200,14 +200,17 @@ class EncodedVector(bytes):
     """A vector already in pgvector's binary wire format (``vector`` or ``halfvec``): COPY sends it as is."""
 
 
-def encode_block(matrix: np.ndarray, *, half: bool = False, field: bool = False) -> np.ndarray:
+def encode_block(
+    matrix: np.ndarray, *, half: bool = False, field: bool = False, out: np.ndarray | None = None
+) -> np.ndarray:
     """Rows of a float matrix in pgvector's binary format, encoded in one NumPy pass, as a ``(n, 4 + width)``
     byte matrix: a big-endian int16 dimension, an int16 0, then big-endian float32 (``vector``) or float16
-    (``halfvec``) values. ``field``: each row as a binary COPY field, its int32 length in front."""
+    (``halfvec``) values. ``field``: each row as a binary COPY field, its int32 length in front. ``out``:
+    a ``uint8`` matrix of that shape (a slice of a larger one, say) to write into instead of a new one."""
     n, dim = matrix.shape
     width = (2 if half else 4) * dim
     at = 4 if field else 0
-    block = np.empty((n, at + 4 + width), dtype=np.uint8)
+    block = np.empty((n, at + 4 + width), dtype=np.uint8) if out is None else out
     if field:
         block[:, :4] = np.frombuffer(np.array([4 + width], dtype=">i4").tobytes(), dtype=np.uint8)
     block[:, at : at + 4] = np.frombuffer(np.array([dim, 0], dtype=">u2").tobytes(), dtype=np.uint8)

@@ -7,6 +7,8 @@ its index. Dense vectors come out as one C-contiguous float32 matrix (cheap to s
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -106,6 +108,15 @@ def positive_k(k: object) -> int:
     if k > 100_000:
         raise InvalidArgumentError(f"k={k} is too large; ask for at most 100000 neighbours")
     return int(k)
+
+
+def max_distance(value: object) -> float | None:
+    """A search's ``max_distance``: ``None``, or a finite number (a distance in the metric's own terms)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InvalidArgumentError(f"max_distance must be a finite number (a distance), got {value!r}")
+    return float(value)
 
 
 def _row_array(value: Any, row: int | None) -> np.ndarray:

@@ -14,6 +14,8 @@ import numpy as np
 from psycopg.abc import Buffer
 from psycopg.types.json import Jsonb
 
+from vectorpg.sqltypes import encode_block
+
 
 def _as_is(encoded: bytes) -> bytes:
     return encoded
@@ -104,11 +106,7 @@ Fill = Callable[[int, int, np.ndarray], None]
 
 
 def _vector_fields(matrix: np.ndarray, half: bool, start: int, stop: int, out: np.ndarray) -> None:
-    """pgvector's binary format as COPY fields (:func:`vectorpg.sqltypes.encode_block`), converted in place."""
-    dim = matrix.shape[1]
-    out[:, :4] = np.frombuffer(_LENGTH(out.shape[1] - 4), dtype=np.uint8)
-    out[:, 4:8] = np.frombuffer(struct.pack(">HH", dim, 0), dtype=np.uint8)
-    out[:, 8:].view(">f2" if half else ">f4")[...] = matrix[start:stop]
+    encode_block(matrix[start:stop], half=half, field=True, out=out)
 
 
 def _sliced(column: np.ndarray, start: int, stop: int, out: np.ndarray) -> None:
@@ -124,8 +122,7 @@ def _prefixed(block: np.ndarray) -> np.ndarray:
 
 
 def _fixed_column(oid: int, values: list[Any]) -> np.ndarray | None:
-    kinds = set(map(type, values))
-    if not kinds <= {int, float, bool} and not all(k in (int, float, bool) or issubclass(k, np.generic) for k in kinds):
+    if not all(k in (int, float, bool) or issubclass(k, np.generic) for k in set(map(type, values))):
         return None  # NULLs or other types
     try:
         array = np.asarray(values, dtype=_FIXED[oid])

@@ -8,8 +8,6 @@ how a query becomes a vector, how ``where`` becomes SQL conditions, and what a h
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -118,7 +116,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         picks the knob values :meth:`tune` stored for that target (default: the values tuned for 0.95, if any).
         """
         options = QueryOptions(ef_search, probes, iterative_scan, max_scan_tuples)
-        limit = _max_distance(max_distance)
+        limit = validation.max_distance(max_distance)
         spec = self.surface.metric_for(metric)
         vector = self._query_vector(query, spec)  # once: a text query is embedded here
         where_key = self._where_key(where) if diversity is None and fetch_k is None else None
@@ -160,7 +158,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         answered in one SQL statement (a LATERAL join over the unnested query vectors): for evaluation
         runs and recommendations. One list per query, in order, each nearest first (at most
         ``max_distance`` away, as in :meth:`search`). At most 10,000 queries."""
-        limit = _max_distance(max_distance)
+        limit = validation.max_distance(max_distance)
         spec = self.surface.metric_for(metric)
         items = list(queries)
         if len(items) > MAX_BATCH_QUERIES:
@@ -198,7 +196,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         the settings, the SQL and PostgreSQL's ``EXPLAIN`` (``analyze=True`` runs the query).
         ``max_distance`` is checked as :meth:`search` checks it; it filters the hits afterwards and
         changes nothing in the plan."""
-        _max_distance(max_distance)
+        validation.max_distance(max_distance)
         spec = self.surface.metric_for(metric)
         conditions, reliable = self._planned_conditions(where)
         return self.surface.explain(
@@ -285,15 +283,6 @@ def clause_key(where: Any) -> Hashable | None:
 def _frozen(value: Any) -> Any:
     """A bound value as a hashable key part (the items of a list or tuple, as for ``IN``)."""
     return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _max_distance(value: Any) -> float | None:
-    """``max_distance`` checked: ``None``, or a finite number."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise InvalidArgumentError(f"max_distance must be a finite number (a distance), got {value!r}")
-    return float(value)
 
 
 def _within(rows: Sequence[Row], limit: float | None) -> Sequence[Row]:
