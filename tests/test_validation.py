@@ -71,6 +71,46 @@ def test_numpy_matrix_fast_path_finds_the_bad_row() -> None:
     assert info.value.row == 613
 
 
+@pytest.mark.parametrize("as_rows", [False, True], ids=["matrix", "list of arrays"])
+@pytest.mark.parametrize(
+    ("value", "metric", "reason"),
+    [
+        (np.nan, "l2", "nonfinite"),
+        (np.inf, "cosine", "nonfinite"),
+        (-np.inf, "ip", "nonfinite"),
+        (0.0, "cosine", "zero"),
+    ],
+)
+def test_float32_batches_find_the_bad_row(value: float, metric: str, reason: str, as_rows: bool) -> None:
+    """A float32 batch is first checked in one pass (its rows' squared norms); the row it flags is named."""
+    matrix = np.ones((1000, DIM), dtype=np.float32)
+    matrix[613] = value
+    batch: Any = list(matrix) if as_rows else matrix
+    with pytest.raises(InvalidVectorError) as info:
+        validation.dense_vectors(batch, dimension=DIM, metric=metric_spec(metric))
+    assert (info.value.row, info.value.reason) == (613, reason)
+
+
+@pytest.mark.parametrize(
+    "value", [1e20, 3e38, 1e-30, 1e-45], ids=["squares overflow", "float32 max", "squares underflow", "subnormal"]
+)
+def test_float32_values_whose_squares_leave_float32_are_kept(value: float) -> None:
+    """Finite, non-zero values whose squares overflow or underflow float32 are valid vectors, even under cosine."""
+    matrix = np.ones((50, DIM), dtype=np.float32)
+    matrix[20, 1] = value
+    matrix[21] = value
+    out = validation.dense_vectors(matrix, dimension=DIM, metric=metric_spec("cosine"))
+    assert np.array_equal(out, matrix)
+
+
+def test_a_float32_batch_is_range_checked_for_halfvec() -> None:
+    matrix = np.ones((10, DIM), dtype=np.float32)
+    matrix[4, 0] = 70000.0
+    with pytest.raises(InvalidVectorError, match="out of range for halfvec") as info:
+        validation.dense_vectors(matrix, dimension=DIM, vector_type=VectorType.HALFVEC)
+    assert info.value.row == 4
+
+
 def test_halfvec_range_is_float16() -> None:
     with pytest.raises(InvalidVectorError, match="out of range for halfvec"):
         validation.dense_vectors([[70000.0, 1, 1, 1]], dimension=DIM, vector_type=VectorType.HALFVEC)

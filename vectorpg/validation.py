@@ -177,8 +177,8 @@ def dense_vectors(
     """
     if isinstance(values, np.ndarray) and values.ndim == 2 and values.dtype.kind in "fiu":
         matrix = values
-    elif _uniform_arrays(values):  # a list of equal-length numeric arrays: one stack, no per-row work
-        matrix = np.stack(values)
+    elif _uniform_arrays(values):  # a list of equal-length numeric arrays: one copy, no per-row work
+        matrix = np.array(values)
     else:
         if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
             raise InvalidArgumentError(f"expected a sequence of vectors, got {type(values).__name__}")
@@ -194,9 +194,12 @@ def dense_vectors(
         matrix = np.stack(rows)
     if matrix.shape[0] == 0:
         return np.empty((0, dimension or 0), dtype=np.float32)
+    size_ok = matrix.shape[1] > 0 and (dimension is None or matrix.shape[1] == dimension)
+    limit = _FLOAT_LIMIT.get(vector_type, np.inf)
+    if size_ok and matrix.dtype == np.float32 and limit >= np.finfo(np.float32).max and _plainly_good(matrix):
+        return np.ascontiguousarray(matrix)
     # One vectorised pass finds whether any row is bad; only then look for which one.
     finite = np.isfinite(matrix).all(axis=1)
-    limit = _FLOAT_LIMIT.get(vector_type, np.inf)
     in_range: np.ndarray
     if matrix.dtype.kind == "f" and np.finfo(matrix.dtype).max <= limit:
         in_range = np.ones(len(matrix), bool)  # every finite value of this dtype fits
@@ -204,12 +207,20 @@ def dense_vectors(
         wide = matrix.astype(np.float64, copy=False)
         in_range = np.asarray((np.abs(np.where(np.isfinite(wide), wide, 0)) <= limit).all(axis=1))
     nonzero = matrix.any(axis=1) if metric is not None and metric.rejects_zero else np.ones(len(matrix), bool)
-    size_ok = matrix.shape[1] > 0 and (dimension is None or matrix.shape[1] == dimension)
     if not size_ok or not (finite.all() and in_range.all() and nonzero.all()):
         bad_rows = np.flatnonzero(~(finite & in_range & nonzero)) if size_ok else [0]
         first_bad = int(bad_rows[0]) if len(bad_rows) else 0
         _check_dense_row(matrix[first_bad].astype(np.float64), first_bad, dimension, metric, vector_type)
     return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+def _plainly_good(matrix: np.ndarray) -> bool:
+    """Whether every row of a float32 matrix is finite and non-zero, told by one pass over it (its rows'
+    squared norms): a NaN or an infinity makes a row's NaN or infinite, and only a zero row (or values
+    whose squares overflow or underflow float32) makes it 0 or infinite otherwise. ``False`` is not a
+    verdict: the exact checks then look."""
+    squares = np.einsum("ij,ij->i", matrix, matrix)
+    return bool(np.isfinite(squares).all() and (squares > 0).all())
 
 
 def _uniform_arrays(values: Any) -> bool:
