@@ -312,6 +312,7 @@ def write(
         r = run["rows_per_s"]
         for ours, raw in PAIRS:
             ratio = run["ratios"][ours]
+            rounds = [b / a for a, b in zip(run["seconds"][ours], run["seconds"][raw])]
             body.append(
                 [
                     run["dim"],
@@ -320,10 +321,11 @@ def write(
                     raw,
                     round(r[raw]),
                     f"{ratio:.2f}x",
+                    f"{min(rounds):.2f}-{max(rounds):.2f}x",
                     "yes" if ratio >= GOAL else "NO",
                 ]
             )
-    lines.append(table(["dim", "vectorpg", "rows/s", "baseline", "rows/s", "ratio", "goal"], body))
+    lines.append(table(["dim", "vectorpg", "rows/s", "baseline", "rows/s", "ratio", "rounds", "goal"], body))
     fig, ax = figure(8, 4.5)
     width = 0.2
     dims = [run["dim"] for run in runs]
