@@ -1,4 +1,5 @@
-"""The store API: collections of texts or vectors with JSON metadata, on the built-in partitioned schema."""
+"""The store API: collections of texts or vectors with JSON metadata, on the built-in partitioned schema; each
+test runs through the sync API and the async one (``face``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 import vectorpg
+from tests.fix_aio import Face
 from tests.fix_embedders import HashEmbedder
 from vectorpg.store.embedding_cache import content_hash
 
@@ -20,8 +22,8 @@ TEXTS = [
 ]
 
 
-def test_add_search_get_delete_count(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
-    docs = db.collection("articles", embedder=hash_embedder)
+def test_add_search_get_delete_count(face: Face, hash_embedder: HashEmbedder) -> None:
+    docs = face.collection("articles", embedder=hash_embedder)
     assert docs.dimension == hash_embedder.dimension
     ids = docs.add(TEXTS, metadata=[{"lang": "en", "n": i} for i in range(4)], ids=["a", "b", "c", "d"])
     assert ids == ["a", "b", "c", "d"] and docs.count() == 4
@@ -42,17 +44,17 @@ def test_add_search_get_delete_count(db: vectorpg.Database, hash_embedder: HashE
         docs.delete()
 
 
-def test_generated_ids_are_unique(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
-    docs = db.collection("gen", embedder=hash_embedder)
+def test_generated_ids_are_unique(face: Face, hash_embedder: HashEmbedder) -> None:
+    docs = face.collection("gen", embedder=hash_embedder)
     ids = docs.add(TEXTS)
     assert len(set(ids)) == 4 and docs.count() == 4
 
 
-def test_exact_search_equals_numpy(db: vectorpg.Database) -> None:
+def test_exact_search_equals_numpy(face: Face) -> None:
     rng = np.random.default_rng(7)
     data = rng.normal(size=(500, 16)).astype(np.float32)
     for metric in ("cosine", "l2", "inner_product", "l1"):
-        docs = db.collection(f"m_{metric}", dimension=16, metric=metric)
+        docs = face.collection(f"m_{metric}", dimension=16, metric=metric)
         docs.add(vectors=data, ids=[str(i) for i in range(len(data))])
         query = rng.normal(size=16)
         spec = vectorpg.metric_spec(metric)
@@ -68,8 +70,8 @@ def test_exact_search_equals_numpy(db: vectorpg.Database) -> None:
         np.testing.assert_allclose([h.distance for h in hits], np.sort(expected)[:10], rtol=1e-4, atol=1e-4)
 
 
-def test_unchanged_text_is_not_embedded_again(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
-    docs = db.collection("cache", embedder=hash_embedder)
+def test_unchanged_text_is_not_embedded_again(face: Face, db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
+    docs = face.collection("cache", embedder=hash_embedder)
     docs.add(TEXTS, ids=["a", "b", "c", "d"], metadata=[{"v": 1}] * 4)
     assert hash_embedder.texts_embedded == 4
     docs.upsert(TEXTS, ids=["a", "b", "c", "d"], metadata=[{"v": 1}] * 4)
@@ -91,8 +93,8 @@ def test_unchanged_text_is_not_embedded_again(db: vectorpg.Database, hash_embedd
     assert stored == content_hash("a brand new text")
 
 
-def test_add_inserts_and_upsert_replaces(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
-    docs = db.collection("verbs", embedder=hash_embedder)
+def test_add_inserts_and_upsert_replaces(face: Face, hash_embedder: HashEmbedder) -> None:
+    docs = face.collection("verbs", embedder=hash_embedder)
     assert docs.add(["one", "two"], ids=["a", "b"]) == ["a", "b"]
     with pytest.warns(DeprecationWarning, match=r"replaced 1 existing document\(s\) \('a'"):
         docs.add(["one again"], ids=["a"])  # 0.1's add-or-replace, for one more release
@@ -102,18 +104,18 @@ def test_add_inserts_and_upsert_replaces(db: vectorpg.Database, hash_embedder: H
     assert docs.add(["three"]) and docs.count() == 3  # new ids: nothing to replace, no warning
 
 
-def test_texts_with_precomputed_vectors(db: vectorpg.Database) -> None:
-    docs = db.collection("pre", dimension=3)
+def test_texts_with_precomputed_vectors(face: Face) -> None:
+    docs = face.collection("pre", dimension=3)
     docs.add(["x", "y"], vectors=[[1, 0, 0], [0, 1, 0]], ids=["x", "y"])
     assert docs.search([0, 1, 0], k=1)[0].content == "y"
     with pytest.raises(vectorpg.InvalidArgumentError, match="no embedder"):
         docs.search("text needs an embedder", k=1)
 
 
-def test_each_collection_is_a_partition_with_a_dimension_check(db: vectorpg.Database) -> None:
-    db.collection("small", dimension=3).add(vectors=[[1, 2, 3]])
-    db.collection("big", dimension=5).add(vectors=[[1, 2, 3, 4, 5]])
-    assert db.collections() == ["big", "small"]
+def test_each_collection_is_a_partition_with_a_dimension_check(face: Face, db: vectorpg.Database) -> None:
+    face.collection("small", dimension=3).add(vectors=[[1, 2, 3]])
+    face.collection("big", dimension=5).add(vectors=[[1, 2, 3, 4, 5]])
+    assert face.collections() == ["big", "small"]
     with db.engine.connect() as conn:
         parts = conn.execute(
             text(
@@ -142,32 +144,32 @@ def test_each_collection_is_a_partition_with_a_dimension_check(db: vectorpg.Data
             )
         )
     assert "documents_small" in plan and "documents_big" not in plan
-    assert db.drop_collection("small") is True and db.drop_collection("small") is False
-    assert db.collections() == ["big"]
+    assert face.drop_collection("small") is True and face.drop_collection("small") is False
+    assert face.collections() == ["big"]
 
 
-def test_reopening_checks_dimension_metric_and_embedder(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
-    db.collection("notes", embedder=hash_embedder, metric="l2")
-    again = db.collection("notes", embedder=hash_embedder)
+def test_reopening_checks_dimension_metric_and_embedder(face: Face, hash_embedder: HashEmbedder) -> None:
+    face.collection("notes", embedder=hash_embedder, metric="l2")
+    again = face.collection("notes", embedder=hash_embedder)
     assert again.metric.metric.value == "l2" and again.embedder is hash_embedder
     with pytest.raises(vectorpg.CollectionMismatchError, match="dimension"):
-        db.collection("notes", dimension=7)
+        face.collection("notes", dimension=7)
     with pytest.raises(vectorpg.CollectionMismatchError, match="metric"):
-        db.collection("notes", metric="cosine")
+        face.collection("notes", metric="cosine")
     with pytest.raises(vectorpg.CollectionMismatchError, match="embedder") as info:
-        db.collection("notes", embedder=HashEmbedder(name="other-model"))
+        face.collection("notes", embedder=HashEmbedder(name="other-model"))
     assert info.value.recorded == "hash-embedder" and info.value.requested == "other-model"
     # Opened without its embedder, vectors still work and text says what is missing.
-    bare = db.collection("notes")
+    bare = face.collection("notes")
     assert bare.embedder is None and bare.embedder_name == "hash-embedder"
     with pytest.raises(vectorpg.InvalidArgumentError, match="hash-embedder"):
         bare.add(["text"])
 
 
-def test_missing_collection_without_create(db: vectorpg.Database) -> None:
+def test_missing_collection_without_create(face: Face) -> None:
     with pytest.raises(vectorpg.CollectionNotFoundError):
-        db.collection("ghost", dimension=3, create=False)
-    assert db.collections() == []
+        face.collection("ghost", dimension=3, create=False)
+    assert face.collections() == []
 
 
 @pytest.mark.parametrize(
@@ -181,14 +183,14 @@ def test_missing_collection_without_create(db: vectorpg.Database) -> None:
         ({"embedder": None}, vectorpg.InvalidArgumentError),
     ],
 )
-def test_bad_collection_options(db: vectorpg.Database, kwargs: dict[str, Any], error: type) -> None:
+def test_bad_collection_options(face: Face, kwargs: dict[str, Any], error: type) -> None:
     with pytest.raises(error):
-        db.collection("bad", **kwargs)
-    assert db.collections() == []
+        face.collection("bad", **kwargs)
+    assert face.collections() == []
 
 
-def test_bad_texts_and_queries(db: vectorpg.Database, hash_embedder: HashEmbedder) -> None:
-    docs = db.collection("texts", embedder=hash_embedder)
+def test_bad_texts_and_queries(face: Face, hash_embedder: HashEmbedder) -> None:
+    docs = face.collection("texts", embedder=hash_embedder)
     for bad, row in ((["ok", ""], 1), (["ok", "   "], 1), (["ok", None], 1), (["a\x00b"], 0), (["ok", 3], 1)):
         with pytest.raises(vectorpg.InvalidInputError) as info:
             docs.add(bad)  # type: ignore[arg-type]
@@ -205,23 +207,23 @@ def test_bad_texts_and_queries(db: vectorpg.Database, hash_embedder: HashEmbedde
     assert docs.count() == 0
 
 
-def test_embedder_returning_nan_names_the_row(db: vectorpg.Database) -> None:
+def test_embedder_returning_nan_names_the_row(face: Face) -> None:
     class Broken(HashEmbedder):
         def embed(self, texts: Any) -> np.ndarray:
             out = super().embed(texts)
             out[2, 0] = np.nan
             return out
 
-    docs = db.collection("broken", embedder=Broken())
+    docs = face.collection("broken", embedder=Broken())
     with pytest.raises(vectorpg.InvalidVectorError, match="embedder returned a bad vector for row 2"):
         docs.add(["one", "two", "three", "four"])
     assert docs.count() == 0
 
 
-def test_id_lists_larger_than_the_parameter_limit(db: vectorpg.Database) -> None:
+def test_id_lists_larger_than_the_parameter_limit(face: Face) -> None:
     """PostgreSQL takes at most 65,535 parameters per statement: id lists travel as one array."""
     embedder = HashEmbedder(dimension=8)
-    docs = db.collection("many", embedder=embedder)
+    docs = face.collection("many", embedder=embedder)
     n = 70_000
     ids = [f"doc{i}" for i in range(n)]
     texts = [f"text number {i}" for i in range(n)]
@@ -232,8 +234,8 @@ def test_id_lists_larger_than_the_parameter_limit(db: vectorpg.Database) -> None
     assert docs.delete(ids[::2]) == n // 2 and docs.count() == n // 2
 
 
-def test_json_filters_are_served_by_a_gin_index(db: vectorpg.Database) -> None:
-    docs = db.collection("gin", dimension=2)
+def test_json_filters_are_served_by_a_gin_index(face: Face, db: vectorpg.Database) -> None:
+    docs = face.collection("gin", dimension=2)
     docs.add(vectors=[[1.0, float(i)] for i in range(3000)], metadata=[{"n": i % 500} for i in range(3000)])
     with db.engine.begin() as conn:
         conn.execute(text("ANALYZE vectorpg.documents_gin"))

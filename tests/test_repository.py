@@ -1,4 +1,5 @@
-"""Repository over an application's own models, on the real server, for every metric and vector type."""
+"""Repository over an application's own models, on the real server, for every metric and vector type; the
+tests that take ``face`` run through the sync API and the async one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import Integer, String, event, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vectorpg
+from tests.fix_aio import Face
 from vectorpg import Repository, vector_column
 from vectorpg.db.writes import COPY_THRESHOLD
 
@@ -72,10 +74,10 @@ def numpy_distances(data: np.ndarray, query: np.ndarray, metric: str, vector_typ
 
 
 @pytest.mark.parametrize(("vector_type", "metric"), PAIRS, ids=[f"{v}-{m}" for v, m in PAIRS])
-def test_exact_search_equals_numpy_top_k(db: vectorpg.Database, vector_type: str, metric: str) -> None:
+def test_exact_search_equals_numpy_top_k(face: Face, db: vectorpg.Database, vector_type: str, metric: str) -> None:
     base, item = make_model(vector_type)
     base.metadata.create_all(db.engine)
-    repo = Repository(item, db, metric=metric)
+    repo = face.repository(item, metric=metric)
     rng = np.random.default_rng(42)
     data = random_vectors(vector_type, 300, DIM, rng)
     categories = np.array(["a", "b", "c"])[rng.integers(0, 3, 300)]
@@ -99,10 +101,10 @@ def test_exact_search_equals_numpy_top_k(db: vectorpg.Database, vector_type: str
             assert {row.category for row, _ in hits} == {"b"}
 
 
-def test_search_returns_model_rows_nearest_first(db: vectorpg.Database) -> None:
+def test_search_returns_model_rows_nearest_first(face: Face, db: vectorpg.Database) -> None:
     base, item = make_model(dimension=3)
     base.metadata.create_all(db.engine)
-    repo = Repository(item, db, metric="l2")
+    repo = face.repository(item, metric="l2")
     repo.add([item(id=1, category="x", embedding=[1, 0, 0]), item(id=2, category="y", embedding=[0, 1, 0])])
     hits = repo.search([0.9, 0.1, 0], k=5)
     assert [type(row) for row, _ in hits] == [item, item]
@@ -115,10 +117,10 @@ def test_search_returns_model_rows_nearest_first(db: vectorpg.Database) -> None:
     assert repo.search([0.0, 5.0, 0], k=1, metric="inner_product")[0][0].id == 2
 
 
-def test_add_get_upsert_delete_count(db: vectorpg.Database) -> None:
+def test_add_get_upsert_delete_count(face: Face, db: vectorpg.Database) -> None:
     base, item = make_model(dimension=3)
     base.metadata.create_all(db.engine)
-    repo = Repository(item, db)
+    repo = face.repository(item)
     assert repo.add({"id": 1, "category": "a", "embedding": [1, 2, 3]}) == 1
     assert [r.category for r in repo.get([1])] == ["a"]
     assert repo.get([99]) == []
@@ -165,11 +167,11 @@ def test_the_0_1_spellings_still_work_with_a_deprecation_warning(db: vectorpg.Da
 
 
 @pytest.mark.parametrize("size", [COPY_THRESHOLD - 1, COPY_THRESHOLD, 1000])
-def test_bulk_paths_store_the_same_values(db: vectorpg.Database, size: int) -> None:
+def test_bulk_paths_store_the_same_values(face: Face, db: vectorpg.Database, size: int) -> None:
     """Below the threshold rows go through INSERT, from it through binary COPY; both store exactly."""
     base, item = make_model()
     base.metadata.create_all(db.engine)
-    repo = Repository(item, db)
+    repo = face.repository(item)
     rng = np.random.default_rng(size)
     data = rng.normal(size=(size, DIM)).astype(np.float32)
     repo.add({"id": i, "category": "c", "embedding": data[i]} for i in range(size))
@@ -182,10 +184,10 @@ def test_bulk_paths_store_the_same_values(db: vectorpg.Database, size: int) -> N
     np.testing.assert_array_equal(np.stack([r.embedding for r in rows]), data2)
 
 
-def test_duplicate_ids_in_one_batch_are_a_clear_error(db: vectorpg.Database) -> None:
+def test_duplicate_ids_in_one_batch_are_a_clear_error(face: Face, db: vectorpg.Database) -> None:
     base, item = make_model(dimension=2)
     base.metadata.create_all(db.engine)
-    repo = Repository(item, db)
+    repo = face.repository(item)
     rows = [{"id": i % 150, "category": "x", "embedding": [1, i]} for i in range(200)]
     for write in (repo.add, repo.upsert):
         with pytest.raises(vectorpg.DuplicateIdError) as info:
@@ -195,10 +197,10 @@ def test_duplicate_ids_in_one_batch_are_a_clear_error(db: vectorpg.Database) -> 
     assert repo.count() == 0
 
 
-def test_large_add_with_an_existing_id_writes_nothing(db: vectorpg.Database) -> None:
+def test_large_add_with_an_existing_id_writes_nothing(face: Face, db: vectorpg.Database) -> None:
     base, item = make_model(dimension=2)
     base.metadata.create_all(db.engine)
-    repo = Repository(item, db)
+    repo = face.repository(item)
     repo.add({"id": 500, "category": "x", "embedding": [1, 1]})
     with pytest.raises(vectorpg.DuplicateIdError, match="already exists"):
         repo.add({"id": i, "category": "x", "embedding": [1, i]} for i in range(1000))
@@ -246,12 +248,12 @@ def test_query_vector_is_sent_in_binary(db: vectorpg.Database) -> None:
     assert dumper.format == Format.BINARY
 
 
-def test_text_query_needs_an_embedder(db: vectorpg.Database, hash_embedder: Any) -> None:
+def test_text_query_needs_an_embedder(face: Face, db: vectorpg.Database, hash_embedder: Any) -> None:
     base, item = make_model(dimension=32)
     base.metadata.create_all(db.engine)
     with pytest.raises(vectorpg.InvalidArgumentError, match="embedder"):
-        Repository(item, db).search("hello", k=1)
-    repo = Repository(item, db, embedder=hash_embedder)
+        face.repository(item).search("hello", k=1)
+    repo = face.repository(item, embedder=hash_embedder)
     repo.add({"id": 1, "category": "x", "embedding": hash_embedder.embed(["hello world"])[0]})
     assert repo.search("hello", k=1)[0][0].id == 1
 

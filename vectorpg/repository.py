@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from vectorpg import validation
+from vectorpg.awaiting import off_loop
 from vectorpg.db import writes
 from vectorpg.db.engine import HasEngine, engine_of, vector_statements
 from vectorpg.db.rows import LaidOut, layout_rows
@@ -342,7 +343,7 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
                 raise InvalidArgumentError(
                     "a text query needs an embedder: Repository(..., embedder=vectorpg.SentenceTransformerEmbedder())"
                 )
-            query = self.embedder.embed([query])[0]
+            query = off_loop(self.embedder.embed, [query])[0]
         return validation.query_vector(query, vector_type=self.vector_type, dimension=self.dimension, metric=metric)
 
     def _conditions(

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from vectorpg.alembic.dimension import ChangeVectorDimensionOp
 from vectorpg.alembic.ops import CreateVectorIndexOp, DropVectorIndexOp
+from vectorpg.db.engine import driver_connection
 from vectorpg.indexes import HNSW, IVFFlat, VectorIndex, list_vector_indexes, vector_index
 from vectorpg.sqltypes import describe
 
@@ -110,8 +111,7 @@ def _normalise_predicate(
     SQL text, as in ``postgresql_where``.)"""
     if table is None:
         return predicate
-    raw = connection.connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(connection.connection)
     with connection.begin_nested() as savepoint:
         raw.execute(psycopg_sql.SQL("CREATE TEMPORARY TABLE vectorpg_probe (LIKE {})").format(name))
         raw.execute(

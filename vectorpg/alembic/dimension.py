@@ -48,7 +48,7 @@ from sqlalchemy.schema import CreateIndex
 from vectorpg import validation
 from vectorpg.alembic.online import Embed, Target, online_change, temporary_name
 from vectorpg.alembic.ops import IMPORT, _call
-from vectorpg.db.engine import ensure_vector_types
+from vectorpg.db.engine import driver_connection, ensure_vector_types
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.indexes import list_vector_indexes
 from vectorpg.progress import progress_bar
@@ -92,8 +92,7 @@ def change_vector_dimension(
     vtype = VectorType.parse(vector_type)
     new_type = column_type(vtype, dimension)
     new_column = temporary_name(column)
-    raw = connection.connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(connection.connection)
     ensure_vector_types(connection.connection)
     name = sql.Identifier(*([schema] if schema else []), table)
     qualified = name.as_string(raw)

@@ -33,7 +33,7 @@ from sqlalchemy import Column, Index, MetaData, Table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from vectorpg.db.engine import MIN_PGVECTOR, parse_version
+from vectorpg.db.engine import MIN_PGVECTOR, driver_connection, parse_version
 from vectorpg.ddl.partitioning import bound_clause
 from vectorpg.errors import ExtensionError, InvalidArgumentError
 from vectorpg.indexes import HNSW, IVFFlat, Method, Quantization, VectorIndex
@@ -480,8 +480,7 @@ def _implement_partition(operations: Operations, operation: _PartitionOp) -> Non
         # escape ':' so that text() does not read quoted values as parameters
         operations.execute(text(statement.as_string(None).replace(":", "\\:")))
         return
-    raw = operations.get_bind().connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(operations.get_bind().connection)
     raw.execute(statement)
 
 

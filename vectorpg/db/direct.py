@@ -26,6 +26,7 @@ from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from vectorpg.db.engine import driver_connection
 from vectorpg.sqltypes import VectorWire
 
 
@@ -55,8 +56,8 @@ def execute_direct(
     appended (to run the same SQL again)."""
     compiled = compile_direct(conn, statement)
     if compiled is None:  # parameters rendered at execution time (expanding IN, literal_execute)
-        raw = conn.connection.driver_connection
-        if settings and raw is not None and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        raw = driver_connection(conn.connection)
+        if settings and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             with raw.transaction(force_rollback=True):  # the settings last until its end
                 set_local(conn, settings)
                 return list(conn.execute(statement).all())
@@ -76,8 +77,7 @@ def execute_sql(conn: Connection, compiled: Compiled, settings: dict[str, str] |
     settings apply to the statement and end with it (no BEGIN / ROLLBACK round trips). Inside a
     transaction the settings last until its end, as ``set_local`` does.
     """
-    raw = conn.connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(conn.connection)
     pipelined = bool(settings) and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     if settings and not pipelined:
         set_local(conn, settings)
@@ -204,8 +204,7 @@ def set_local(conn: Connection, settings: dict[str, str]) -> None:
     """``set_config(name, value, true)`` for every setting, in one statement (inside a transaction)."""
     if not settings:
         return
-    raw = conn.connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(conn.connection)
     sql, values = _set_config(raw, settings)
     with _translated(conn, raw, sql, values):
         _run(conn, raw, sql, values)

@@ -27,8 +27,11 @@ from psycopg.types import TypeInfo
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection
 
+from vectorpg.awaiting import await_
+from vectorpg.db.bridge import SyncBridge, sync_driver
 from vectorpg.errors import ConfigurationError, ServerError
 from vectorpg.sqltypes import EncodedVector
 
@@ -67,11 +70,18 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def _register_vector_types(conn: psycopg.Connection[Any]) -> bool:
-    """Register pgvector's binary dumpers and loaders on a psycopg connection; ``False`` if the extension
-    is not installed yet (:meth:`vectorpg.Database.install_extension` then resets the pool)."""
+def _fetch_type(conn: psycopg.Connection[Any], name: str) -> TypeInfo | None:
+    if isinstance(conn, SyncBridge):  # an async connection: psycopg's async catalog query, awaited
+        return await_(TypeInfo.fetch(conn.async_connection, name))
+    return TypeInfo.fetch(conn, name)
 
-    info = TypeInfo.fetch(conn, "vector")
+
+def _register_vector_types(conn: psycopg.Connection[Any]) -> bool:
+    """Register pgvector's binary dumpers and loaders on a psycopg connection (sync, or an async one under
+    a :class:`~vectorpg.db.bridge.SyncBridge`); ``False`` if the extension is not installed yet
+    (:meth:`vectorpg.Database.install_extension` then resets the pool)."""
+
+    info = _fetch_type(conn, "vector")
     if info is None:
         return False
     register_vector_info(conn, info)
@@ -81,7 +91,7 @@ def _register_vector_types(conn: psycopg.Connection[Any]) -> bool:
         ("sparsevec", register_sparsevec_info),
         ("bit", register_bit_info),
     ):
-        type_info = TypeInfo.fetch(conn, name)
+        type_info = _fetch_type(conn, name)
         if type_info is not None:
             register(conn, type_info)
             if name == "halfvec":
@@ -106,12 +116,20 @@ def _register_encoded(conn: psycopg.Connection[Any], oid: int, value_class: type
     conn.adapters.register_dumper(EncodedVector, EncodedDumper)
 
 
+def driver_connection(connection: PoolProxiedConnection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a pooled connection (``Connection.connection``), in psycopg's sync API:
+    an async engine's :class:`~psycopg.AsyncConnection` through :class:`~vectorpg.db.bridge.SyncBridge`
+    (its calls awaited in the greenlet that SQLAlchemy runs the async engine's work in)."""
+    raw = connection.driver_connection
+    if raw is None:
+        raise ConfigurationError("the pooled connection has no driver connection (it was closed)")
+    return sync_driver(raw, connection.info)
+
+
 def ensure_vector_types(connection: PoolProxiedConnection) -> None:
     """Register the vector types on a pooled connection (``Connection.connection``) once."""
     if not connection.info.get(_TYPES_KEY):
-        raw = connection.driver_connection
-        assert raw is not None
-        connection.info[_TYPES_KEY] = _register_vector_types(raw)
+        connection.info[_TYPES_KEY] = _register_vector_types(driver_connection(connection))
 
 
 @contextmanager
@@ -125,8 +143,7 @@ def vector_statements(connection: PoolProxiedConnection) -> Iterator[None]:
     exist``, or a Bind for another statement's parameters); and a cached generic plan would ignore the
     planner settings a search applies to its statement."""
     ensure_vector_types(connection)
-    raw = connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(connection)
     was = raw.prepare_threshold
     if was is None:
         yield
@@ -138,8 +155,14 @@ def vector_statements(connection: PoolProxiedConnection) -> Iterator[None]:
         raw.prepare_threshold = was
 
 
+def _driver(dbapi_connection: Any) -> Any:
+    """The psycopg connection of an engine event's DBAPI connection (an async engine's is SQLAlchemy's
+    adapter around it)."""
+    return getattr(dbapi_connection, "driver_connection", dbapi_connection)
+
+
 def _on_connect(dbapi_connection: Any, record: Any) -> None:
-    record.info[_TYPES_KEY] = _register_vector_types(dbapi_connection)
+    record.info[_TYPES_KEY] = _register_vector_types(sync_driver(_driver(dbapi_connection), record.info))
 
 
 #: a pooled connection idle longer than this is pinged before it is handed out
@@ -155,13 +178,14 @@ def _note_idle(dbapi_connection: Any, record: Any) -> None:
 def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """Check a connection that sat idle in the pool (the server may have restarted meanwhile); a dead one
     raises DisconnectionError, and the pool replaces it with a new connection."""
-    if dbapi_connection.closed or dbapi_connection.broken:
+    raw = _driver(dbapi_connection)
+    if raw.closed or raw.broken:
         raise DisconnectionError("the pooled connection is closed")
     since = record.info.get(_IDLE_KEY)
     if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
         return
     try:  # libpq directly: a plain SELECT outside psycopg's transaction handling leaves the connection idle
-        result = dbapi_connection.pgconn.exec_(b"SELECT 1")
+        result = raw.pgconn.exec_(b"SELECT 1")
     except Exception as exc:
         raise DisconnectionError(f"the pooled connection failed its ping: {exc}") from exc
     if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
@@ -184,15 +208,12 @@ def sqlalchemy_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def create_vector_engine(
-    url: str, *, echo: bool = False, server: EmbeddedServer | None = None, **engine_kwargs: Any
-) -> Engine:
-    """A psycopg 3 engine for ``url`` with the vector types registered on every connection, checked by
-    connecting once (:class:`ServerError` says what to check). With ``server``, a new connection after
-    the embedded server crashed or was stopped starts it again."""
+def _engine_options(engine_kwargs: dict[str, Any]) -> bool:
+    """vectorpg's engine defaults put into ``engine_kwargs`` (a caller's own win); whether the pool pings
+    every checkout itself."""
     # A pooled connection is pinged at checkout only after it sat idle (see _ping_if_idle), not before
     # every use: a ping is a round trip, as long as a small search's own work.
-    ping_each_checkout = engine_kwargs.setdefault("pool_pre_ping", False)
+    ping_each_checkout = bool(engine_kwargs.setdefault("pool_pre_ping", False))
     # The most recently used connection first: a sequential caller keeps one warm server process (FIFO
     # rotates through the pool, and each process's caches are cold again: measured +0.4 ms a search).
     engine_kwargs.setdefault("pool_use_lifo", True)
@@ -201,7 +222,10 @@ def create_vector_engine(
     connect_args = dict(engine_kwargs.pop("connect_args", {}))
     connect_args.setdefault("prepare_threshold", None)
     engine_kwargs["connect_args"] = connect_args
-    engine = create_engine(sqlalchemy_url(url), echo=echo, **engine_kwargs)
+    return ping_each_checkout
+
+
+def _listen(engine: Engine, ping_each_checkout: bool, server: EmbeddedServer | None) -> None:
     event.listen(engine, "connect", _on_connect)
     if not ping_each_checkout:
         event.listen(engine, "checkin", _note_idle)
@@ -210,15 +234,47 @@ def create_vector_engine(
         embedded = server
         event.listen(engine, "do_connect", lambda *_args: embedded.ensure_running())
         _servers[engine] = server
+
+
+def _unreachable(url: str, exc: DBAPIError) -> ServerError:
+    return ServerError(
+        f"cannot reach PostgreSQL at {make_url(sqlalchemy_url(url)).render_as_string()}: {exc.orig}. "
+        "Check that the server is running and the URL (host, port, user, password, database) is right."
+    )
+
+
+def create_vector_engine(
+    url: str, *, echo: bool = False, server: EmbeddedServer | None = None, **engine_kwargs: Any
+) -> Engine:
+    """A psycopg 3 engine for ``url`` with the vector types registered on every connection, checked by
+    connecting once (:class:`ServerError` says what to check). With ``server``, a new connection after
+    the embedded server crashed or was stopped starts it again."""
+    ping_each_checkout = _engine_options(engine_kwargs)
+    engine = create_engine(sqlalchemy_url(url), echo=echo, **engine_kwargs)
+    _listen(engine, ping_each_checkout, server)
     try:
         with engine.connect():
             pass
     except DBAPIError as exc:
         engine.dispose()
-        raise ServerError(
-            f"cannot reach PostgreSQL at {make_url(sqlalchemy_url(url)).render_as_string()}: {exc.orig}. "
-            "Check that the server is running and the URL (host, port, user, password, database) is right."
-        ) from exc
+        raise _unreachable(url, exc) from exc
+    return engine
+
+
+async def create_async_vector_engine(
+    url: str, *, echo: bool = False, server: EmbeddedServer | None = None, **engine_kwargs: Any
+) -> AsyncEngine:
+    """:func:`create_vector_engine`'s async twin: an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` on
+    psycopg's async connection, with the same defaults and the same vector types on every connection."""
+    ping_each_checkout = _engine_options(engine_kwargs)
+    engine = create_async_engine(sqlalchemy_url(url), echo=echo, **engine_kwargs)
+    _listen(engine.sync_engine, ping_each_checkout, server)
+    try:
+        async with engine.connect():
+            pass
+    except DBAPIError as exc:
+        await engine.dispose()
+        raise _unreachable(url, exc) from exc
     return engine
 
 
@@ -229,8 +285,7 @@ def raw_connection(engine: Engine, *, autocommit: bool = False) -> Iterator[psyc
     cannot run in a transaction block (``CONCURRENTLY``)."""
     options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     with engine.connect().execution_options(**options) as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
+        raw = driver_connection(conn.connection)
         if autocommit:
             yield raw
         else:

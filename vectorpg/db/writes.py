@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from vectorpg.db.copy_stream import JsonDocument, binary_stream
+from vectorpg.db.engine import driver_connection
 from vectorpg.errors import DuplicateIdError
 from vectorpg.sqltypes import HALFVEC, VECTOR, EncodedVector, encode_block
 
@@ -101,8 +102,7 @@ def _copy(
     rows: list[Any],
     blocks: dict[int, tuple[np.ndarray, bool]],
 ) -> None:
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(session.connection().connection)
 
     def statement(order: Sequence[int]) -> sql.Composed:
         names = sql.SQL(", ").join(sql.Identifier(columns[i]) for i in order)
@@ -126,8 +126,7 @@ def _copy(
 
 def _column_oids(session: Session, table: Table, columns: Sequence[str]) -> tuple[list[int], bool]:
     """The type oids of ``columns``, and whether the table has row-level security (one catalog query)."""
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(session.connection().connection)
     qualified = sql.Identifier(*([table.schema] if table.schema else []), table.name).as_string(raw)
     found = raw.execute(
         "SELECT a.attname, a.atttypid::int, c.relrowsecurity FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
@@ -198,8 +197,7 @@ def write_rows(
         bound, blocks = _bound_rows(session, table, columns, rows, matrices)
         oids, secured = _column_oids(session, table, columns)
         target_name = sql.Identifier(*([table.schema] if table.schema else []), table.name)
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
+        raw = driver_connection(session.connection().connection)
         # PostgreSQL refuses COPY FROM into a table with row-level security: such rows go through a staging
         # table (no RLS) and an INSERT ... SELECT, to which the policies apply.
         if on_conflict == "error" and not secured:

@@ -25,7 +25,7 @@ from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, func,
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex
 
-from vectorpg.db.engine import HasEngine, embedded_server_of, engine_of, raw_connection
+from vectorpg.db.engine import HasEngine, driver_connection, embedded_server_of, engine_of, raw_connection
 from vectorpg.errors import IndexBuildError, InvalidArgumentError, PerformanceWarning
 from vectorpg.indexes import HNSW, VectorIndex, list_vector_indexes
 from vectorpg.orm import table_of
@@ -130,8 +130,7 @@ def _table_estimate(conn: Connection, table: Table, spec: VectorIndex) -> tuple[
     """(rows, bytes of one indexed value) from the catalog's row estimate (a count if there is none) and a
     sample of the indexed values."""
     target = table.c[spec.column]
-    raw = conn.connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(conn.connection)
     name = sql.Identifier(*([table.schema] if table.schema else []), table.name).as_string(raw)
     rows = int(conn.execute(text("SELECT reltuples::bigint FROM pg_class WHERE oid = CAST(:t AS regclass)"),
                             {"t": name}).scalar_one())  # fmt: skip

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.elements import Grouping
 
+from vectorpg.db.engine import driver_connection
 from vectorpg.fields import FieldIndex, FieldType, expression, field_type, key_parts
 from vectorpg.validation import derived_name
 
@@ -42,8 +43,7 @@ def _sibling(table: Table, name: str) -> sql.Identifier:
 
 
 def _raw(conn: Connection) -> Any:
-    raw = conn.connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(conn.connection)
     return raw
 
 

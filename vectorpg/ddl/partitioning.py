@@ -32,7 +32,7 @@ from typing import Any, Literal
 from psycopg import sql
 from sqlalchemy import Engine, Table, text
 
-from vectorpg.db.engine import HasEngine, engine_of, raw_connection
+from vectorpg.db.engine import HasEngine, driver_connection, engine_of, raw_connection
 from vectorpg.db.translate import translating
 from vectorpg.ddl.tenancy import sync_partition_security
 from vectorpg.errors import InvalidArgumentError
@@ -265,8 +265,7 @@ def list_partitions(db: Engine | HasEngine, parent: Table | type) -> list[Partit
     table = table_of(parent)
     engine = engine_of(db)
     with engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
+        raw = driver_connection(conn.connection)
         parent_name = _name(table, table.name).as_string(raw)
         found = conn.execute(
             text(

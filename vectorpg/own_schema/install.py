@@ -15,7 +15,7 @@ import psycopg
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import DBAPIError
 
-from vectorpg.db.engine import MIN_PGVECTOR, parse_version
+from vectorpg.db.engine import MIN_PGVECTOR, driver_connection, parse_version
 from vectorpg.errors import ExtensionError, PermissionDeniedError
 from vectorpg.own_schema.scripts import SCHEMA_VERSION, applied_fingerprint, apply_scripts, scripts_fingerprint
 from vectorpg.own_schema.tables import SCHEMA
@@ -48,8 +48,7 @@ def setup(engine: Engine) -> None:
     if engine in _set_up:
         return
     with engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
+        raw = driver_connection(conn.connection)
         current = applied_fingerprint(raw) == scripts_fingerprint()
     if current:  # this very version of the scripts ran here: no DDL, no locks
         _set_up.add(engine)
@@ -77,8 +76,7 @@ def installed_schema_version(engine: Engine) -> int | None:
     """``vectorpg.schema_version()`` of this database (``None`` when vectorpg's schema is not there, or
     this role may not use it)."""
     with engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
+        raw = driver_connection(conn.connection)
         try:
             found = raw.execute("SELECT to_regprocedure('vectorpg.schema_version()') IS NOT NULL").fetchone()
             if not found or not found[0]:
@@ -99,8 +97,7 @@ def _in_setup_transaction(engine: Engine, then: Callable[[psycopg.Connection[Any
     required = ".".join(map(str, MIN_PGVECTOR))
     try:
         with engine.begin() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
+            raw = driver_connection(conn.connection)
             # IF NOT EXISTS is not safe against a concurrent CREATE: serialise vectorpg's setup.
             raw.execute("SELECT pg_advisory_xact_lock(%s)", [SETUP_LOCK])
             available = raw.execute(

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from vectorpg.db.direct import Compiled, execute_direct, execute_sql, set_local
-from vectorpg.db.engine import vector_statements
+from vectorpg.db.engine import driver_connection, vector_statements
 from vectorpg.search.planner import Runner
 from vectorpg.search.statements import InStatement, apply_settings
 
@@ -45,8 +45,7 @@ class EngineRunner:
         if isinstance(settings, InStatement):
             return {}
         if settings and not self.in_transaction:
-            raw = self.conn.connection.driver_connection
-            assert raw is not None
+            raw = driver_connection(self.conn.connection)
             self.stack.enter_context(raw.transaction(force_rollback=True))
             self.in_transaction = True
         return settings
@@ -109,8 +108,7 @@ def autocommit_connection(engine: Engine) -> Iterator[Connection]:
     invalidated: the pool never hands out a connection left in autocommit.
     """
     with engine.connect() as conn, vector_statements(conn.connection):
-        raw = conn.connection.driver_connection
-        assert raw is not None
+        raw = driver_connection(conn.connection)
         was = raw.autocommit
         if not was:
             raw.autocommit = True

@@ -20,6 +20,7 @@ from psycopg import sql
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from vectorpg.db.engine import driver_connection
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.indexes import HNSW, VectorIndex
 from vectorpg.own_schema.tables import SCHEMA, tuning_table
@@ -197,8 +198,7 @@ def _store(
     engine: Engine, table: str, index: str, target: float, k: int, knob: str, value: int, measured: float, queries: int
 ) -> None:
     with engine.begin() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
+        raw = driver_connection(conn.connection)
         raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
         tuning_table.create(conn, checkfirst=True)
         row = {

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from vectorpg import validation
 from vectorpg.db import writes
 from vectorpg.db.copy_stream import JsonDocument
-from vectorpg.db.engine import vector_statements
+from vectorpg.db.engine import driver_connection, vector_statements
 from vectorpg.embeddings import check_texts
 from vectorpg.errors import (
     CollectionMismatchError,
@@ -273,8 +273,7 @@ def check_current(collection: Collection, session: Session) -> None:
     first: a swap, which locks it in SHARE ROW EXCLUSIVE mode, either committed before this check or waits
     for the caller's transaction."""
     c = collections_table.c
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
+    raw = driver_connection(session.connection().connection)
     # parent before partition: the order of the INSERT itself and of DDL on the table tree
     raw.execute(
         sql.SQL("LOCK TABLE ONLY {}, {} IN ROW EXCLUSIVE MODE").format(

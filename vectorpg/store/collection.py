@@ -28,6 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from vectorpg import validation
+from vectorpg.awaiting import off_loop
 from vectorpg.db.engine import HasEngine, engine_of, vector_statements
 from vectorpg.db.translate import translating
 from vectorpg.db.writes import key_in
@@ -152,7 +153,7 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
 
     def _query_vector(self, query: Any, metric: MetricSpec) -> Any:
         if isinstance(query, str):
-            query = self.require_embedder().embed(check_texts([query]))[0]
+            query = off_loop(self.require_embedder().embed, check_texts([query]))[0]
         return validation.query_vector(query, vector_type=VectorType.VECTOR, dimension=self.dimension, metric=metric)
 
     def _conditions(self, where: Mapping[str, Any] | None) -> list[ColumnElement[bool]]:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from vectorpg import validation
+from vectorpg.awaiting import off_loop
 from vectorpg.db import writes
 from vectorpg.errors import InvalidVectorError
 from vectorpg.metrics import MetricSpec
@@ -71,9 +72,9 @@ def embed_cached(
     if to_embed:
         texts_to_embed = [texts[i] for i in to_embed]
         if progress is not None and _accepts_progress(embedder):
-            produced = embedder.embed(texts_to_embed, progress=progress)  # type: ignore[call-arg]
+            produced = off_loop(embedder.embed, texts_to_embed, progress=progress)
         else:
-            produced = embedder.embed(texts_to_embed)
+            produced = off_loop(embedder.embed, texts_to_embed)
             if progress is not None:
                 progress(len(texts_to_embed))
         try:

@@ -23,6 +23,7 @@ from psycopg import sql
 from sqlalchemy import Engine, Table, func, select
 
 from vectorpg import validation
+from vectorpg.db.engine import driver_connection
 from vectorpg.db.translate import translating
 from vectorpg.ddl.builds import BuildProgress, create_vector_index, drop_vector_index
 from vectorpg.ddl.fields import create_field_index, drop_field_index, list_field_indexes
@@ -168,8 +169,7 @@ class CollectionIndexes:
         # statistics for the rows just loaded (autovacuum's ANALYZE comes later): the field indexes' estimates
         # the planner decides with, and the index's own build plan, see this load, not an empty table
         with self.engine.begin() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
+            raw = driver_connection(conn.connection)
             raw.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(SCHEMA, self.partition.name)))
         bar = progress_bar(total=100, desc=f"vectorpg: HNSW index on {self.name!r}", unit="%", disable=not _tty())
         try:

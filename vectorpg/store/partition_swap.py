@@ -36,6 +36,7 @@ from psycopg import sql
 from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import Session
 
+from vectorpg.db.engine import driver_connection
 from vectorpg.db.locks import retry_lock_timeouts, set_lock_timeout
 from vectorpg.ddl.builds import create_vector_index
 from vectorpg.ddl.partitioning import secure_like_parent
@@ -214,8 +215,7 @@ def _copy(collection: Collection, shadow: Table) -> None:
     )
     last: str | None = ""
     with collection.engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
+        raw = driver_connection(conn.connection)
         while last is not None:
             with raw.transaction():
                 row = raw.execute(step, [collection.name, last, COPY_BATCH]).fetchone()
@@ -263,8 +263,7 @@ def _retrying(collection: Collection, work: Callable[[Session, psycopg.Connectio
 
     def attempt() -> Any:
         with collection.session_factory() as session, session.begin():
-            raw = session.connection().connection.driver_connection
-            assert raw is not None
+            raw = driver_connection(session.connection().connection)
             set_lock_timeout(raw)
             return work(session, raw)
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vectorpg import validation
+from vectorpg.awaiting import off_loop
 from vectorpg.embeddings import DEFAULT_MODEL, Embedder, default_embedder
 from vectorpg.errors import CollectionMismatchError, CollectionNotFoundError, InvalidArgumentError
 from vectorpg.fields import FieldType
@@ -74,7 +75,7 @@ def _open(
             raise CollectionNotFoundError(name)
         resolved: Embedder | None
         if embedder == "default":
-            resolved = None if dimension is not None else default_embedder()
+            resolved = None if dimension is not None else off_loop(default_embedder)
         else:
             resolved = embedder  # type: ignore[assignment]
         if dimension is None:
@@ -99,7 +100,7 @@ def _open(
     if metric is not None and spec.metric.value != rec_metric:
         raise CollectionMismatchError(name, "metric", rec_metric, spec.metric.value)
     if embedder == "default":
-        resolved = default_embedder() if rec_embedder == DEFAULT_MODEL else None
+        resolved = off_loop(default_embedder) if rec_embedder == DEFAULT_MODEL else None
     elif embedder is None:
         resolved = None
     else:

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, func, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.types import Text
 
+from vectorpg.db.engine import driver_connection
 from vectorpg.db.writes import key_in
 from vectorpg.errors import InvalidArgumentError, InvalidInputError
 from vectorpg.own_schema.tables import SCHEMA, documents_table
@@ -68,8 +69,7 @@ def _replace(collection: Collection, ids: list[str], metadata: Any) -> int:
     ).format(sql.Identifier(SCHEMA, documents_table.name))
     texts = [document.obj.decode("utf-8") for document in documents]
     with collection.session_factory() as session, session.begin():
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
+        raw = driver_connection(session.connection().connection)
         return int(raw.execute(statement, [ids, texts, collection.name]).rowcount)
 
 
