@@ -92,7 +92,15 @@ def test_no_import_cycle() -> None:
 
 #: the layers, top to bottom: a module imports only from its own layer or below (README, "Architecture")
 LAYERS = [
-    ("vectorpg", "vectorpg.cli", "vectorpg.alembic", "vectorpg.types", "vectorpg.tenancy", "vectorpg.aio"),
+    (
+        "vectorpg",
+        "vectorpg.cli",
+        "vectorpg.alembic",
+        "vectorpg.types",
+        "vectorpg.tenancy",
+        "vectorpg.aio",
+        "vectorpg.integrations",
+    ),
     ("vectorpg.database",),
     ("vectorpg.rag",),
     ("vectorpg.store", "vectorpg.repository"),
