@@ -48,3 +48,9 @@ def test_chat_memory(database_url: str) -> None:
     out = run("chat_memory.py", database_url)
     recalled = out.split("recalled from earlier sessions:")[1]
     assert "Bruno" in recalled and "peanuts" not in recalled
+
+
+@pytest.mark.embedder
+def test_fastapi_demo(database_url: str) -> None:
+    out = run("fastapi_app.py", database_url)
+    assert "{'written': 2}" in out and "'id': 'cats'" in out and "InvalidInputError" in out
