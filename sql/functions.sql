@@ -392,10 +392,53 @@ BEGIN
                                         value_at, cmp, vectorpg.filter_value(cardinality(params), '(%s #>> ''{}'')'));
                     END IF;
                     ops := ops || ('coalesce(' || typed || ', false)');
+                ELSIF op IN ('$like', '$ilike') THEN
+                    PERFORM vectorpg.filter_scalar(arg, here || '.' || op);
+                    IF jsonb_typeof(arg) <> 'string' THEN
+                        PERFORM vectorpg.filter_error(format('%s needs a string pattern, got %s', op, arg::text),
+                                                      here || '.' || op);
+                    END IF;
+                    IF (length(arg #>> '{}') - length(rtrim(arg #>> '{}', E'\\'))) % 2 = 1 THEN
+                        PERFORM vectorpg.filter_error(
+                            op || ' pattern ends with a lone backslash (the escape character): double it', here || '.' || op);
+                    END IF;
+                    params := params || to_jsonb(key);
+                    value_at := format('(metadata #> %s)',
+                                       vectorpg.filter_value(cardinality(params), 'string_to_array(%s #>> ''{}'', ''.'')'));
+                    params := params || arg;
+                    ops := ops || format('coalesce(CASE WHEN jsonb_typeof(%1$s) = ''string'' THEN (%1$s #>> ''{}'') END %2$s %3$s, false)',
+                                         value_at, CASE op WHEN '$like' THEN 'LIKE' ELSE 'ILIKE' END,
+                                         vectorpg.filter_value(cardinality(params), '(%s #>> ''{}'')'));
+                ELSIF op = '$between' THEN
+                    IF jsonb_typeof(arg) <> 'array' OR jsonb_array_length(arg) <> 2 THEN
+                        PERFORM vectorpg.filter_error('$between needs a list of two bounds, [low, high]', here || '.' || op);
+                    END IF;
+                    PERFORM vectorpg.filter_scalar(arg -> 0, here || '.' || op);
+                    PERFORM vectorpg.filter_scalar(arg -> 1, here || '.' || op);
+                    IF jsonb_typeof(arg -> 0) NOT IN ('number', 'string') OR jsonb_typeof(arg -> 0) <> jsonb_typeof(arg -> 1) THEN
+                        PERFORM vectorpg.filter_error(format('$between needs two numbers or two strings, got %s', arg::text),
+                                                      here || '.' || op);
+                    END IF;
+                    SELECT f.params, f.clause, f.conditions INTO params, sub, conditions
+                    FROM vectorpg.filter_compile(jsonb_build_object(key, jsonb_build_object('$gte', arg -> 0, '$lte', arg -> 1)),
+                                                 depth, path, params, conditions - 2) f;
+                    ops := ops || sub;
+                ELSIF op = '$contains' THEN
+                    IF jsonb_typeof(arg) = 'array' THEN
+                        IF jsonb_array_length(arg) = 0 OR jsonb_array_length(arg) > 10000 THEN
+                            PERFORM vectorpg.filter_error('$contains needs a scalar or a list of 1 to 10000 scalars',
+                                                          here || '.' || op);
+                        END IF;
+                        SELECT jsonb_agg(vectorpg.filter_scalar(a, here || '.' || op)) INTO docs FROM jsonb_array_elements(arg) a;
+                    ELSE
+                        docs := jsonb_build_array(vectorpg.filter_scalar(arg, here || '.' || op));
+                    END IF;
+                    params := params || vectorpg.filter_nest(parts, docs);
+                    ops := ops || format('(metadata @> %s)', vectorpg.filter_value(cardinality(params)));
                 ELSE
                     PERFORM vectorpg.filter_error(
-                        format('unknown operator %s; field operators are $eq, $exists, $gt, $gte, $in, $lt, $lte, $ne, $nin',
-                               quote_literal(op)), here || '.' || op);
+                        format('unknown operator %s; field operators are $between, $contains, $eq, $exists, $gt, $gte, '
+                               '$ilike, $in, $like, $lt, $lte, $ne, $nin', quote_literal(op)), here || '.' || op);
                 END IF;
             END LOOP;
             clauses := clauses || CASE WHEN cardinality(ops) = 1 THEN ops[1] ELSE '(' || array_to_string(ops, ' AND ') || ')' END;

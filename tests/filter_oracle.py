@@ -12,7 +12,21 @@ import re
 from typing import Any
 
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62}){0,15}\Z")
-FIELD_OPS = {"$eq", "$ne", "$in", "$nin", "$lt", "$lte", "$gt", "$gte", "$exists"}
+FIELD_OPS = {
+    "$eq",
+    "$ne",
+    "$in",
+    "$nin",
+    "$lt",
+    "$lte",
+    "$gt",
+    "$gte",
+    "$exists",
+    "$between",
+    "$like",
+    "$ilike",
+    "$contains",
+}
 MISSING = object()
 
 
@@ -81,6 +95,18 @@ def _compare(stored: Any, op: str, bound: Any) -> bool:
     return {"$lt": a < b, "$lte": a <= b, "$gt": a > b, "$gte": a >= b}[op]
 
 
+def _ends_in_escape(pattern: str) -> bool:
+    return (len(pattern) - len(pattern.rstrip("\\"))) % 2 == 1
+
+
+def _like(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    """SQL LIKE as a regular expression: % any run, _ one character, a backslash escapes the next one."""
+    out, chars = [], iter(pattern)
+    for c in chars:
+        out.append(".*" if c == "%" else "." if c == "_" else re.escape(next(chars)) if c == "\\" else re.escape(c))
+    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
 def check(spec: Any, depth: int = 0) -> None:
     """Raise :class:`Invalid` if vectorpg must refuse ``spec``."""
     if depth > 32 or not isinstance(spec, dict):
@@ -112,6 +138,21 @@ def check(spec: Any, depth: int = 0) -> None:
                 elif op in ("$lt", "$lte", "$gt", "$gte"):
                     if _scalar(value) is None or isinstance(value, bool):
                         raise Invalid
+                elif op == "$between":
+                    if not isinstance(value, (list, tuple)) or len(value) != 2:
+                        raise Invalid
+                    kinds = {_kind(_scalar(v)) for v in value}
+                    if len(kinds) != 1 or kinds - {"number", "string"}:
+                        raise Invalid
+                elif op in ("$like", "$ilike"):
+                    if not isinstance(_scalar(value), str) or _ends_in_escape(value):
+                        raise Invalid
+                elif op == "$contains":
+                    items = value if isinstance(value, (list, tuple)) else [value]
+                    if not items or len(items) > 10_000:
+                        raise Invalid
+                    for v in items:
+                        _scalar(v)
                 else:
                     _scalar(value)
         else:
@@ -142,6 +183,13 @@ def matches(spec: dict[str, Any], metadata: dict[str, Any]) -> bool:
                     ok &= not any(_equal(stored, v) for v in value)
                 elif op == "$exists":
                     ok &= (stored is not MISSING) == value
+                elif op == "$between":
+                    ok &= _compare(stored, "$gte", value[0]) and _compare(stored, "$lte", value[1])
+                elif op in ("$like", "$ilike"):
+                    ok &= isinstance(stored, str) and _like(value, op == "$ilike").fullmatch(stored) is not None
+                elif op == "$contains":
+                    wanted = value if isinstance(value, (list, tuple)) else [value]
+                    ok &= isinstance(stored, list) and all(any(_equal(e, v) for e in stored) for v in wanted)
                 else:
                     ok &= _compare(stored, op, value)
         if not ok:

@@ -190,3 +190,20 @@ def test_wrong_binds_and_sync_only_calls_say_what_to_use(database_url: str) -> N
             await adb.close()
 
     asyncio.run(main())
+
+
+def test_scan_is_an_async_iterator(db: vectorpg.Database, database_url: str) -> None:
+    docs = db.collection("scanned", dimension=DIM, embedder=None)
+    docs.add(
+        vectors=_vectors(130), ids=[f"s{i:03d}" for i in range(130)], metadata=[{"odd": i % 2} for i in range(130)]
+    )
+
+    async def main() -> list[str]:
+        adb = await vectorpg.aio.connect(database_url)
+        try:
+            adocs = await adb.collection("scanned")
+            return [d.id async for d in adocs.scan({"odd": 1}, batch_size=9)]
+        finally:
+            await adb.close()
+
+    assert asyncio.run(main()) == [f"s{i:03d}" for i in range(1, 130, 2)]

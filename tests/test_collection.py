@@ -243,3 +243,50 @@ def test_json_filters_are_served_by_a_gin_index(face: Face, db: vectorpg.Databas
     assert any("metadata" in n for n in names)
     plan = docs.explain([1.0, 0.0], k=3, where={"n": 7})
     assert plan.strategy == "exact" and "Bitmap Index Scan on documents_gin_metadata_idx" in plan.plan, plan.plan
+
+
+def test_get_pages_through_a_filter_and_scan_reads_everything(face: Face) -> None:
+    docs = face.collection("pages", dimension=2, embedder=None)
+    ids = [f"d{i:03d}" for i in range(250)]
+    docs.add(vectors=[[1.0, float(i)] for i in range(250)], ids=ids, metadata=[{"n": i % 10} for i in range(250)])
+    threes = [i for n, i in enumerate(ids) if n % 10 == 3]
+    first = docs.get(where={"n": 3}, limit=10)
+    assert [d.id for d in first] == threes[:10] and first[0].metadata == {"n": 3}
+    assert [d.id for d in docs.get(where={"n": 3}, limit=10, after=first[-1].id)] == threes[10:20]
+    assert [d.id for d in docs.get(limit=1000, after="d240")] == ids[241:]
+    assert docs.get(["d007", "nope", "d001"])[0].id == "d007"
+    for bad in ({"where": {"n": 3}}, {"limit": 0}, {"limit": 10**6}, {"limit": True}):
+        with pytest.raises(vectorpg.InvalidArgumentError):
+            docs.get(**bad)
+    with pytest.raises(vectorpg.InvalidArgumentError, match="limit= and after="):
+        docs.get(["d001"], limit=5)
+    if face.api == "sync":  # the async scan is an async iterator (tests/test_aio.py)
+        assert [d.id for d in docs.scan(batch_size=7)] == ids
+        assert [d.id for d in docs.scan({"n": {"$in": [3, 4]}}, batch_size=4)] == [
+            i for n, i in enumerate(ids) if n % 10 in (3, 4)
+        ]
+
+
+def test_like_between_and_contains_filters(face: Face) -> None:
+    docs = face.collection("ops", dimension=2, embedder=None)
+    meta = [
+        {"title": "PostgreSQL vectors", "year": 2019, "tags": ["db", "vectors"]},
+        {"title": "postgres tips", "year": 2021, "tags": ["db"]},
+        {"title": "Cats 100% asleep", "year": 2023, "tags": ["pets"]},
+        {"title": "Dogs", "year": "2021", "tags": "db"},
+    ]
+    docs.add(vectors=[[1.0, float(i)] for i in range(4)], ids=["a", "b", "c", "d"], metadata=meta)
+
+    def ids(where: dict[str, Any]) -> list[str]:
+        return sorted(h.id for h in docs.search([1.0, 0.0], k=10, where=where))
+
+    assert ids({"title": {"$like": "Postgre%"}}) == ["a"]
+    assert ids({"title": {"$ilike": "postgre%"}}) == ["a", "b"]
+    assert ids({"title": {"$like": "%100\\%%"}}) == ["c"]  # an escaped %
+    assert ids({"title": {"$like": "D_gs"}}) == ["d"]
+    assert ids({"year": {"$between": [2019, 2021]}}) == ["a", "b"]  # "2021" is a string: not between numbers
+    assert ids({"tags": {"$contains": "db"}}) == ["a", "b"]  # "db" alone is not an array
+    assert ids({"tags": {"$contains": ["db", "vectors"]}}) == ["a"]
+    assert ids({"$not": {"title": {"$ilike": "%S%"}}}) == []
+    with pytest.raises(vectorpg.FilterError, match="lone backslash"):
+        docs.search([1.0, 0.0], k=1, where={"title": {"$like": "oops\\"}})

@@ -50,7 +50,18 @@ def random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
         return {"$not": random_filter(rng, depth + 1)}
     key = rng.choice(KEYS)
     pool = LANGS + VALUES + ["ann", "bob", 30, 40, "40"]
-    op = rng.choice(["implicit", "$eq", "$ne", "$in", "$nin", "$exists", "$lt", "$lte", "$gt", "$gte"])
+    op = rng.choice(
+        [
+            *("implicit", "$eq", "$ne", "$in", "$nin", "$exists", "$lt", "$lte", "$gt", "$gte"),
+            *("$between", "$like", "$ilike", "$contains"),
+        ]
+    )
+    if op == "$between":
+        return {key: {op: rng.choice([[2019, 2020], [2020, 2020.5], [0, 1], [30, 40], ["a", "b"], ["ann", "bob"]])}}
+    if op in ("$like", "$ilike"):  # ASCII patterns: case folding beyond ASCII is the database's ctype
+        return {key: {op: rng.choice(["en%", "%n", "_n", "e_", "a%", "%", "b", "2020", "%\\%%", "EN%", "AN_", "%B"])}}
+    if op == "$contains":
+        return {key: {op: rng.choice(["a", "b", ["a", "b"], ["c"], 1, ["a", "z"]])}}
     if op == "implicit":
         return {key: rng.choice(pool)}
     if op in ("$in", "$nin"):
@@ -95,6 +106,11 @@ def test_filter_results_equal_python_evaluation(db: vectorpg.Database) -> None:
         ({"$not": {"year": {"$gt": 1}}}, {"str", "bool", "null", "missing"}),
         ({"year": {"$in": [2020, "2020"]}}, {"int", "float", "str"}),
         ({"year": {"$nin": [2020, None]}}, {"str", "bool", "missing"}),
+        ({"year": {"$between": [2019, 2020]}}, {"int", "float"}),
+        ({"year": {"$between": ["2019", "2021"]}}, {"str"}),
+        ({"year": {"$like": "20%"}}, {"str"}),
+        ({"year": {"$ilike": "2_2_"}}, {"str"}),
+        ({"$not": {"year": {"$like": "%"}}}, {"int", "float", "bool", "null", "missing"}),
     ],
 )
 def test_type_semantics(db: vectorpg.Database, spec: dict[str, Any], expected: set[str]) -> None:
@@ -183,6 +199,13 @@ def test_hostile_keys_are_refused_before_sql(key: str) -> None:
         {"$nor": [{"a": 1}]},
         {"a": b"bytes"},
         {"a": "nul\x00"},
+        {"a": {"$like": 3}},
+        {"a": {"$ilike": "ends in escape\\"}},
+        {"a": {"$between": [1]}},
+        {"a": {"$between": [1, "b"]}},
+        {"a": {"$between": [True, False]}},
+        {"a": {"$contains": []}},
+        {"a": {"$contains": [[1]]}},
     ],
 )
 def test_malformed_filters_are_typed_errors(spec: dict[str, Any]) -> None:

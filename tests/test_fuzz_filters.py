@@ -110,7 +110,10 @@ bad_values = st.one_of(
 )
 keys = st.one_of(st.sampled_from(KEYS), st.sampled_from(HOSTILE_KEYS), st.text(max_size=12))
 operators = st.sampled_from(
-    ["$eq", "$ne", "$in", "$nin", "$lt", "$lte", "$gt", "$gte", "$exists", "$regex", "$where", "$like", "eq"]
+    [
+        *("$eq", "$ne", "$in", "$nin", "$lt", "$lte", "$gt", "$gte", "$exists", "$regex", "$where", "$like", "eq"),
+        *("$between", "$contains"),
+    ]
 )
 
 
@@ -126,6 +129,10 @@ def conditions(draw: Any) -> Any:
         value: Any = draw(st.lists(st.one_of(scalars, bad_values) if draw(st.booleans()) else scalars, max_size=4))
     elif op == "$exists":
         value = draw(st.one_of(st.booleans(), scalars))
+    elif op == "$between":
+        value = draw(st.lists(st.one_of(scalars, bad_values) if kind == 5 else scalars, min_size=0, max_size=3))
+    elif op == "$contains":
+        value = draw(st.one_of(scalars, st.lists(scalars, max_size=3)))
     else:
         value = draw(st.one_of(scalars, bad_values) if kind == 5 else scalars)
     return {op: value}

@@ -67,6 +67,12 @@ FILTERS: list[dict[str, Any]] = [
     {"missing": {"$ne": 5}},
     {"score": {"$gt": 0.5}, "cat": {"$in": ["c1", "c2", "c3"]}},
     {"tag": {"$gte": "y"}, "n": {"$ne": 1}},
+    {"n": {"$between": [10, 20]}},
+    {"cat": {"$between": ["c1", "c2"]}},
+    {"cat": {"$like": "c_"}},
+    {"cat": {"$ilike": "C1%"}},
+    {"tag": {"$like": "%y%"}, "n": {"$lt": 90}},
+    {"$not": {"cat": {"$like": "c1%"}}},
 ]
 
 

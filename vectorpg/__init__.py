@@ -70,7 +70,8 @@ from vectorpg.search import (
     tune,
 )
 from vectorpg.sqltypes import BIT, HALFVEC, SPARSEVEC, VECTOR, VectorType
-from vectorpg.store.collection import Collection, Document, Hit, HybridHit
+from vectorpg.store.collection import Collection, Hit, HybridHit
+from vectorpg.store.reads import Document
 
 __version__ = "0.1.0"
 

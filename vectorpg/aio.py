@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -44,6 +44,7 @@ from vectorpg.errors import InvalidArgumentError
 from vectorpg.rag.collection import DocumentCollection
 from vectorpg.repository import ModelT
 from vectorpg.repository import Repository as SyncRepository
+from vectorpg.store.reads import Document
 
 if TYPE_CHECKING:
     from vectorpg.embeddings import Embedder
@@ -118,6 +119,18 @@ class Collection(_Face):
     ingest_text = _awaitable(DocumentCollection.ingest_text)
     retrieve = _awaitable(DocumentCollection.retrieve)
     _upload = _awaitable(DocumentCollection.upload)
+
+    async def scan(self, where: dict[str, Any] | None = None, *, batch_size: int = 1000) -> AsyncIterator[Document]:
+        """:meth:`vectorpg.Collection.scan` as an async iterator: ``async for doc in docs.scan(where)``, a
+        keyset page (one awaited :meth:`get`) at a time."""
+        after: str | None = None
+        while True:
+            page = await self.get(where=where, limit=batch_size, after=after)
+            for document in page:
+                yield document
+            if len(page) < batch_size:
+                return
+            after = page[-1].id
 
     async def upload(self, *args: Any, parallel: int = 1, **kwargs: Any) -> int:
         """Awaitable :meth:`vectorpg.Collection.upload`, on one connection (``parallel=1``: the async API

@@ -15,6 +15,10 @@ Operators and their meaning (``v`` is the value at the path):
 ``$lt`` ... ``v`` and the bound are both numbers, or both strings (compared by code point);
 ``$gte``    a value of another type never matches
 ``$exists`` the path is present (``True``) or absent (``False``); ``null`` counts as present
+``$between`` ``[low, high]``: ``$gte`` low and ``$lte`` high (both numbers, or both strings)
+``$like``   ``v`` is a string matching the SQL ``LIKE`` pattern (``%`` any run, ``_`` one character,
+            a backslash escapes them); ``$ilike``: the same, ignoring case
+``$contains`` ``v`` is an array holding the scalar (or every scalar of a non-empty list)
 ``$and``    all of a non-empty list of filters; ``$or``: any of them; ``$not``: the filter is false
 =========== ====================================================================================
 
@@ -52,7 +56,8 @@ MAX_ARITY = 256  # filters in one $and / $or
 MAX_KEYS = 64  # keys in one object
 
 _COMPARISONS = {"$lt": "<", "$lte": "<=", "$gt": ">", "$gte": ">="}
-_FIELD_OPS = {"$eq", "$ne", "$in", "$nin", "$exists", *_COMPARISONS}
+_PATTERNS = {"$like": "LIKE", "$ilike": "ILIKE"}
+_FIELD_OPS = {"$eq", "$ne", "$in", "$nin", "$exists", "$between", "$contains", *_PATTERNS, *_COMPARISONS}
 _LOGICAL_OPS = {"$and", "$or", "$not"}
 
 Scalar = str | int | float | bool | None
@@ -101,7 +106,7 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _nest(parts: list[str], value: Scalar) -> dict[str, Any]:
+def _nest(parts: list[str], value: Scalar | list[Scalar]) -> dict[str, Any]:
     doc: Any = value
     for part in reversed(parts):
         doc = {part: doc}
@@ -195,6 +200,36 @@ class _Compiler:
         # coalesce: a value of another type is "false", not NULL, so that $not of it is true.
         return func.coalesce(typed.op(sql_op, return_type=Boolean)(bound_param), false())
 
+    def _like(self, parts: list[str], op: str, pattern: Scalar, path: str) -> ColumnElement[bool]:
+        if not isinstance(pattern, str):
+            raise FilterError(f"{op} needs a string pattern, got {pattern!r}", path=path)
+        if (len(pattern) - len(pattern.rstrip("\\"))) % 2:
+            raise FilterError(f"{op} pattern ends with a lone backslash (the escape character): double it", path=path)
+        value = self._value_at(parts)
+        as_text = value.op("#>>", return_type=Text)(bindparam(None, [], type_=ARRAY(Text)))
+        typed: ColumnElement[Any] = case((func.jsonb_typeof(value) == "string", as_text))
+        matched = typed.op(_PATTERNS[op], return_type=Boolean)(bindparam(None, pattern, type_=Text))
+        return func.coalesce(matched, false())
+
+    def _between(self, key: str, parts: list[str], arg: object, path: str) -> ColumnElement[bool]:
+        if not isinstance(arg, (list, tuple)) or len(arg) != 2:
+            raise FilterError("$between needs a list of two bounds, [low, high]", path=path)
+        low, high = (_scalar(v, path) for v in arg)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+        if not numbers and not all(isinstance(v, str) for v in (low, high)):
+            raise FilterError(f"$between needs two numbers or two strings, got {list(arg)!r}", path=path)
+        return and_(self._positive(key, parts, "$gte", low, path), self._positive(key, parts, "$lte", high, path))
+
+    def _contains(self, parts: list[str], arg: object, path: str) -> ColumnElement[bool]:
+        if isinstance(arg, (list, tuple)):
+            if not arg or len(arg) > MAX_LIST:
+                raise FilterError(f"$contains needs a scalar or a list of 1 to {MAX_LIST} scalars", path=path)
+            values = [_scalar(v, path) for v in arg]
+        else:
+            values = [_scalar(arg, path)]
+        # containment of {"a": [v, ...]}: the array at a holds every v (JSON equality), served by a GIN index
+        return self.column.op("@>", return_type=Boolean)(bindparam(None, _nest(parts, values), type_=JSONB))
+
     def _count(self, path: str) -> None:
         self.conditions += 1
         if self.conditions > MAX_CONDITIONS:
@@ -241,6 +276,14 @@ class _Compiler:
                 self.unindexed += 1
                 present = self._value_at(parts).is_not(None)
                 clauses.append(present if arg else not_(present))
+            elif op in _PATTERNS:
+                self.unindexed += 1
+                clauses.append(self._like(parts, op, _scalar(arg, here), here))
+            elif op == "$between":
+                clauses.append(self._between(key, parts, arg, here))
+            elif op == "$contains":
+                self.unindexed += 1
+                clauses.append(self._contains(parts, arg, here))
             else:
                 clauses.append(self._positive(key, parts, op, _scalar(arg, here), here))
         return and_(*clauses) if len(clauses) > 1 else clauses[0]

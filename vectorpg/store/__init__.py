@@ -9,6 +9,7 @@
 """
 
 from vectorpg.store.batches import DocumentBatch
-from vectorpg.store.collection import Collection, Document, Hit, HybridHit
+from vectorpg.store.collection import Collection, Hit, HybridHit
+from vectorpg.store.reads import Document
 
 __all__ = ["Collection", "Document", "DocumentBatch", "Hit", "HybridHit"]

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Column, Engine, MetaData, Table, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -29,7 +27,7 @@ from sqlalchemy.sql.selectable import FromClause
 
 from vectorpg import validation
 from vectorpg.awaiting import off_loop
-from vectorpg.db.engine import HasEngine, engine_of, vector_statements
+from vectorpg.db.engine import HasEngine, engine_of
 from vectorpg.db.translate import translating
 from vectorpg.db.writes import key_in
 from vectorpg.embeddings import Embedder, check_texts
@@ -52,6 +50,7 @@ from vectorpg.sqltypes import VECTOR, VectorType
 from vectorpg.store import reembed as reembedding
 from vectorpg.store.batches import DocumentBatch, check_current, check_ids, prepare_batch, write_batch
 from vectorpg.store.indexing import CollectionIndexes
+from vectorpg.store.reads import Document, read_documents, scan_documents
 from vectorpg.store.streaming import upload
 from vectorpg.store.updates import update_metadata
 
@@ -74,18 +73,6 @@ class HybridHit:
     content: str | None
     metadata: dict[str, Any]
     score: HybridScore
-
-
-@dataclass(frozen=True)
-class Document:
-    """A stored document."""
-
-    id: str
-    content: str | None
-    metadata: dict[str, Any]
-    embedding: np.ndarray = field(repr=False)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
 
 
 class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit]):
@@ -368,17 +355,23 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
             return int(session.scalar(stmt) or 0)
 
     @translating("reading documents")
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        """The documents with these ids, in the order asked (missing ids are left out)."""
-        wanted = check_ids(list(ids))
-        t = documents_table
-        stmt = select(t).where(t.c.collection == self.name, key_in(t.c.id, wanted))
-        with self.session_factory() as session, vector_statements(session.connection().connection):
-            found = {
-                r.id: Document(r.id, r.content, r.metadata, np.asarray(r.embedding), r.created_at, r.updated_at)
-                for r in session.execute(stmt)
-            }
-        return [found[i] for i in wanted if i in found]
+    def get(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Document]:
+        """The documents with ``ids``, in the order asked (missing ids are left out); or, without ids, a page
+        of those matching ``where``: ``limit`` of them in id order, after the id ``after`` (the last of the
+        previous page). :meth:`scan` pages through all of them."""
+        return read_documents(self, ids, where, limit, after)
+
+    def scan(self, where: Mapping[str, Any] | None = None, *, batch_size: int = 1000) -> Iterator[Document]:
+        """Every document (matching ``where``) in id order, read ``batch_size`` at a time by keyset pages
+        (:mod:`vectorpg.store.reads`): bounded memory, no transaction held between pages."""
+        return scan_documents(self, where, batch_size)
 
     # -- another model ---------------------------------------------------------------------------------
 
