@@ -207,3 +207,20 @@ def test_scan_is_an_async_iterator(db: vectorpg.Database, database_url: str) -> 
             await adb.close()
 
     assert asyncio.run(main()) == [f"s{i:03d}" for i in range(1, 130, 2)]
+
+
+def test_an_upload_from_a_generator(database_url: str) -> None:
+    """``upload`` writes its batches on the caller's connection under asyncio (a sync upload writes behind on a
+    thread, which an async connection cannot follow)."""
+    data = _vectors(5000, seed=6)
+
+    async def main() -> tuple[int, int]:
+        adb = await vectorpg.aio.connect(database_url)
+        try:
+            adocs = await adb.collection("uploaded", dimension=DIM, embedder=None, auto_index=False)
+            written = await adocs.upload((v for v in data), ids=(f"u{i}" for i in range(len(data))), batch_size=700)
+            return written, await adocs.count()
+        finally:
+            await adb.close()
+
+    assert asyncio.run(main()) == (5000, 5000)

@@ -118,6 +118,7 @@ class Collection(_Face):
     ingest = _awaitable(DocumentCollection.ingest)
     ingest_text = _awaitable(DocumentCollection.ingest_text)
     retrieve = _awaitable(DocumentCollection.retrieve)
+    export = _awaitable(DocumentCollection.export)
     _upload = _awaitable(DocumentCollection.upload)
 
     async def scan(self, where: dict[str, Any] | None = None, *, batch_size: int = 1000) -> AsyncIterator[Document]:
@@ -175,6 +176,10 @@ class Database(_Face):
             field_indexes=field_indexes, auto_index=auto_index,
         )  # fmt: skip
         return Collection(sync)
+
+    async def import_collection(self, path: str | os.PathLike[str], **options: Any) -> Collection:
+        """Awaitable :meth:`vectorpg.Database.import_collection`."""
+        return Collection(await greenlet_spawn(functools.partial(self.sync.import_collection, path, **options)))
 
     collections = _awaitable(SyncDatabase.collections)
     drop_collection = _awaitable(SyncDatabase.drop_collection)

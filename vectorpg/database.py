@@ -22,7 +22,7 @@ from vectorpg.db.server import EmbeddedServer, embedded_server
 from vectorpg.db.translate import translating
 from vectorpg.own_schema import install
 from vectorpg.rag.collection import DocumentCollection
-from vectorpg.store import registry
+from vectorpg.store import registry, transfer
 
 if TYPE_CHECKING:
     from vectorpg.embeddings import Embedder
@@ -120,6 +120,20 @@ class Database:
     def drop_collection(self, name: str) -> bool:
         """Drop a collection and all its documents; return whether it existed."""
         return registry.drop_collection(self.engine, name)
+
+    @translating("importing a collection")
+    def import_collection(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        collection: str | None = None,
+        format: str | None = None,
+        progress: bool | None = None,
+    ) -> Any:
+        """Read a :meth:`~vectorpg.Collection.export` file into ``collection`` (default: the exported name),
+        created with the exported dimension, metric and model when missing; one transaction, all or nothing."""
+        docs, _ = transfer.import_collection(self, path, collection=collection, format=format, progress=progress)
+        return docs  # opened without its model (open it again with one to search by text)
 
     def close(self) -> None:
         """Close the pooled connections. The embedded server stops when the last process using it exits."""

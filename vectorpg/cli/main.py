@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vectorpg.cli import quickstart
+from vectorpg.cli import quickstart, transfer
 from vectorpg.cli.serve import CLIENT_ROLE, PASSWORD_FILE, serve
 from vectorpg.database import connect
 from vectorpg.db.server import resolve_data_dir, status, stop
@@ -309,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the collections with their row counts, models, dimensions, metrics and vector indexes.",
     )
     listing.set_defaults(func=_cmd_collections)
+
+    transfer.add_commands(sub, common)
 
     serve = sub.add_parser(
         "serve",

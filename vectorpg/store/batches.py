@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from vectorpg import validation
+from vectorpg.awaiting import in_greenlet
 from vectorpg.db import writes
 from vectorpg.db.copy_stream import JsonDocument
 from vectorpg.db.engine import driver_connection, vector_statements
@@ -312,6 +313,9 @@ class WriteBehind:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         self.wait()
+        if in_greenlet():  # under vectorpg.aio the connection is the event loop's: write here (embedding
+            fn(*args)  # is off the loop already, so the loop goes on meanwhile)
+            return
         self._last = self._pool.submit(fn, *args)
 
     def wait(self) -> None:

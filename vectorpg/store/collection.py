@@ -15,6 +15,7 @@ again. Searches go through the collection's :class:`~vectorpg.search.surface.Sea
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from vectorpg.search.planner import DEFAULT_CONFIG, PlannerConfig
 from vectorpg.search.surface import Row, SearchSurface
 from vectorpg.sqltypes import VECTOR, VectorType
 from vectorpg.store import reembed as reembedding
+from vectorpg.store import transfer
 from vectorpg.store.batches import DocumentBatch, check_current, check_ids, prepare_batch, write_batch
 from vectorpg.store.indexing import CollectionIndexes
 from vectorpg.store.reads import Document, read_documents, scan_documents
@@ -367,6 +369,11 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
         of those matching ``where``: ``limit`` of them in id order, after the id ``after`` (the last of the
         previous page). :meth:`scan` pages through all of them."""
         return read_documents(self, ids, where, limit, after)
+
+    @translating("exporting a collection")
+    def export(self, path: str | os.PathLike[str], *, format: str | None = None, progress: bool | None = None) -> int:
+        """Write every document to ``path`` (.jsonl or .parquet) exactly, for :mod:`vectorpg.store.transfer`."""
+        return transfer.export_collection(self, path, format=format, progress=progress)
 
     def scan(self, where: Mapping[str, Any] | None = None, *, batch_size: int = 1000) -> Iterator[Document]:
         """Every document (matching ``where``) in id order, read ``batch_size`` at a time by keyset pages
