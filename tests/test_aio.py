@@ -224,3 +224,25 @@ def test_an_upload_from_a_generator(database_url: str) -> None:
             await adb.close()
 
     assert asyncio.run(main()) == (5000, 5000)
+
+
+def test_an_index_build_reports_progress(database_url: str) -> None:
+    """The build's progress is polled from a connection of its own (the async engine's belong to the loop)."""
+    rng = np.random.default_rng(8)
+    centers = rng.standard_normal((20, 384)).astype(np.float32)
+    data = centers[rng.integers(0, 20, 12_000)] + 0.2 * rng.standard_normal((12_000, 384)).astype(np.float32)
+
+    async def main() -> tuple[list[str], list[Any]]:
+        adb = await vectorpg.aio.connect(database_url)
+        try:
+            adocs = await adb.collection("built", dimension=384, embedder=None, auto_index=False)
+            await adocs.add(vectors=data, ids=[str(i) for i in range(len(data))])
+            events: list[Any] = []
+            name = await adocs.create_index(progress=events.append, tune_recall=None)
+            return [i.name for i in await adocs.indexes()] + [name], events
+        finally:
+            await adb.close()
+
+    names, events = asyncio.run(main())
+    assert names[-1] in names[:-1]
+    assert any("building" in e.phase for e in events), events

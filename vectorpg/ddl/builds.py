@@ -19,12 +19,15 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 from psycopg import sql
 from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex
 
+from vectorpg.awaiting import in_greenlet
 from vectorpg.db.engine import HasEngine, driver_connection, embedded_server_of, engine_of, raw_connection
 from vectorpg.errors import IndexBuildError, InvalidArgumentError, PerformanceWarning
 from vectorpg.indexes import HNSW, VectorIndex, list_vector_indexes
@@ -185,6 +188,17 @@ def _qualified(table: Table, name: str) -> sql.Composable:
 
 
 @contextmanager
+def _side_connection(engine: Engine, plain: bool) -> Iterator[psycopg.Connection[Any]]:
+    if plain:
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url) as raw:
+            yield raw
+        return
+    with engine.connect() as conn:
+        yield driver_connection(conn.connection)
+
+
+@contextmanager
 def _progress_watch(
     engine: Engine, pid: int, progress: Callable[[BuildProgress], None] | None, interval: float
 ) -> Iterator[None]:
@@ -192,20 +206,22 @@ def _progress_watch(
         yield
         return
     stop = threading.Event()
+    query = (
+        "SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total "
+        "FROM pg_stat_progress_create_index WHERE pid = %s"
+    )
 
     def poll() -> None:
-        with engine.connect() as conn:
+        # on a connection of its own: the engine's, or under vectorpg.aio (whose connections belong to the
+        # event loop, not to this thread) a plain psycopg one to the same server
+        with _side_connection(engine, async_engine) as raw:
             while not stop.wait(interval):
-                row = conn.execute(
-                    text(
-                        "SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total "
-                        "FROM pg_stat_progress_create_index WHERE pid = :pid"
-                    ),
-                    {"pid": pid},
-                ).first()
-                conn.rollback()  # a fresh snapshot of the statistics on every poll
+                row = raw.execute(query, [pid]).fetchone()
+                raw.rollback()  # a fresh snapshot of the statistics on every poll
                 if row is not None:
                     progress(BuildProgress(str(row[0]), *(int(v or 0) for v in row[1:])))
+
+    async_engine = in_greenlet()
 
     thread = threading.Thread(target=poll, name="vectorpg-index-progress", daemon=True)
     thread.start()
