@@ -1,19 +1,54 @@
 """LangChain's own standard suite for vector stores (``langchain_tests``), sync and async, run against
-:class:`vectorpg.integrations.langchain.VectorpgStore` on the real server; then what the suite does not cover
-(filters, MMR, relevance scores, a retriever), checked against exact search over the same rows."""
+:class:`vectorpg.integrations.langchain.VectorpgStore` and over an application's own model
+(:class:`~vectorpg.integrations.langchain_model.VectorpgModelStore`) on the real server; then what the suite does
+not cover (filters, MMR, relevance scores, a retriever), checked against exact search over the same rows."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStore
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
+from langchain_tests.integration_tests.vectorstores import EMBEDDING_SIZE
+from sqlalchemy import String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
+from vectorpg import vector_column
 from vectorpg.integrations.langchain import VectorpgStore
+from vectorpg.integrations.langchain_model import VectorpgModelStore
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    """An application's own model: LangChain's documents in its rows."""
+
+    __tablename__ = "lc_notes"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    body: Mapped[str] = mapped_column(String)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    embedding: Mapped[Any] = vector_column(EMBEDDING_SIZE)
+
+
+class TestVectorpgModelStore(VectorStoreIntegrationTests):
+    """The same standard suite over the application's own model."""
+
+    @pytest.fixture
+    async def vectorstore(self, db: vectorpg.Database) -> AsyncIterator[VectorStore]:  # type: ignore[override]
+        Base.metadata.create_all(db.engine)
+        repository = vectorpg.Repository(Note, db)
+        store = VectorpgModelStore(self.get_embeddings(), repository, text_attribute="body", metadata_attribute="meta")
+        yield store
+        await store.aclose()
+        Base.metadata.drop_all(db.engine)
 
 
 class TestVectorpgStore(VectorStoreIntegrationTests):
@@ -93,3 +128,23 @@ def test_bad_input_is_a_vectorpg_error_and_writes_nothing(db: vectorpg.Database)
     with pytest.raises(vectorpg.InvalidArgumentError, match="metric"):
         VectorpgStore(VectorStoreIntegrationTests.get_embeddings(), metric="hamming")
     assert [d.id for d in store.get_by_ids(["k", "a", "b"])] == ["k"]
+
+
+def test_the_model_store_filters_on_json_and_on_columns(db: vectorpg.Database, corpus: Corpus) -> None:
+    texts, metadata = corpus
+    Base.metadata.create_all(db.engine)
+    store = VectorpgModelStore(
+        VectorStoreIntegrationTests.get_embeddings(), vectorpg.Repository(Note, db), text_attribute="body",
+        metadata_attribute="meta",
+    )  # fmt: skip
+    store.add_texts(texts, metadata, ids=[str(i) for i in range(len(texts))])
+    query = "text number 7 about cats"
+    allowed = [i for i, m in enumerate(metadata) if m["kind"] == "cat"]
+    assert [d.id for d in store.similarity_search(query, k=4, filter={"kind": "cat"})] == _exact(
+        VectorpgStore(store.embeddings, "unused", db), texts, query, allowed, 4
+    )
+    by_column = store.similarity_search(query, k=60, filter=Note.body.like("%dogs"))
+    assert {d.id for d in by_column} == {str(i) for i in range(60) if i % 3 == 0}
+    assert store.get_by_ids(["5"]) == [Document(page_content=texts[5], metadata=metadata[5], id="5")]
+    with pytest.raises(vectorpg.InvalidArgumentError, match="no column attribute"):
+        VectorpgModelStore(store.embeddings, store.repository, text_attribute="nope", metadata_attribute="meta")
