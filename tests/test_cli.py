@@ -107,3 +107,51 @@ def test_help_explains_every_command() -> None:
         assert shown.returncode == 0 and len(shown.stdout.split()) > 30, command
     entry = run_subprocess("--help")
     assert entry.returncode == 0 and "quickstart" in entry.stdout
+
+
+def test_round_two_commands(tmp_path: Path) -> None:
+    """--version, drop, index create / drop, the missing-path and missing-collection errors with the command to
+    run, --diversity, the empty-result hint, and serve / status / stop without a --url they would ignore."""
+    data_dir = str(tmp_path / "pg")
+    data = ["--data-dir", data_dir]
+    db = vectorpg.connect(data_dir=data_dir)
+    docs = db.collection("managed", dimension=8, metric="l2")
+    docs.add(vectors=np.random.default_rng(1).normal(size=(3000, 8)), ids=[str(i) for i in range(3000)])
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("vectorpg ")
+    missing = run_cli("ingest", str(tmp_path / "nonexistent"), "--collection", "x", *data)
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr
+    nosuch = run_cli("search", "anything", "--collection", "nosuch", *data)
+    assert nosuch.returncode == 2 and "vectorpg ingest PATH --collection nosuch" in nosuch.stderr
+    assert "db.collection" not in nosuch.stderr
+    built = run_cli("index", "create", "managed", *data)
+    assert built.returncode == 0, built.stderr
+    name = docs.indexes(refresh=True)[0].name
+    assert f"built the hnsw index {name}" in built.stdout and "next: vectorpg search" in built.stdout
+    text = run_cli("index", "create", "managed", "--text", *data)
+    assert text.returncode == 0 and "full-text index" in text.stdout
+    dropped = run_cli("index", "drop", "managed", name, *data)
+    assert dropped.returncode == 0 and docs.indexes(refresh=True) == []
+    assert run_cli("index", "drop", "managed", name, *data).returncode == 1  # nothing to drop: said, not silent
+    refused = run_cli("drop", "managed", *data)
+    assert refused.returncode == 2 and "3,000 documents" in refused.stderr and "--yes" in refused.stderr
+    assert docs.count() == 3000
+    gone = run_cli("drop", "managed", "--yes", *data)
+    assert gone.returncode == 0 and "dropped 'managed'" in gone.stdout and db.collections() == []
+    for command in ("serve", "status", "stop"):
+        assert "--url" not in run_cli(command, "--help").stdout
+    db.close()
+
+
+@pytest.mark.embedder
+def test_search_says_why_nothing_came_back_and_takes_diversity(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "docs")
+    data = ["--data-dir", str(tmp_path / "pg")]
+    assert run_cli("ingest", str(folder), "--collection", "kb", "--no-progress", *data).returncode == 0
+    none = run_cli("search", "refunds", "--collection", "kb", "--where", "lang=xx", *data)
+    assert none.returncode == 0 and "no document matches the filter (the collection holds 3)" in none.stdout
+    diverse = run_cli("search", "refunds", "--collection", "kb", "--diversity", "0.5", "-k", "2", "--json", *data)
+    assert diverse.returncode == 0 and len(json.loads(diverse.stdout)) == 2
+    hybrid = run_cli("search", "gift cards", "--collection", "kb", "--hybrid", "--json", *data)
+    first = json.loads(hybrid.stdout)[0]
+    assert {"vector_rank", "text_rank", "content"} <= set(first)

@@ -6,20 +6,27 @@ Every command uses the embedded PostgreSQL unless ``--url`` (or ``$VECTORPG_URL`
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from vectorpg.cli import quickstart, transfer
+from vectorpg.cli import manage, quickstart, search, transfer
 from vectorpg.cli.serve import CLIENT_ROLE, PASSWORD_FILE, serve
 from vectorpg.database import connect
 from vectorpg.db.server import resolve_data_dir, status, stop
-from vectorpg.errors import InvalidArgumentError, VectorPgError
+from vectorpg.errors import CollectionNotFoundError, InvalidArgumentError, VectorPgError
 from vectorpg.own_schema.scripts import sql_dir, write_schema
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vectorpg")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "(not installed)"
 
 
 def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -75,6 +82,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise InvalidArgumentError(f"no such file or folder: {', '.join(missing)}")
     db = _connect(args)
     docs = db.collection(args.collection)
     print(f"ingesting into {args.collection!r} ({docs.embedder_name}, {docs.dimension} dimensions)")
@@ -87,53 +97,6 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(report)
-    db.close()
-    return 0
-
-
-def _where(pairs: Sequence[str], raw: str | None) -> dict[str, Any]:
-    """``--where key=value`` pairs (values read as JSON when they parse: numbers, true, null) and ``--filter``."""
-    try:
-        where: dict[str, Any] = json.loads(raw) if raw else {}
-    except json.JSONDecodeError as exc:
-        raise InvalidArgumentError(f"--filter is not JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidArgumentError("--filter is nested too deep (filters allow 32 levels)") from None
-    if not isinstance(where, dict):
-        raise InvalidArgumentError('--filter is a JSON object, for example \'{"year": {"$gte": 2020}}\'')
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidArgumentError(f"--where takes key=value, got {pair!r}")
-        try:
-            where[key] = json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
-            where[key] = value  # not JSON (or absurdly nested): the text itself, which the filter checks
-    return where
-
-
-def _cmd_search(args: argparse.Namespace) -> int:
-    db = _connect(args)
-    docs = db.collection(args.collection, create=False)
-    where = _where(args.where, args.filter)
-    if args.hybrid:
-        hits: list[Any] = docs.hybrid_search(args.text, args.k, where=where or None)
-        rows = [(h.id, h.score.score, h.content, h.metadata) for h in hits]
-        label = "score"
-    else:
-        hits = docs.search(args.text, args.k, where=where or None)
-        rows = [(h.id, h.distance, h.content, h.metadata) for h in hits]
-        label = "distance"
-    if args.json:
-        print(json.dumps([{"id": i, label: v, "content": c, "metadata": m} for i, v, c, m in rows], indent=2))
-    else:
-        for rank, (ident, value, content, meta) in enumerate(rows, 1):
-            where_from = meta.get("source", ident) if isinstance(meta, dict) else ident
-            heading = f" > {meta['heading']}" if isinstance(meta, dict) and meta.get("heading") else ""
-            snippet = " ".join((content or "").split())[:160]
-            print(f"{rank:>2}. {label} {value:.4f}  {where_from}{heading}\n    {snippet}")
-        if not rows:
-            print("no results")
     db.close()
     return 0
 
@@ -226,14 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vectorpg",
         description="PostgreSQL + pgvector as a vector store. Uses an embedded PostgreSQL unless --url is given.",
     )
-    common = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--version", action="version", version=f"vectorpg {_version()}")
+    local = argparse.ArgumentParser(add_help=False)  # the embedded server's commands take no --url
+    local.add_argument(
+        "--data-dir",
+        help="data directory of the embedded server (default: $VECTORPG_DATA_DIR or a per-user directory)",
+    )
+    common = argparse.ArgumentParser(add_help=False, parents=[local])
     common.add_argument(
         "--url",
         help="postgresql:// URL of a server with pgvector (default: $VECTORPG_URL, else the embedded server)",
-    )
-    common.add_argument(
-        "--data-dir",
-        help="data directory of the embedded server (default: $VECTORPG_DATA_DIR or a per-user directory)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -285,22 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
     ingest.set_defaults(func=_cmd_ingest)
 
-    search = sub.add_parser(
-        "search",
-        parents=[common],
-        help="search a collection by text",
-        description="Embed the text with the collection's model and print the nearest documents. --where "
-        "key=value filters on metadata (values are read as JSON when they parse: 2024, true, null); "
-        '--filter takes a whole JSON filter, for example \'{"year": {"$gte": 2020}}\'.',
-    )
-    search.add_argument("text", help="what to search for")
-    search.add_argument("--collection", required=True, help="collection name")
-    search.add_argument("-k", type=int, default=5, help="number of results (default: 5)")
-    search.add_argument("--where", action="append", default=[], metavar="KEY=VALUE", help="metadata filter")
-    search.add_argument("--filter", default=None, metavar="JSON", help="a JSON filter (combined with --where)")
-    search.add_argument("--hybrid", action="store_true", help="full text + vector, fused by rank (RRF)")
-    search.add_argument("--json", action="store_true", help="print JSON")
-    search.set_defaults(func=_cmd_search)
+    search.add_command(sub, common)
 
     listing = sub.add_parser(
         "collections",
@@ -311,10 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=_cmd_collections)
 
     transfer.add_commands(sub, common)
+    manage.add_commands(sub, common)
 
     serve = sub.add_parser(
         "serve",
-        parents=[common],
+        parents=[local],
         help="run the embedded PostgreSQL on a TCP port in the foreground",
         description="Run the embedded PostgreSQL (its --data-dir) on HOST:PORT over TCP until Ctrl-C, with "
         "pgvector and vectorpg's schema and SQL functions installed, so that psql and other languages' "
@@ -331,10 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     state = sub.add_parser(
-        "status", parents=[common], help="is the embedded server of --data-dir running, and who uses it"
+        "status", parents=[local], help="is the embedded server of --data-dir running, and who uses it"
     )
     state.set_defaults(func=_cmd_status)
-    stopping = sub.add_parser("stop", parents=[common], help="stop the embedded server of --data-dir (a fast shutdown)")
+    stopping = sub.add_parser("stop", parents=[local], help="stop the embedded server of --data-dir (a fast shutdown)")
     stopping.set_defaults(func=_cmd_stop)
 
     bench = sub.add_parser(
@@ -369,6 +320,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
+    except CollectionNotFoundError as exc:  # the command to run, not the Python call
+        print(
+            f"vectorpg: error: collection {exc.name!r} does not exist; create it with: vectorpg ingest PATH "
+            f"--collection {exc.name} (vectorpg collections lists the ones there are)",
+            file=sys.stderr,
+        )
+        return 2
     except VectorPgError as exc:
         print(f"vectorpg: error: {exc}", file=sys.stderr)
         return 2
