@@ -19,9 +19,25 @@ never proposes to drop a partition. Migrations can use ``op.create_vector_extens
 ``op.change_vector_dimension(...)`` (see :mod:`vectorpg.alembic.dimension`).
 """
 
-from vectorpg.alembic.autogen import configure_kwargs, declared_spec, is_vector_index, render_item
-from vectorpg.alembic.dimension import ChangeVectorDimensionOp, change_vector_dimension
-from vectorpg.alembic.ops import (
+from importlib.metadata import PackageNotFoundError, version
+
+from vectorpg.errors import MissingDependencyError
+
+#: the oldest Alembic whose plugin API (``alembic.runtime.plugins``) the autogenerate plugin is built on
+MIN_ALEMBIC = (1, 18)
+
+try:
+    _found = tuple(int(p) for p in version("alembic").split(".")[:2])
+except PackageNotFoundError as exc:
+    raise MissingDependencyError("alembic", "alembic", "vectorpg.alembic") from exc
+if _found < MIN_ALEMBIC:
+    raise MissingDependencyError(
+        "alembic>=1.18", "alembic", f"vectorpg.alembic (Alembic {version('alembic')} is installed; its plugin API)"
+    )
+
+from vectorpg.alembic.autogen import configure_kwargs, declared_spec, is_vector_index, render_item  # noqa: E402
+from vectorpg.alembic.dimension import ChangeVectorDimensionOp, change_vector_dimension  # noqa: E402
+from vectorpg.alembic.ops import (  # noqa: E402
     AttachPartitionOp,
     CreatePartitionOp,
     CreateVectorExtensionOp,
