@@ -30,7 +30,7 @@ from sqlalchemy import Index, Table, text
 from sqlalchemy.engine import Connection
 
 from vectorpg.alembic.dimension import ChangeVectorDimensionOp
-from vectorpg.alembic.ops import CreateVectorIndexOp, DropVectorIndexOp
+from vectorpg.alembic.ops import CreateVectorExtensionOp, CreateVectorIndexOp, DropVectorIndexOp
 from vectorpg.db.engine import driver_connection
 from vectorpg.indexes import HNSW, IVFFlat, VectorIndex, list_vector_indexes, vector_index
 from vectorpg.sqltypes import describe
@@ -255,10 +255,35 @@ def _install_render_item(autogen_context: AutogenContext, upgrade_ops: ops.Upgra
     return PriorityDispatchResult.CONTINUE
 
 
+def _extension_installed(connection: Connection | None) -> bool:
+    if connection is None:  # offline: nothing to look at; the migration says what it needs
+        return False
+    return connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first() is not None
+
+
+def _complete_migration(autogen_context: AutogenContext, upgrade_ops: ops.UpgradeOps) -> PriorityDispatchResult:
+    """After the comparators: what the migration needs beyond its operations. The first one that creates a vector
+    column on a database without pgvector creates the extension first (``op.create_vector_extension()``), and a
+    partitioned table is rendered without the :class:`~vectorpg.ddl.partitioning.Partitioning` in its ``info``
+    (Python-side metadata for vectorpg's helpers, which a migration would need an import for and never uses)."""
+    found = list(_walk(upgrade_ops.ops))
+    columns = [c for o in found if isinstance(o, ops.CreateTableOp) for c in o.columns if hasattr(c, "type")]
+    columns += [o.column for o in found if isinstance(o, ops.AddColumnOp)]
+    if any(describe(c.type) is not None for c in columns) and not _extension_installed(autogen_context.connection):
+        upgrade_ops.ops.insert(0, CreateVectorExtensionOp())
+    for operation in found:  # Python-side metadata (the table's PARTITION BY is rendered on its own)
+        if isinstance(operation, ops.CreateTableOp) and "vectorpg_partitioning" in operation.info:
+            operation.info = {k: v for k, v in operation.info.items() if k != "vectorpg_partitioning"}
+    return PriorityDispatchResult.CONTINUE
+
+
 def setup(plugin: Plugin) -> None:
     """The Alembic plugin (``autogenerate_plugins=[..., "vectorpg"]``)."""
     plugin.add_autogenerate_comparator(
         _install_render_item, "autogenerate", "vectorpg", priority=DispatchPriority.FIRST
+    )
+    plugin.add_autogenerate_comparator(
+        _complete_migration, "autogenerate", "vectorpg_complete", priority=DispatchPriority.LAST
     )
     plugin.add_autogenerate_comparator(
         _skip_partitions, "schema", "vectorpg_partitions", priority=DispatchPriority.LAST

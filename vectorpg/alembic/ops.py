@@ -328,6 +328,18 @@ def _drop_vector_index(operations: Operations, operation: DropVectorIndexOp) -> 
         operations.execute(DropIndex(index, if_exists=operation.if_exists))
 
 
+@renderers.dispatch_for(CreateVectorExtensionOp)
+def _render_create_vector_extension(autogen_context: AutogenContext, operation: CreateVectorExtensionOp) -> str:
+    autogen_context.imports.add(IMPORT)
+    return "op.create_vector_extension()"
+
+
+@renderers.dispatch_for(DropVectorExtensionOp)
+def _render_drop_vector_extension(autogen_context: AutogenContext, operation: DropVectorExtensionOp) -> str:
+    autogen_context.imports.add(IMPORT)
+    return "op.drop_vector_extension()  # kept when anything else still uses pgvector"
+
+
 @renderers.dispatch_for(CreateVectorIndexOp)
 def _render_create_vector_index(autogen_context: AutogenContext, operation: CreateVectorIndexOp) -> str:
     autogen_context.imports.add(IMPORT)
