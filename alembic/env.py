@@ -6,6 +6,8 @@ the embedded PostgreSQL (started if needed), exactly as :func:`vectorpg.connect`
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from alembic import context
 
 import vectorpg
@@ -16,6 +18,8 @@ from vectorpg.own_schema.tables import SCHEMA, store_metadata
 VERSION_TABLE = "vectorpg_alembic_version"
 
 config = context.config
+if config.config_file_name is not None:  # alembic.ini's logging: what each migration does is printed
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url") or None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -73,6 +74,10 @@ def test_upgrade_check_downgrade_on_a_fresh_database(bare_database_url: str) -> 
     with psycopg.connect(bare_database_url) as conn:
         assert conn.execute("SELECT id FROM vectorpg.search('notes', '[1,0.1,0.1,0.1]', 1)").fetchone() == ("1",)
 
+    with pytest.raises(vectorpg.InvalidArgumentError, match=r"deletes 3 documents in 1 collection\(s\): notes \(3\)"):
+        command.downgrade(cfg, "base")  # refused: the collection holds documents
+    assert leftovers(bare_database_url)["versions"] == [HEAD]
+    cfg.cmd_opts = argparse.Namespace(x=["drop_data=yes"])
     command.downgrade(cfg, "base")
     assert leftovers(bare_database_url) == {
         "schemas": [],
