@@ -33,9 +33,8 @@ def include_name(name: str | None, type_: str, parent_names: dict[str, str | Non
 options = {
     "target_metadata": store_metadata,
     "include_schemas": True,
-    "include_name": include_name,
     "version_table": VERSION_TABLE,
-    **vectorpg.alembic.configure_kwargs(),
+    **vectorpg.alembic.configure_kwargs(include_name=include_name, own_schema=True),
 }
 
 if context.is_offline_mode():

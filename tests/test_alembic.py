@@ -3,6 +3,7 @@ the dimension-change helper."""
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -594,3 +595,42 @@ def test_the_first_migration_on_a_database_without_pgvector(bare_database_url: s
     assert upgrade_section(second) == []
     command.downgrade(app.config, "base")
     assert app.sql("SELECT extname FROM pg_extension WHERE extname = 'vector'") == []
+
+
+def test_an_offline_dimension_change_is_a_clear_error() -> None:
+    """``alembic upgrade --sql`` has no rows to re-embed: the operation says what to run instead (it used to
+    crash on the offline context's MockConnection)."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    buffer = io.StringIO()
+    context = MigrationContext.configure(dialect_name="postgresql", opts={"as_sql": True, "output_buffer": buffer})
+    operations = Operations(context)
+    with pytest.raises(vectorpg.InvalidArgumentError, match=r"offline migration \(alembic upgrade --sql\)"):
+        operations.change_vector_dimension("items", "embedding", 12, embed=lambda rows: [], source=["body"])
+    assert buffer.getvalue() == ""  # nothing half-written to the script
+
+
+INCLUDE_SCHEMAS = "include_schemas=True, **vectorpg.alembic.configure_kwargs({})"
+
+
+def _compare_every_schema(app: App, options: str = "") -> None:
+    env = app.root / "migrations" / "env.py"
+    env.write_text(ENV.replace("**vectorpg.alembic.configure_kwargs()", INCLUDE_SCHEMAS.format(options)))
+
+
+def test_include_schemas_leaves_vectorpgs_own_schema_alone(app: App) -> None:
+    """An application that compares every schema (``include_schemas=True``) is never proposed to drop the
+    store's tables, which vectorpg's own migrations keep."""
+    db = vectorpg.connect(app.url)
+    db.collection("kept", dimension=3, embedder=None).add(vectors=[[1, 2, 3]])  # vectorpg's schema, with data
+    db.close()
+    _compare_every_schema(app, "own_schema=True")  # without the filter: Alembic proposes to drop the store
+    assert "op.drop_table('collections', schema='vectorpg')" in app.revision("unfiltered")
+    for path in app.versions.glob("*.py"):
+        path.unlink()
+    _compare_every_schema(app)
+    first = app.revision("init")
+    assert "schema='vectorpg'" not in first
+    command.upgrade(app.config, "head")
+    command.check(app.config)

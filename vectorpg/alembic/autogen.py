@@ -33,6 +33,7 @@ from vectorpg.alembic.dimension import ChangeVectorDimensionOp
 from vectorpg.alembic.ops import CreateVectorExtensionOp, CreateVectorIndexOp, DropVectorIndexOp
 from vectorpg.db.engine import driver_connection
 from vectorpg.indexes import HNSW, IVFFlat, VectorIndex, list_vector_indexes, vector_index
+from vectorpg.own_schema.tables import SCHEMA
 from vectorpg.sqltypes import describe
 
 PLUGIN = "vectorpg"
@@ -304,17 +305,32 @@ def register() -> None:
         _registered = True
 
 
-def configure_kwargs(**user: Any) -> dict[str, Any]:
+def configure_kwargs(*, own_schema: bool = False, **user: Any) -> dict[str, Any]:
     """Keyword arguments for ``context.configure(...)`` in an application's ``env.py``::
 
         context.configure(connection=connection, target_metadata=Base.metadata,
                           **vectorpg.alembic.configure_kwargs())
 
     Adds the ``vectorpg`` autogenerate plugin to Alembic's default ones and the ``render_item`` hook for
-    vector types. Pass your own ``render_item`` / ``autogenerate_plugins`` here to combine them.
+    vector types, and leaves vectorpg's own schema (``vectorpg``: the store's tables, which vectorpg's own
+    migrations keep) out of the application's comparisons, so that ``include_schemas=True`` never proposes to
+    drop it. Pass your own ``render_item`` / ``autogenerate_plugins`` / ``include_name`` here to combine them;
+    ``own_schema=True`` is for the migrations of that schema itself.
     """
     register()
     plugins = list(user.pop("autogenerate_plugins", ["alembic.autogenerate.*"]))
     if PLUGIN not in plugins:
         plugins.append(PLUGIN)
-    return {**user, "autogenerate_plugins": plugins, "render_item": _chain(user.get("render_item"))}
+    options = {**user, "autogenerate_plugins": plugins, "render_item": _chain(user.get("render_item"))}
+    if not own_schema:
+        options["include_name"] = _without_own_schema(user.get("include_name"))
+    return options
+
+
+def _without_own_schema(user: Callable[..., bool] | None) -> Callable[..., bool]:
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        if type_ == "schema" and name == SCHEMA:
+            return False
+        return True if user is None else bool(user(name, type_, parent_names))
+
+    return include_name

@@ -213,6 +213,12 @@ def _change_dimension(operations: Operations, operation: ChangeVectorDimensionOp
             f"fill in embed= (and source=) of op.change_vector_dimension for {operation.table_name}."
             f"{operation.column_name}: the rows must be embedded again by the new model"
         )
+    if operations.get_context().as_sql:
+        raise InvalidArgumentError(
+            f"op.change_vector_dimension({operation.table_name!r}, {operation.column_name!r}, ...) re-embeds the "
+            "table's rows with a Python model, which an offline migration (alembic upgrade --sql) cannot do: run "
+            "this revision online (alembic upgrade REVISION), and --sql for the revisions before and after it"
+        )
     kwargs = {"online": True, **operation.kwargs}  # in a migration: online unless online=False is asked
     if not kwargs["online"]:
         return change_vector_dimension(
