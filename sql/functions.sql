@@ -626,6 +626,14 @@ BEGIN
     PERFORM vectorpg.set_local(previous);
 END $$;
 
+CREATE OR REPLACE FUNCTION vectorpg.text_query(config regconfig, query text) RETURNS tsquery
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+-- The text leg's query, as vectorpg/search/hybrid.py builds it: an OR of the query's lexemes (documents that
+-- share any of its significant terms, ranked), unless the query uses web-search syntax ("a phrase", -word, OR)
+SELECT CASE WHEN query ~* '"|(^|\s)-\w|\sor\s' THEN websearch_to_tsquery(config, query)
+            ELSE replace(plainto_tsquery(config, query)::text, ' & ', ' | ')::tsquery END
+$$;
+
 CREATE OR REPLACE FUNCTION vectorpg.hybrid_search(
     collection text, query_text text, query vector, k int, filter jsonb DEFAULT '{}', rrf_k int DEFAULT 60,
     config regconfig DEFAULT 'english'
@@ -678,8 +686,8 @@ BEGIN
         '    SELECT d.id, (d.embedding %1$s $1)::float8 AS distance FROM %2$s d WHERE $1 IS NOT NULL AND %3$s '
         '    ORDER BY 2 LIMIT $4) v), '
         'text_leg AS (SELECT t.id, t.score, row_number() OVER (ORDER BY t.score DESC) AS rank FROM ('
-        '    SELECT d.id, ts_rank_cd(to_tsvector($6, coalesce(d.content, '''')), websearch_to_tsquery($6, $5)) AS score '
-        '    FROM %2$s d WHERE %3$s AND to_tsvector($6, coalesce(d.content, '''')) @@ websearch_to_tsquery($6, $5) '
+        '    SELECT d.id, ts_rank_cd(to_tsvector($6, coalesce(d.content, '''')), vectorpg.text_query($6, $5)) AS score '
+        '    FROM %2$s d WHERE %3$s AND to_tsvector($6, coalesce(d.content, '''')) @@ vectorpg.text_query($6, $5) '
         '    ORDER BY 2 DESC LIMIT $4) t), '
         'fused AS (SELECT coalesce(v.id, t.id) AS id, '
         '    coalesce(1.0::float8 / ($7 + v.rank), 0) + coalesce(1.0::float8 / ($7 + t.rank), 0) AS score, '

@@ -126,3 +126,28 @@ def test_collection_hybrid_search(db: vectorpg.Database) -> None:
     with db.engine.connect() as conn:
         indexdef = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}).scalar()
     assert "gin" in indexdef and "to_tsvector('english'::regconfig" in indexdef
+
+
+def test_a_question_finds_the_documents_that_share_its_words(db: vectorpg.Database) -> None:
+    """The text leg matches any of the question's significant terms, ranked (a question's words never all
+    appear in its answer); web-search syntax keeps its meaning; the SQL function ranks the same way."""
+    docs = db.collection("questions", dimension=2, embedder=None)
+    texts = {
+        "sigchld": "When a child process exits, its parent receives SIGCHLD.",
+        "kill": "The kill command sends a signal to a process by its id.",
+        "cats": "Cats sleep sixteen hours a day.",
+        "fork": "fork creates a child process that is a copy of its parent.",
+    }
+    docs.add(list(texts.values()), vectors=[[1.0, float(i)] for i in range(4)], ids=list(texts))
+    question = "which signal does a parent receive when its child process exits"
+    hits = docs.hybrid_search(question, k=4, vector=[1.0, 0.0])
+    text_ranks = {h.id: h.score.text_rank for h in hits}
+    assert text_ranks["sigchld"] == 1 and text_ranks["cats"] is None
+    assert {i for i, r in text_ranks.items() if r is not None} == {"sigchld", "kill", "fork"}
+    phrase = docs.hybrid_search('"child process" -fork', k=4, vector=[1.0, 0.0])
+    assert {h.id for h in phrase if h.score.text_rank is not None} == {"sigchld"}
+    with db.psycopg_connection() as raw:
+        rows = raw.execute(
+            "SELECT id, text_rank FROM vectorpg.hybrid_search('questions', %s, '[1, 0]', 4)", [question]
+        ).fetchall()
+    assert dict(rows) == text_ranks

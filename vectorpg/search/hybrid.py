@@ -25,9 +25,10 @@ from typing import Any
 
 from sqlalchemy import Float, Index, Integer, bindparam, case, cast, func, literal, select
 from sqlalchemy import column as sa_column
-from sqlalchemy.dialects.postgresql import REGCONFIG
+from sqlalchemy.dialects.postgresql import REGCONFIG, TSQUERY
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause, Select
+from sqlalchemy.types import Text
 
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.metrics import MetricSpec, distance
@@ -92,6 +93,23 @@ class HybridScore:
         )
 
 
+#: a query written in web-search syntax: "a phrase", -excluded, a OR b
+_WEBSEARCH = re.compile(r'"|(^|\s)-\w|\sor\s', re.IGNORECASE)
+
+
+def text_query(query_text: str, config: str) -> ColumnElement[Any]:
+    """The text leg's ``tsquery``: documents sharing any of the query's significant terms (an OR of its
+    lexemes, ranked by how many and how often), so that a natural-language question finds the documents that
+    use its words; a query in web-search syntax (a quoted phrase, ``-word``, ``OR``) means what it says
+    (``websearch_to_tsquery``)."""
+    param: ColumnElement[str] = bindparam("query_text", query_text)
+    if _WEBSEARCH.search(query_text):
+        return func.websearch_to_tsquery(_config(config), param)
+    # plainto_tsquery's lexemes joined by & (each quoted, so the replace touches only the operators)
+    all_terms = cast(func.plainto_tsquery(_config(config), param), Text)
+    return cast(func.replace(all_terms, " & ", " | "), TSQUERY)
+
+
 def _config(name: str) -> ColumnElement[Any]:
     # Rendered inline (quoted by SQLAlchemy) so that a GIN index on the same expression matches.
     return cast(bindparam("ts_config", name, literal_execute=True), REGCONFIG)
@@ -135,7 +153,7 @@ def hybrid_statement(
         func.row_number().over(order_by=vector_inner.c.distance).label("rank"),
     ).cte("vector_leg")
 
-    query = func.websearch_to_tsquery(_config(options.config), bindparam("query_text", query_text))
+    query = text_query(query_text, options.config)
     document = tsvector(source.c[text_column], options.config)
     score = func.ts_rank_cd(document, query)
     text_inner = (
