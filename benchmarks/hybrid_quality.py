@@ -144,7 +144,7 @@ def write(result: dict[str, Any]) -> str:
                 ],
                 ["hybrid (RRF of vector + text, any term)", f"{means['hybrid']:.3f}", ""],
             ],
-        ),  # fmt: skip
+        ),
         "",
         "Per question:",
         "",
