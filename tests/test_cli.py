@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 
 import vectorpg
@@ -155,3 +156,13 @@ def test_search_says_why_nothing_came_back_and_takes_diversity(tmp_path: Path) -
     hybrid = run_cli("search", "gift cards", "--collection", "kb", "--hybrid", "--json", *data)
     first = json.loads(hybrid.stdout)[0]
     assert {"vector_rank", "text_rank", "content"} <= set(first)
+
+
+def test_setup_installs_the_sql_functions_in_any_database(bare_database_url: str) -> None:
+    done = run_cli("setup", "--url", bare_database_url)
+    assert done.returncode == 0, done.stderr
+    assert "SQL functions are installed" in done.stdout and "next: psql" in done.stdout
+    with psycopg.connect(bare_database_url) as conn:
+        assert conn.execute(
+            "SELECT to_regprocedure('vectorpg.search(text,vector,integer,jsonb)') IS NOT NULL"
+        ).fetchone() == (True,)

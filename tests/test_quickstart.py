@@ -50,6 +50,9 @@ def test_cli_quickstart_subprocess(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "indexed: 60 documents" in result.stdout
     assert result.stdout.count("search '") == len(quickstart.EXAMPLE_QUERIES)
+    steps = result.stdout.split("next:")[1]  # how to search what it built: shell, Python, psql, where it lives
+    assert "vectorpg search" in steps and "import vectorpg" in steps and "psql" in steps
+    assert str(tmp_path / "pg") in steps
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path: Path) -> None:

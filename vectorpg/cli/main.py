@@ -41,6 +41,15 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     print(f"database: {db!r} (ready in {time.perf_counter() - start:.1f} s)")
     quickstart.run(db, collection=args.collection, limit=args.limit, k=args.k, progress_bar=not args.no_progress)
     print(f"\ndone in {time.perf_counter() - start:.1f} s. Run it again: unchanged documents are not re-embedded.")
+    stored = f"--url {args.url}" if args.url else f"(data in {db.server.data_dir})" if db.server else ""
+    name, query = args.collection, "read a gzip file"
+    steps = [
+        f'vectorpg search "{query}" --collection {name} [--hybrid] [--diversity 0.3]   # from a shell',
+        f'python -c "import vectorpg; print(vectorpg.connect().collection({name!r}).search({query!r}, k=3))"',
+        "vectorpg serve   # then from psql: SELECT id FROM vectorpg.search(" + repr(name) + ", ...)",  # noqa: S608
+        f"vectorpg collections   # what is stored {stored}".rstrip(),
+    ]
+    print("\nnext:\n" + "\n".join(f"  {step}" for step in steps))
     db.close()
     return 0
 

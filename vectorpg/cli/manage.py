@@ -66,8 +66,24 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup(args: argparse.Namespace) -> int:
+    db = connect(args.url, data_dir=args.data_dir)
+    version = db.install_extension()
+    db.setup()
+    print(f"pgvector {'.'.join(map(str, version))}, vectorpg's schema and its SQL functions are installed: {db.url}")
+    print("next: psql, then SELECT id, distance FROM vectorpg.search('COLLECTION', '[...]', 5);  (docs/sql.md)")
+    db.close()
+    return 0
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``drop`` and ``index`` to the ``vectorpg`` parser's subcommands."""
+    """Add ``setup``, ``drop`` and ``index`` to the ``vectorpg`` parser's subcommands."""
+    setup = sub.add_parser(
+        "setup", parents=[common], help="install pgvector, vectorpg's schema and its SQL functions in a database",
+        description="Install the vector extension, vectorpg's schema and the SQL functions (vectorpg.search, "
+        "hybrid_search, filter_sql) in the database of --url (any database, not only the one serve uses).",
+    )  # fmt: skip
+    setup.set_defaults(func=_setup)
     drop = sub.add_parser(
         "drop", parents=[common], help="drop a collection and its documents",
         description="Drop a collection. One that holds documents is dropped only with --yes.",
