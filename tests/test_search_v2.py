@@ -349,3 +349,30 @@ def test_max_distance_keeps_only_the_hits_that_near(db: vectorpg.Database) -> No
     for bad in (float("nan"), float("inf"), "0.5", True):
         with pytest.raises(vectorpg.InvalidArgumentError, match="max_distance"):
             docs.search(query, k=3, max_distance=bad)  # type: ignore[arg-type]
+
+
+def test_a_large_collection_with_text_gets_the_text_index_too(db: vectorpg.Database) -> None:
+    db.collection("auto_text", dimension=DIM, embedder=None)
+    docs = Collection(db, "auto_text", dimension=DIM, planner=PlannerConfig(auto_index_cells=2_000 * DIM))
+    data, _ = _rows(2_100, seed=5)
+    texts = [f"document number {i}" for i in range(len(data))]
+    texts[7] = "a zebra crossing"
+    docs.add(texts, vectors=data)
+    with db.engine.connect() as conn:
+        names = (
+            conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE tablename = 'documents_auto_text'")
+            .scalars()
+            .all()
+        )
+    assert any(n.endswith("_tsv_idx") for n in names), names
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE vectorpg.documents_auto_text")
+        shown = "\n".join(
+            conn.exec_driver_sql(
+                "EXPLAIN SELECT id FROM vectorpg.documents_auto_text "
+                "WHERE to_tsvector('english', coalesce(content, '')) @@ vectorpg.text_query('english', 'zebra')"
+            )
+            .scalars()
+            .all()
+        )
+    assert "Bitmap Index Scan" in shown and "_tsv_idx" in shown, shown
