@@ -262,3 +262,22 @@ def test_ingest_text_replaces_a_sources_chunks(db: vectorpg.Database, hash_embed
     second = docs.ingest_text("# Guide\n\nShorter now.\n", "https://example.com/guide", fmt="markdown")
     assert len(first) > len(second) == 1
     assert set(chunk_rows(db, "kb")) == set(second)
+
+
+def test_the_report_names_new_and_changed_files(db: vectorpg.Database, tmp_path: Path, hash_embedder: Any) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nfirst part about cats.\n\n## B\n\nsecond part about dogs.\n")
+    (folder / "c.md").write_text("# C\n\nanother file.\n")
+    docs = db.collection("named", embedder=hash_embedder)
+    first = docs.ingest(folder, progress=False)
+    assert sorted(Path(p).name for p in first.new_files) == ["a.md", "c.md"] and first.changed_files == []
+    (folder / "a.md").write_text("# A\n\nfirst part about cats, edited.\n\n## B\n\nsecond part about dogs.\n")
+    (folder / "d.txt").write_text("a new file")
+    second = docs.ingest(folder, progress=False)
+    assert [Path(p).name for p in second.changed_files] == ["a.md"] and [Path(p).name for p in second.new_files] == [
+        "d.txt"
+    ]
+    shown = str(second)
+    assert "1 new; 1 changed" in shown and "changed: " in shown and "a.md" in shown and "new: " in shown
+    assert "an edited passage is a new chunk" in shown

@@ -13,7 +13,8 @@ Everything here calls the store's public API (:meth:`~vectorpg.store.Collection.
 
 from vectorpg.rag.chunking import Chunk, Chunker, approximate_tokens, chunk_id, chunk_text
 from vectorpg.rag.collection import DocumentCollection
-from vectorpg.rag.ingest import IngestReport, ingest, read_document
+from vectorpg.rag.ingest import ingest, read_document
+from vectorpg.rag.report import IngestReport
 from vectorpg.rag.retrieval import DEFAULT_TEMPLATE, RetrievedChunk, build_prompt, retrieve
 
 __all__ = [

@@ -10,7 +10,8 @@ from typing import Any
 from vectorpg.db.translate import translating
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.rag.chunking import Chunker
-from vectorpg.rag.ingest import ChunkGroup, IngestReport, default_chunker, ingest, write_chunks
+from vectorpg.rag.ingest import ChunkGroup, default_chunker, ingest, write_chunks
+from vectorpg.rag.report import IngestReport
 from vectorpg.rag.retrieval import RetrievedChunk, retrieve
 from vectorpg.store.batches import WriteBehind
 from vectorpg.store.collection import Collection

@@ -41,6 +41,7 @@ from vectorpg.own_schema.tables import documents_table
 from vectorpg.progress import progress_bar
 from vectorpg.rag.chunking import Chunk, Chunker
 from vectorpg.rag.fingerprints import FileFacts, file_facts, refresh, settings_key, stored_facts
+from vectorpg.rag.report import IngestReport
 from vectorpg.store.batches import DocumentBatch, WriteBehind
 
 if TYPE_CHECKING:
@@ -145,46 +146,6 @@ def collect_files(
         else:
             raise InvalidArgumentError(f"{path} is neither a file nor a folder")
     return list(files), folders
-
-
-@dataclass
-class IngestReport:
-    """What an ingest did."""
-
-    files: int = 0
-    #: files recognised as unchanged before they were chunked (vectorpg.rag.fingerprints)
-    unchanged_files: int = 0
-    chunks: int = 0
-    #: chunks written for the first time / rewritten (text or metadata changed) / left as they were
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    #: chunks deleted: stale chunks of changed files, and (sync) chunks of files that are gone
-    removed: int = 0
-    #: texts the model embedded, and texts whose vector came from the embedding cache
-    embedded: int = 0
-    cached: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    read_seconds: float = 0.0
-    embed_seconds: float = 0.0
-    store_seconds: float = 0.0
-    seconds: float = 0.0
-
-    def __str__(self) -> str:
-        rate = self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
-        lines = [
-            f"files: {self.files - self.unchanged_files} read"
-            + (f", {self.unchanged_files} unchanged (not chunked again)" if self.unchanged_files else "")
-            + f", {len(self.skipped)} skipped",
-            f"chunks: {self.chunks} ({self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.removed} removed)",
-            f"embedded: {self.embedded} texts in {self.embed_seconds:.1f} s ({rate:.0f}/s), "
-            f"{self.cached} from the cache",
-            f"time: read+chunk {self.read_seconds:.1f} s, embed {self.embed_seconds:.1f} s, "
-            f"store {self.store_seconds:.1f} s, total {self.seconds:.1f} s",
-        ]
-        lines += [f"skipped {path}: {reason}" for path, reason in self.skipped]
-        return "\n".join(lines)
 
 
 @dataclass
@@ -337,6 +298,7 @@ def _store_chunks(collection: Collection, pending: ChunkGroup, batch: DocumentBa
         written = [row[1] for row in batch.rows] + [i for i, _ in batch.metadata_only]
         report.updated += sum(1 for i in written if i in batch.existing)
         report.new += sum(1 for i in written if i not in batch.existing)
+        kept = {i for i in batch.existing}
         collection.write_batch(session, batch)
         by_source: dict[str, list[str]] = {source: [] for source in pending.sources}
         for chunk in chunks:
@@ -348,7 +310,9 @@ def _store_chunks(collection: Collection, pending: ChunkGroup, batch: DocumentBa
                 written_by_ingest(),
                 not_(key_in(docs.c.id, ids)) if ids else docs.c.id.is_not(None),
             )
-            report.removed += int(session.execute(stale).rowcount)  # type: ignore[attr-defined]
+            removed = int(session.execute(stale).rowcount)  # type: ignore[attr-defined]
+            report.removed += removed
+            report.note_file(source, known=bool(removed) or any(i in kept for i in ids))
     report.store_seconds += time.perf_counter() - tick
 
 
