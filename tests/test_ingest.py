@@ -281,3 +281,41 @@ def test_the_report_names_new_and_changed_files(db: vectorpg.Database, tmp_path:
     shown = str(second)
     assert "1 new; 1 changed" in shown and "changed: " in shown and "a.md" in shown and "new: " in shown
     assert "an edited passage is a new chunk" in shown
+
+
+def test_the_progress_bar_moves_as_chunks_are_embedded(
+    db: vectorpg.Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bar's counts move with each model batch (the embedder's own progress), not once per group of files."""
+    import sys
+
+    ingest_module = sys.modules["vectorpg.rag.ingest"]  # (vectorpg.rag.ingest the name is the function)
+    seen: list[dict[str, Any]] = []
+
+    class Recorder:
+        n = 0
+
+        def update(self, k: int) -> None:
+            self.n += k
+
+        def set_postfix(self, **counts: Any) -> None:
+            seen.append(counts)
+
+        def close(self) -> None:
+            pass
+
+    class Batched(HashEmbedder):
+        def embed(self, texts: Any, progress: Any = None) -> np.ndarray:
+            out = super().embed(texts)
+            for start in range(0, len(texts), 32):  # as the packaged models report, a batch at a time
+                if progress is not None:
+                    progress(min(32, len(texts) - start))
+            return out
+
+    monkeypatch.setattr(ingest_module, "progress_bar", lambda **_: Recorder())
+    words = " ".join(f"word{j}" for j in range(40))
+    (tmp_path / "big.md").write_text("\n\n".join(f"Paragraph {i} about topic {i % 7}: {words}." for i in range(400)))
+    docs = db.collection("bar", embedder=Batched())
+    report = docs.ingest(tmp_path, progress=True, batch_size=10_000)  # one group: the counts still move
+    embedded = [c["embedded"] for c in seen]
+    assert len(embedded) >= 3 and embedded == sorted(embedded) and embedded[-1] == report.embedded

@@ -27,7 +27,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,10 +192,9 @@ def ingest(
                 report.read_seconds += time.perf_counter() - tick
                 bar.update(1)
                 if len(pending.chunks) >= batch_size:
-                    write_chunks(collection, pending, extra, report, behind)
+                    write_chunks(collection, pending, extra, report, behind, _show(bar, report))
                     pending = ChunkGroup()
-                    bar.set_postfix(chunks=report.chunks, embedded=report.embedded)
-            write_chunks(collection, pending, extra, report, behind)
+            write_chunks(collection, pending, extra, report, behind, _show(bar, report))
         if seen.touched:
             with collection.session_factory() as session, session.begin():
                 refresh(session, collection, seen.touched)
@@ -268,11 +267,27 @@ def _unchanged(report: IngestReport, present: set[str], source: str, facts: File
     bar.update(1)
 
 
+def _show(bar: Any, report: IngestReport) -> Callable[[int], None]:
+    """The bar's counts, moved as each model batch is embedded (not once a group of files is written)."""
+    done = [report.embedded]
+
+    def embedded(n: int) -> None:
+        done[0] += n
+        bar.set_postfix(chunks=report.chunks, embedded=done[0], stored=report.new + report.updated)
+
+    return embedded
+
+
 def write_chunks(
-    collection: Collection, pending: ChunkGroup, extra: dict[str, Any], report: IngestReport, behind: WriteBehind
+    collection: Collection,
+    pending: ChunkGroup,
+    extra: dict[str, Any],
+    report: IngestReport,
+    behind: WriteBehind,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Embed the chunks of a group of files here, then write them and drop their stale chunks, in one
-    transaction, on ``behind``'s thread."""
+    """Embed the chunks of a group of files here (``progress`` told of each model batch), then write them and
+    drop their stale chunks, in one transaction, on ``behind``'s thread."""
     if not pending.sources:
         return
     chunks = pending.chunks
@@ -282,6 +297,7 @@ def write_chunks(
         [c.text for c in chunks],
         ids=[c.id for c in chunks],
         metadata=[{**extra, **c.metadata(), **_file_of(pending, c.source)} for c in chunks],
+        progress=progress,
     )
     report.embed_seconds += time.perf_counter() - tick
     report.embedded += batch.embedded
