@@ -47,7 +47,7 @@ from vectorpg.repository import Repository as SyncRepository
 from vectorpg.store.reads import Document
 
 if TYPE_CHECKING:
-    from vectorpg.embeddings import Embedder
+    pass
 
 __all__ = ["Collection", "Database", "Repository", "connect"]
 
@@ -158,24 +158,10 @@ class Database(_Face):
         """A new :class:`~sqlalchemy.ext.asyncio.AsyncSession` on this database."""
         return self.session_factory()
 
-    async def collection(
-        self,
-        name: str,
-        *,
-        dimension: int | None = None,
-        metric: str | None = None,
-        embedder: Embedder | str | None = "default",
-        create: bool = True,
-        field_indexes: dict[str, str] | None = None,
-        auto_index: bool = True,
-    ) -> Collection:
-        """Awaitable :meth:`vectorpg.Database.collection`: open (or create) the collection ``name`` (the
-        default embedder's model loads in a worker thread)."""
-        sync = await greenlet_spawn(
-            self.sync.collection, name, dimension=dimension, metric=metric, embedder=embedder, create=create,
-            field_indexes=field_indexes, auto_index=auto_index,
-        )  # fmt: skip
-        return Collection(sync)
+    async def collection(self, name: str, **options: Any) -> Collection:
+        """Awaitable :meth:`vectorpg.Database.collection` (the same options): open or create the collection
+        ``name``; the default embedder's model loads in a worker thread."""
+        return Collection(await greenlet_spawn(functools.partial(self.sync.collection, name, **options)))
 
     async def import_collection(self, path: str | os.PathLike[str], **options: Any) -> Collection:
         """Awaitable :meth:`vectorpg.Database.import_collection`."""
