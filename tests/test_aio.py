@@ -246,3 +246,20 @@ def test_an_index_build_reports_progress(database_url: str) -> None:
     names, events = asyncio.run(main())
     assert names[-1] in names[:-1]
     assert any("building" in e.phase for e in events), events
+
+
+def test_reembed_returns_the_async_collection(database_url: str) -> None:
+    from tests.fix_embedders import HashEmbedder
+
+    async def main() -> tuple[Any, int, int]:
+        adb = await vectorpg.aio.connect(database_url)
+        try:
+            adocs = await adb.collection("re", embedder=HashEmbedder(dimension=8))
+            await adocs.add(["one", "two", "three"], ids=["1", "2", "3"])
+            moved = await adocs.reembed(HashEmbedder(dimension=12, name="wider"), progress=False)
+            return moved, moved.dimension, len(await moved.search("two", k=3))
+        finally:
+            await adb.close()
+
+    moved, dimension, found = asyncio.run(main())
+    assert isinstance(moved, vectorpg.aio.Collection) and dimension == 12 and found == 3

@@ -88,7 +88,7 @@ class _Face:
 class Collection(_Face):
     """A collection (:class:`vectorpg.Collection`), every method awaitable."""
 
-    def __init__(self, sync: DocumentCollection) -> None:
+    def __init__(self, sync: DocumentCollection | Any) -> None:  # (reembed's result is typed as its base class)
         self.sync = sync
 
     add = _awaitable(DocumentCollection.add)
@@ -114,7 +114,7 @@ class Collection(_Face):
     ensure_field_indexes = _awaitable(DocumentCollection.ensure_field_indexes)
     indexed_fields = _awaitable(DocumentCollection.indexed_fields)
     check_current = _awaitable(DocumentCollection.check_current)
-    reembed = _awaitable(DocumentCollection.reembed)
+    _reembed = _awaitable(DocumentCollection.reembed)
     ingest = _awaitable(DocumentCollection.ingest)
     ingest_text = _awaitable(DocumentCollection.ingest_text)
     retrieve = _awaitable(DocumentCollection.retrieve)
@@ -132,6 +132,10 @@ class Collection(_Face):
             if len(page) < batch_size:
                 return
             after = page[-1].id
+
+    async def reembed(self, embedder: Any, **options: Any) -> Collection:
+        """Awaitable :meth:`vectorpg.Collection.reembed`: the collection opened with the new embedder."""
+        return Collection(await self._reembed(embedder, **options))
 
     async def upload(self, *args: Any, parallel: int = 1, **kwargs: Any) -> int:
         """Awaitable :meth:`vectorpg.Collection.upload`, on one connection (``parallel=1``: the async API
