@@ -5,6 +5,8 @@
 --   vectorpg.search(collection, query, k, filter)                   k nearest documents matching a filter
 --   vectorpg.hybrid_search(collection, query_text, query, k, filter, rrf_k, config)
 --   vectorpg.filter_sql(filter)                                     the WHERE clause a filter compiles to
+--   vectorpg.search_table(table, vector_column, query, k, filter, metric)   the same over an app's own table
+--   vectorpg.hybrid_search_table(table, vector_column, text_column, query_text, query, k, filter, ...)
 --
 -- The filter language is the Python store API's (vectorpg/filters.py): same keys, operators, semantics
 -- and errors. Nothing a caller passes is ever spliced into SQL: identifiers go through format('%I'),
@@ -83,7 +85,7 @@ CREATE OR REPLACE FUNCTION vectorpg.schema_version() RETURNS int
 LANGUAGE sql IMMUTABLE AS $$
 -- The version of vectorpg's schema these scripts install (vectorpg.schema.SCHEMA_VERSION). Database.setup()
 -- applies nothing when it already matches, so a role that does not own the schema can use the store.
-SELECT 3
+SELECT 4
 $$;
 
 CREATE OR REPLACE FUNCTION vectorpg.sync_partition_security(parent regclass, only_partition regclass DEFAULT NULL)
@@ -239,8 +241,11 @@ BEGIN
     RETURN value;
 END $$;
 
--- schema version 2 had filter_compile without the conditions counter: an upgrade replaces it
+-- schema version 2 had filter_compile without the conditions counter, version 3 without the table: an
+-- upgrade replaces them (the table has no default, so that the scripts of version 3, applied again after a
+-- downgrade, add theirs without making a call ambiguous)
 DROP FUNCTION IF EXISTS vectorpg.filter_compile(jsonb, int, text, jsonb[]);
+DROP FUNCTION IF EXISTS vectorpg.filter_compile(jsonb, int, text, jsonb[], int);
 
 CREATE OR REPLACE FUNCTION vectorpg.filter_nest(parts text[], value jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -263,12 +268,13 @@ SELECT format('(SELECT %s FROM filter_params)', format(expr, format('filter_para
 $$;
 
 CREATE OR REPLACE FUNCTION vectorpg.filter_compile(
-    spec jsonb, depth int, path text, INOUT params jsonb[], OUT clause text, INOUT conditions int DEFAULT 0
+    spec jsonb, depth int, path text, INOUT params jsonb[], OUT clause text, INOUT conditions int, tbl regclass
 )
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
 -- One level of a filter: appends its values to params and returns SQL text that refers to them only
--- through vectorpg.filter_value and to the row only as "metadata". The limits are
--- vectorpg/filters.py's and are checked here, before any statement is planned.
+-- through vectorpg.filter_value and to the row only as "metadata" (a collection's), or with tbl, to the
+-- columns of that table's row d (vectorpg.filter_column). The limits are vectorpg/filters.py's and are
+-- checked here, before any statement is planned.
 DECLARE
     key text;
     arg jsonb;
@@ -312,14 +318,14 @@ BEGIN
             i := 0;
             FOR item IN SELECT a FROM jsonb_array_elements(arg) a LOOP
                 SELECT f.params, f.clause, f.conditions INTO params, sub, conditions
-                FROM vectorpg.filter_compile(item, depth + 1, format('%s[%s]', here, i), params, conditions) f;
+                FROM vectorpg.filter_compile(item, depth + 1, format('%s[%s]', here, i), params, conditions, tbl) f;
                 subs := subs || sub;
                 i := i + 1;
             END LOOP;
             clauses := clauses || ('(' || array_to_string(subs, CASE key WHEN '$and' THEN ' AND ' ELSE ' OR ' END) || ')');
         ELSIF key = '$not' THEN
             SELECT f.params, f.clause, f.conditions INTO params, sub, conditions
-            FROM vectorpg.filter_compile(arg, depth + 1, here, params, conditions) f;
+            FROM vectorpg.filter_compile(arg, depth + 1, here, params, conditions, tbl) f;
             clauses := clauses || ('(NOT ' || sub || ')');
         ELSIF key LIKE '$%' THEN
             PERFORM vectorpg.filter_error(
@@ -338,6 +344,12 @@ BEGIN
                 END IF;
             ELSE
                 cond := jsonb_build_object('$eq', arg);
+            END IF;
+            IF tbl IS NOT NULL THEN
+                SELECT f.params, f.clause, f.conditions INTO params, sub, conditions
+                FROM vectorpg.filter_column(tbl, key, cond, depth, here, params, conditions) f;
+                clauses := clauses || sub;
+                CONTINUE;
             END IF;
             ops := '{}';
             FOR op, arg IN SELECT e.key, e.value FROM jsonb_each(cond) e LOOP
@@ -421,7 +433,7 @@ BEGIN
                     END IF;
                     SELECT f.params, f.clause, f.conditions INTO params, sub, conditions
                     FROM vectorpg.filter_compile(jsonb_build_object(key, jsonb_build_object('$gte', arg -> 0, '$lte', arg -> 1)),
-                                                 depth, path, params, conditions - 2) f;
+                                                 depth, path, params, conditions - 2, tbl) f;
                     ops := ops || sub;
                 ELSIF op = '$contains' THEN
                     IF jsonb_typeof(arg) = 'array' THEN
@@ -448,10 +460,175 @@ BEGIN
                    ELSE '(' || array_to_string(clauses, ' AND ') || ')' END;
 END $$;
 
-CREATE OR REPLACE FUNCTION vectorpg.filter_sql(filter jsonb, OUT clause text, OUT params jsonb[])
-LANGUAGE plpgsql IMMUTABLE AS $$
--- The WHERE clause of a filter (over a column named metadata) and its parameters, for inspection:
+CREATE OR REPLACE FUNCTION vectorpg.filter_column(
+    tbl regclass, key text, cond jsonb, depth int, here text, INOUT params jsonb[], OUT clause text, INOUT conditions int
+)
+LANGUAGE plpgsql STABLE AS $$
+-- One key of a filter over a table's own columns (vectorpg.search_table): the key names a column of tbl
+-- (looked up in the catalog), or a path into a jsonb column ("meta.author"), which is compiled as a
+-- collection's metadata is. A value must be of the column's kind (a number for numeric columns, a string for
+-- text, dates, uuids and enums, true/false for booleans) and is compared in the column's own type, so the
+-- column's btree indexes serve the filter. SQL NULL is a missing key: {"$exists": false} finds it.
+DECLARE
+    parts text[] := string_to_array(key, '.');
+    typ regtype;
+    cat "char";
+    kind text;
+    col text;
+    lhs text;
+    cast_to text;
+    op text;
+    arg jsonb;
+    v jsonb;
+    vals jsonb;
+    sub text;
+    ops text[] := '{}';
+    max_conditions constant int := 256;  -- filters.MAX_CONDITIONS
+BEGIN
+    SELECT a.atttypid::regtype, t.typcategory INTO typ, cat
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = tbl AND a.attname = parts[1] AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        PERFORM vectorpg.filter_error(format('table %s has no column %s; its columns are %s', tbl, quote_ident(parts[1]),
+            (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
+             WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped)), here);
+    END IF;
+    col := format('d.%I', parts[1]);
+    IF typ IN ('jsonb'::regtype, 'json'::regtype) AND cardinality(parts) > 1 THEN
+        -- a path into a document column: the collection language over it ("metadata" is the only name of
+        -- the row that filter_compile writes, values are parameters: the rename touches nothing else)
+        SELECT f.params, f.clause, f.conditions INTO params, clause, conditions
+        FROM vectorpg.filter_compile(jsonb_build_object(array_to_string(parts[2:], '.'), cond), depth + 1, parts[1],
+                                     params, conditions, NULL) f;
+        clause := regexp_replace(clause, '\mmetadata\M', CASE WHEN typ = 'json'::regtype THEN col || '::jsonb' ELSE col END, 'g');
+        RETURN;
+    END IF;
+    kind := CASE WHEN typ IN ('jsonb'::regtype, 'json'::regtype) THEN 'document'
+                 WHEN cat = 'N' THEN 'number' WHEN cat = 'B' THEN 'boolean' WHEN cat = 'A' THEN 'array'
+                 WHEN cat IN ('S', 'D', 'E', 'T', 'I') OR typ = 'uuid'::regtype THEN 'string' END;
+    IF kind IS NULL THEN
+        PERFORM vectorpg.filter_error(format('column %s is of type %s, which filters do not compare (numbers, strings, '
+            'dates, uuids, booleans, arrays and jsonb paths)', quote_ident(parts[1]), typ), here);
+    ELSIF cardinality(parts) > 1 THEN
+        PERFORM vectorpg.filter_error(format('column %s is of type %s, not jsonb: %s is no path into it',
+                                             quote_ident(parts[1]), typ, quote_literal(key)), here);
+    END IF;
+    FOR op, arg IN SELECT e.key, e.value FROM jsonb_each(cond) e LOOP
+        conditions := conditions + 1;
+        IF conditions > max_conditions THEN
+            PERFORM vectorpg.filter_error(
+                format('more than %s conditions in one filter; use $in for a list of values', max_conditions), here || '.' || op);
+        END IF;
+        IF op NOT IN ('$eq', '$ne', '$in', '$nin', '$lt', '$lte', '$gt', '$gte', '$exists', '$between', '$like', '$ilike', '$contains') THEN
+            PERFORM vectorpg.filter_error(
+                format('unknown operator %s; field operators are $between, $contains, $eq, $exists, $gt, $gte, '
+                       '$ilike, $in, $like, $lt, $lte, $ne, $nin', quote_literal(op)), here || '.' || op);
+        END IF;
+        IF op = '$exists' THEN
+            IF jsonb_typeof(arg) <> 'boolean' THEN
+                PERFORM vectorpg.filter_error('$exists needs true or false', here || '.' || op);
+            END IF;
+            ops := ops || format('(%s IS %sNULL)', col, CASE WHEN arg = 'true'::jsonb THEN 'NOT ' ELSE '' END);
+            CONTINUE;
+        END IF;
+        IF kind = 'document' THEN
+            PERFORM vectorpg.filter_error(format('column %s is a document (%s): filter a key inside it (%s.<key>) or '
+                                                 'use $exists', quote_ident(parts[1]), typ, key), here || '.' || op);
+        END IF;
+        IF (op = '$contains') <> (kind = 'array') THEN
+            PERFORM vectorpg.filter_error(CASE WHEN kind = 'array'
+                THEN format('column %s is an array (%s): filter it with $contains or $exists', quote_ident(parts[1]), typ)
+                ELSE format('$contains reads array columns; %s is of type %s', quote_ident(parts[1]), typ) END,
+                here || '.' || op);
+        END IF;
+        IF kind = 'boolean' AND op NOT IN ('$eq', '$ne', '$in', '$nin') THEN
+            PERFORM vectorpg.filter_error(format('%s does not order booleans (column %s)', op, quote_ident(parts[1])), here || '.' || op);
+        END IF;
+        IF op IN ('$like', '$ilike') THEN
+            IF cat <> 'S' THEN
+                PERFORM vectorpg.filter_error(format('%s matches text columns; %s is of type %s', op, quote_ident(parts[1]), typ),
+                                              here || '.' || op);
+            END IF;
+            IF (length(arg #>> '{}') - length(rtrim(arg #>> '{}', E'\\'))) % 2 = 1 THEN
+                PERFORM vectorpg.filter_error(
+                    op || ' pattern ends with a lone backslash (the escape character): double it', here || '.' || op);
+            END IF;
+        END IF;
+        -- the values, each of the column's kind (an array column's elements: compared as its element type)
+        IF op IN ('$in', '$nin', '$between') OR (op = '$contains' AND jsonb_typeof(arg) = 'array') THEN
+            IF jsonb_typeof(arg) <> 'array' OR jsonb_array_length(arg) = 0 OR jsonb_array_length(arg) > 10000
+               OR (op = '$between' AND jsonb_array_length(arg) <> 2) THEN
+                PERFORM vectorpg.filter_error(CASE op WHEN '$between' THEN '$between needs a list of two bounds, [low, high]'
+                    ELSE op || ' needs a non-empty list of at most 10000 values' END, here || '.' || op);
+            END IF;
+            vals := arg;
+        ELSE
+            vals := jsonb_build_array(arg);
+        END IF;
+        FOR v IN SELECT a FROM jsonb_array_elements(vals) a LOOP
+            PERFORM vectorpg.filter_scalar(v, here || '.' || op);
+            IF jsonb_typeof(v) = 'null' THEN
+                PERFORM vectorpg.filter_error(format('column %s: NULL is found with {"$exists": false}, not compared',
+                                                     quote_ident(parts[1])), here || '.' || op);
+            ELSIF kind <> 'array' AND jsonb_typeof(v) <> kind THEN
+                PERFORM vectorpg.filter_error(format('column %s is of type %s: compare it with a %s, got %s',
+                                                     quote_ident(parts[1]), typ, kind, left(v::text, 80)), here || '.' || op);
+            END IF;
+        END LOOP;
+        -- compared in the column's type (its indexes serve), unless a number is not one of that type (a
+        -- fraction or out of range for an integer column, more digits than a float holds): then as numeric
+        cast_to := typ::text;
+        lhs := col;
+        IF kind = 'number' AND EXISTS (
+            SELECT 1 FROM jsonb_array_elements(vals) a
+            WHERE CASE typ WHEN 'smallint'::regtype THEN a::numeric <> trunc(a::numeric) OR abs(a::numeric) > 32767
+                           WHEN 'integer'::regtype THEN a::numeric <> trunc(a::numeric) OR abs(a::numeric) > 2147483647
+                           WHEN 'bigint'::regtype THEN a::numeric <> trunc(a::numeric) OR abs(a::numeric) > 9223372036854775807
+                           WHEN 'real'::regtype THEN a::numeric::real::text::numeric <> a::numeric
+                           WHEN 'double precision'::regtype THEN a::numeric::float8::text::numeric <> a::numeric
+                           ELSE false END) THEN
+            cast_to := 'numeric';
+            lhs := col || '::numeric';
+        END IF;
+        params := params || CASE WHEN op IN ('$in', '$nin', '$between', '$contains') THEN vals ELSE arg END;
+        -- a JSON number reaches its type through numeric (7.0 is an integer), anything else through its text
+        IF op IN ('$in', '$nin', '$contains') THEN
+            sub := vectorpg.filter_value(cardinality(params), CASE
+                WHEN op = '$contains' THEN 'ARRAY(SELECT jsonb_array_elements_text(%s))::' || typ::text
+                WHEN kind = 'number' THEN 'ARRAY(SELECT a::numeric::' || cast_to || ' FROM jsonb_array_elements(%s) a)'
+                ELSE 'ARRAY(SELECT jsonb_array_elements_text(%s))::' || cast_to || '[]' END);
+            -- (= ANY of an array expression, cast: = ANY (subquery) would compare with each row instead)
+            sub := format(CASE op WHEN '$contains' THEN '(%s @> %s)' ELSE '(%s = ANY(%s::' || cast_to || '[]))' END, lhs, sub);
+            ops := ops || CASE op WHEN '$nin' THEN 'NOT coalesce(' || sub || ', false)' ELSE sub END;
+        ELSIF op = '$between' THEN
+            ops := ops || format('coalesce(%1$s%4$s >= %2$s%4$s AND %1$s%4$s <= %3$s%4$s, false)', lhs,
+                                 vectorpg.filter_value(cardinality(params), CASE WHEN kind = 'number'
+                                     THEN '((%s -> 0)::numeric::' ELSE '((%s ->> 0)::' END || cast_to || ')'),
+                                 vectorpg.filter_value(cardinality(params), CASE WHEN kind = 'number'
+                                     THEN '((%s -> 1)::numeric::' ELSE '((%s ->> 1)::' END || cast_to || ')'),
+                                 CASE WHEN cat = 'S' THEN ' COLLATE "C"' ELSE '' END);
+        ELSE
+            sub := vectorpg.filter_value(cardinality(params), CASE WHEN kind = 'number' THEN '((%s)::numeric::'
+                                                                   ELSE '((%s #>> ''{}'')::' END || cast_to || ')');
+            ops := ops || CASE op
+                WHEN '$eq' THEN format('(%s = %s)', lhs, sub)
+                WHEN '$ne' THEN format('(%s IS DISTINCT FROM %s)', lhs, sub)
+                WHEN '$like' THEN format('coalesce(%s LIKE %s, false)', col, sub)
+                WHEN '$ilike' THEN format('coalesce(%s ILIKE %s, false)', col, sub)
+                ELSE format('coalesce(%1$s%4$s %2$s %3$s%4$s, false)', lhs,
+                            CASE op WHEN '$lt' THEN '<' WHEN '$lte' THEN '<=' WHEN '$gt' THEN '>' ELSE '>=' END, sub,
+                            CASE WHEN cat = 'S' THEN ' COLLATE "C"' ELSE '' END) END;
+        END IF;
+    END LOOP;
+    clause := CASE WHEN cardinality(ops) = 1 THEN ops[1] ELSE '(' || array_to_string(ops, ' AND ') || ')' END;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.filter_sql(filter jsonb, tbl regclass, OUT clause text, OUT params jsonb[])
+LANGUAGE plpgsql STABLE AS $$
+-- The WHERE clause of a filter (over a column named metadata, or with tbl over that table's columns, its
+-- row aliased d) and its parameters, for inspection:
 --   SELECT * FROM vectorpg.filter_sql('{"lang": "en", "year": {"$gte": 2020}}');
+--   SELECT * FROM vectorpg.filter_sql('{"lang": "en", "year": {"$gte": 2020}}', 'products');
 -- The clause reads its values from a CTE that the statement defines as
 --   WITH filter_params AS MATERIALIZED (SELECT $2 AS p)
 -- A filter over the limits (filters.MAX_FILTER_BYTES of JSON and the counts that filter_compile checks)
@@ -468,8 +645,14 @@ BEGIN
         PERFORM vectorpg.filter_error(format('the filter is %s bytes of JSON, more than the limit of %s',
                                              octet_length(filter::text), max_bytes), '');
     END IF;
-    SELECT f.params, f.clause INTO params, clause FROM vectorpg.filter_compile(filter, 0, '', params) f;
+    SELECT f.params, f.clause INTO params, clause FROM vectorpg.filter_compile(filter, 0, '', params, 0, tbl) f;
 END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.filter_sql(filter jsonb, OUT clause text, OUT params jsonb[])
+LANGUAGE sql STABLE AS $$
+-- The WHERE clause of a filter over a collection's metadata (filter_sql(filter, NULL)).
+SELECT f.clause, f.params FROM vectorpg.filter_sql(filter, NULL::regclass) f
+$$;
 
 -- -- search ----------------------------------------------------------------------------------------
 
@@ -487,6 +670,59 @@ BEGIN
         END IF;
     END LOOP;
     RETURN previous;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.ann_plan(
+    part text, index_name text, method text, kind text, options text[], k int, where_sql text, params jsonb[],
+    OUT fetch_n int, OUT settings text[]
+)
+LANGUAGE plpgsql AS $$
+-- How vectorpg.search and vectorpg.search_table read a vector index (part: the table, its rows aliased d in
+-- where_sql): fetch_n NULL when at most 2,000 rows match the filter (the exact plan over them is fast and
+-- exact), else the candidates to take from the index (kind: vector, halfvec or bit) and the scan's settings.
+DECLARE
+    matched bigint;
+    estimated numeric;
+    table_rows numeric;
+    plan json;
+    tuned int;
+    exact_max_rows constant int := 2000;  -- PlannerConfig.exact_max_rows
+BEGIN
+    IF where_sql <> 'true' THEN
+        -- count the matching rows (capped) unless PostgreSQL estimates far more (estimates of rare values
+        -- are often low, never trusted alone)
+        EXECUTE format('EXPLAIN (FORMAT JSON) WITH filter_params AS MATERIALIZED (SELECT $2 AS p) SELECT 1 FROM %s d WHERE %s', part, where_sql) INTO STRICT plan
+            USING NULL::vector, params;
+        estimated := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric;
+        IF estimated <= 2 * exact_max_rows THEN
+            EXECUTE format('WITH filter_params AS MATERIALIZED (SELECT $2 AS p) SELECT count(*) FROM (SELECT 1 FROM %s d WHERE %s LIMIT %s) m', part, where_sql, exact_max_rows + 1)
+                INTO matched USING NULL::vector, params;
+            IF matched <= exact_max_rows THEN
+                RETURN;
+            END IF;
+        END IF;
+    END IF;
+    SELECT t.value INTO tuned FROM vectorpg.index_tuning t
+    WHERE t.table_name = part AND t.index_name = ann_plan.index_name AND t.target >= 0.95 ORDER BY t.target LIMIT 1;
+    fetch_n := CASE kind WHEN 'vector' THEN CASE WHEN where_sql = 'true' THEN k ELSE k * 4 END  -- relaxed order: take more, re-sort
+                         WHEN 'halfvec' THEN k * 2 ELSE k * 20 END;
+    IF method = 'hnsw' THEN
+        settings := ARRAY['hnsw.ef_search', greatest(
+            coalesce(tuned, current_setting('hnsw.ef_search', true)::int, 40), least(fetch_n, 1000))::text];
+    ELSE
+        settings := ARRAY['ivfflat.probes', coalesce(tuned, greatest(1, floor(sqrt(coalesce(
+            (SELECT split_part(o, '=', 2)::int FROM unnest(options) o WHERE o LIKE 'lists=%'), 100))))::int)::text];
+    END IF;
+    IF where_sql <> 'true' THEN
+        EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s', part) INTO STRICT plan;
+        table_rows := greatest(1, (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric);
+        estimated := greatest(coalesce(matched, 0), coalesce(estimated, 0), 1);
+        settings := settings || ARRAY[
+            'hnsw.iterative_scan', 'relaxed_order', 'ivfflat.iterative_scan', 'relaxed_order',
+            'hnsw.max_scan_tuples', greatest(20000, least(2000000, ceil(k * table_rows / estimated * 4)))::text];
+    ELSE  -- dead rows not yet vacuumed use up candidates: let the scan go on past them
+        settings := settings || ARRAY['hnsw.iterative_scan', 'relaxed_order', 'ivfflat.iterative_scan', 'relaxed_order'];
+    END IF;
 END $$;
 
 CREATE OR REPLACE FUNCTION vectorpg.search(
@@ -507,18 +743,12 @@ DECLARE
     kind text;
     order_expr text;
     fetch_n int;
-    matched bigint;
-    estimated numeric;
-    table_rows numeric;
-    plan json;
-    tuned int;
     settings text[];
     previous text[];
     ids text[];
     contents text[];
     metas jsonb[];
     dists float8[];
-    exact_max_rows constant int := 2000;  -- PlannerConfig.exact_max_rows
 BEGIN
     PERFORM vectorpg.check_collection_name(collection);
     IF k IS NULL OR k < 1 OR k > 100000 THEN
@@ -555,50 +785,18 @@ BEGIN
     LIMIT 1;
     kind := CASE WHEN FOUND THEN idx.kind END;
 
-    IF kind IS NOT NULL AND where_sql <> 'true' THEN
-        -- few matching rows: the exact answer over them is fast and exact. Count them (capped) unless
-        -- PostgreSQL estimates far more (estimates of rare values are often low, never trusted alone).
-        EXECUTE format('EXPLAIN (FORMAT JSON) WITH filter_params AS MATERIALIZED (SELECT $2 AS p) SELECT 1 FROM %s WHERE %s', part, where_sql) INTO STRICT plan
-            USING NULL::vector, params;
-        estimated := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric;
-        IF estimated <= 2 * exact_max_rows THEN
-            EXECUTE format('WITH filter_params AS MATERIALIZED (SELECT $2 AS p) SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT %s) m', part, where_sql, exact_max_rows + 1)
-                INTO matched USING NULL::vector, params;
-            IF matched <= exact_max_rows THEN
-                kind := NULL;
-            END IF;
-        END IF;
+    IF kind IS NOT NULL THEN
+        SELECT p.fetch_n, p.settings INTO fetch_n, settings
+        FROM vectorpg.ann_plan(part, idx.name, idx.method, kind, idx.options, k, where_sql, params) p;
     END IF;
 
-    IF kind IS NOT NULL THEN
-        SELECT t.value INTO tuned FROM vectorpg.index_tuning t
-        WHERE t.table_name = part AND t.index_name = idx.name AND t.target >= 0.95 ORDER BY t.target LIMIT 1;
+    IF fetch_n IS NOT NULL THEN
         IF kind = 'vector' THEN
             order_expr := format('(d.embedding)::vector(%s) %s $1', dim, op);
-            fetch_n := CASE WHEN where_sql = 'true' THEN k ELSE k * 4 END;  -- relaxed order: take more, re-sort
         ELSIF kind = 'halfvec' THEN
             order_expr := format('(d.embedding)::halfvec(%1$s) %2$s ($1)::halfvec(%1$s)', dim, op);
-            fetch_n := k * 2;
         ELSE
             order_expr := format('(binary_quantize(d.embedding))::bit(%s) <~> binary_quantize($1)', dim);
-            fetch_n := k * 20;
-        END IF;
-        IF idx.method = 'hnsw' THEN
-            settings := ARRAY['hnsw.ef_search', greatest(
-                coalesce(tuned, current_setting('hnsw.ef_search', true)::int, 40), least(fetch_n, 1000))::text];
-        ELSE
-            settings := ARRAY['ivfflat.probes', coalesce(tuned, greatest(1, floor(sqrt(coalesce(
-                (SELECT split_part(o, '=', 2)::int FROM unnest(idx.options) o WHERE o LIKE 'lists=%'), 100))))::int)::text];
-        END IF;
-        IF where_sql <> 'true' THEN
-            EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s', part) INTO STRICT plan;
-            table_rows := greatest(1, (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric);
-            estimated := greatest(coalesce(matched, 0), coalesce(estimated, 0), 1);
-            settings := settings || ARRAY[
-                'hnsw.iterative_scan', 'relaxed_order', 'ivfflat.iterative_scan', 'relaxed_order',
-                'hnsw.max_scan_tuples', greatest(20000, least(2000000, ceil(k * table_rows / estimated * 4)))::text];
-        ELSE  -- dead rows not yet vacuumed use up candidates: let the scan go on past them
-            settings := settings || ARRAY['hnsw.iterative_scan', 'relaxed_order', 'ivfflat.iterative_scan', 'relaxed_order'];
         END IF;
         previous := vectorpg.set_local(settings);
         EXECUTE format(
@@ -697,4 +895,185 @@ BEGIN
         'SELECT f.id, d.content, d.metadata, f.score, f.vector_rank, f.vector_distance, f.text_rank, f.text_score '
         'FROM fused f JOIN %2$s d ON d.id = f.id ORDER BY f.score DESC, f.id',
         op, part, where_sql) USING query, params, k, greatest(4 * k, 40), query_text, config, rrf_k;
+END $$;
+
+-- -- an application's own tables -------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION vectorpg.table_vector(
+    tbl regclass, vector_column name, query vector, metric text,
+    OUT kind text, OUT op text, OUT index_name text, OUT index_method text, OUT index_options text[]
+)
+LANGUAGE plpgsql STABLE AS $$
+-- The checks and the plan common to search_table and hybrid_search_table: the column (a vector or halfvec
+-- column of tbl), the query when there is one (its dimension, not zero under cosine), the metric (given, or
+-- the one of the column's HNSW/IVFFlat index) with its operator, and that index when it serves the metric.
+DECLARE
+    col_num int2;
+    typmod int;
+    m text;
+    idx record;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'no table given' USING ERRCODE = '22023';
+    END IF;
+    SELECT a.attnum, t.typname, a.atttypmod INTO col_num, kind, typmod
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = tbl AND a.attname = vector_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % has no column %', tbl, quote_ident(vector_column) USING ERRCODE = '42703',
+            HINT = coalesce('its vector columns: ' || (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND t.typname IN ('vector', 'halfvec')),
+                'it has no vector or halfvec column');
+    END IF;
+    IF kind NOT IN ('vector', 'halfvec') THEN
+        RAISE EXCEPTION 'column % of % is of type %: search_table searches vector and halfvec columns',
+            quote_ident(vector_column), tbl, kind USING ERRCODE = '22023';
+    END IF;
+    IF metric IS NOT NULL AND metric NOT IN ('cosine', 'l2', 'inner_product', 'l1') THEN
+        RAISE EXCEPTION 'unknown metric %: use cosine, l2, inner_product or l1', quote_literal(metric) USING ERRCODE = '22023';
+    END IF;
+    IF query IS NOT NULL AND typmod > 0 AND vector_dims(query) <> typmod THEN
+        RAISE EXCEPTION 'the query has % dimensions, column %.% has %', vector_dims(query), tbl,
+            quote_ident(vector_column), typmod USING ERRCODE = '22023';
+    END IF;
+    m := CASE metric WHEN 'inner_product' THEN 'ip' ELSE metric END;
+    SELECT i.relname AS name, am.amname AS method, i.reloptions AS options, split_part(opc.opcname, '_', 2) AS metric
+    INTO idx
+    FROM pg_index ix
+    JOIN pg_class i ON i.oid = ix.indexrelid
+    JOIN pg_am am ON am.oid = i.relam
+    JOIN pg_opclass opc ON opc.oid = ix.indclass[0]
+    WHERE ix.indrelid = tbl AND ix.indisvalid AND ix.indpred IS NULL AND ix.indexprs IS NULL AND ix.indnatts = 1
+      AND ix.indkey[0] = col_num AND am.amname IN ('hnsw', 'ivfflat')
+      AND (m IS NULL OR opc.opcname = kind || '_' || m || '_ops')
+    ORDER BY am.amname, i.relname
+    LIMIT 1;
+    IF FOUND THEN
+        index_name := idx.name;
+        index_method := idx.method;
+        index_options := idx.options;
+        metric := coalesce(metric, CASE idx.metric WHEN 'ip' THEN 'inner_product' ELSE idx.metric END);
+    ELSIF metric IS NULL AND query IS NOT NULL THEN
+        RAISE EXCEPTION 'column %.% has no HNSW or IVFFlat index to tell its metric', tbl, quote_ident(vector_column)
+            USING ERRCODE = '22023', HINT = 'pass metric => ''cosine'' (or ''l2'', ''inner_product'', ''l1'')';
+    END IF;
+    IF metric = 'cosine' AND vector_norm(query) = 0 THEN
+        RAISE EXCEPTION 'a zero query vector has no cosine distance' USING ERRCODE = '22023';
+    END IF;
+    op := CASE metric WHEN 'cosine' THEN '<=>' WHEN 'inner_product' THEN '<#>' WHEN 'l1' THEN '<+>' ELSE '<->' END;
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.search_table(
+    tbl regclass, vector_column name, query vector, k int, filter jsonb DEFAULT '{}', metric text DEFAULT NULL
+) RETURNS TABLE (row_data jsonb, distance double precision)
+LANGUAGE plpgsql AS $$
+-- The k rows of an application's own table nearest to query whose columns match filter, nearest first:
+-- each row as jsonb without its vector column (jsonb_populate_record(NULL::tbl, row_data) types it again),
+-- and its distance. The filter language is the collections', over the table's columns (filter_column); the
+-- plan is vectorpg.search's: exact over at most 2,000 matching rows, else the column's HNSW or IVFFlat index
+-- with an iterative scan, and exact again when the index comes back short. metric defaults to the index's.
+DECLARE
+    col record;
+    where_sql text;
+    params jsonb[];
+    q text;
+    fetch_n int;
+    settings text[];
+    previous text[];
+    found_rows jsonb[];
+    dists float8[];
+BEGIN
+    IF k IS NULL OR k < 1 OR k > 100000 THEN
+        RAISE EXCEPTION 'k must be an integer from 1 to 100000, got %', coalesce(k::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF query IS NULL THEN
+        RAISE EXCEPTION 'search_table needs a query vector' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO col FROM vectorpg.table_vector(tbl, vector_column, query, metric);
+    SELECT f.clause, f.params INTO where_sql, params FROM vectorpg.filter_sql(filter, tbl) f;
+    q := CASE col.kind WHEN 'halfvec' THEN '($1)::halfvec' ELSE '$1' END;
+    IF col.index_name IS NOT NULL THEN
+        SELECT p.fetch_n, p.settings INTO fetch_n, settings
+        FROM vectorpg.ann_plan(tbl::text, col.index_name, col.index_method, 'vector', col.index_options, k, where_sql, params) p;
+    END IF;
+    IF fetch_n IS NOT NULL THEN
+        previous := vectorpg.set_local(settings);
+        EXECUTE format(
+            'WITH filter_params AS MATERIALIZED (SELECT $2 AS p), nearest AS MATERIALIZED (SELECT d.* FROM %1$s d WHERE %2$s '
+            'ORDER BY d.%3$I %4$s %5$s LIMIT $4), '
+            'ranked AS (SELECT to_jsonb(n) - %6$L AS row_data, (n.%3$I %4$s %5$s)::float8 AS distance FROM nearest n ORDER BY 2 LIMIT $3) '
+            'SELECT array_agg(r.row_data ORDER BY r.distance), array_agg(r.distance ORDER BY r.distance) FROM ranked r',
+            tbl, where_sql, vector_column, col.op, q, vector_column::text) INTO found_rows, dists USING query, params, k, fetch_n;
+        PERFORM vectorpg.set_local(previous);
+        IF coalesce(cardinality(found_rows), 0) >= k THEN
+            RETURN QUERY SELECT * FROM unnest(found_rows, dists);
+            RETURN;
+        END IF;
+    END IF;
+    previous := vectorpg.set_local(ARRAY['enable_indexscan', 'off']);
+    RETURN QUERY EXECUTE format(
+        'WITH filter_params AS MATERIALIZED (SELECT $2 AS p) '
+        'SELECT to_jsonb(d) - %5$L, (d.%3$I %4$s %6$s)::float8 FROM %1$s d WHERE %2$s ORDER BY 2 LIMIT $3',
+        tbl, where_sql, vector_column, col.op, vector_column::text, q) USING query, params, k;
+    PERFORM vectorpg.set_local(previous);
+END $$;
+
+CREATE OR REPLACE FUNCTION vectorpg.hybrid_search_table(
+    tbl regclass, vector_column name, text_column name, query_text text, query vector, k int,
+    filter jsonb DEFAULT '{}', rrf_k int DEFAULT 60, config regconfig DEFAULT 'english', metric text DEFAULT NULL
+) RETURNS TABLE (
+    row_data jsonb, score double precision,
+    vector_rank bigint, vector_distance double precision, text_rank bigint, text_score real
+)
+LANGUAGE plpgsql AS $$
+-- vectorpg.hybrid_search over an application's own table: the vector leg on vector_column, the full-text
+-- leg on text_column (a tsvector column, or text read as to_tsvector(config, text_column), which a GIN
+-- index on that expression serves), fused by reciprocal rank; rows as in search_table. query NULL runs the
+-- text leg alone (metric is then needed only to check the column).
+#variable_conflict use_column
+DECLARE
+    col record;
+    text_type regtype;
+    where_sql text;
+    params jsonb[];
+    doc text;
+BEGIN
+    IF k IS NULL OR k < 1 OR k > 100000 THEN
+        RAISE EXCEPTION 'k must be an integer from 1 to 100000, got %', coalesce(k::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF rrf_k IS NULL OR rrf_k < 0 OR rrf_k > 10000 THEN
+        RAISE EXCEPTION 'rrf_k must be an integer from 0 to 10000, got %', coalesce(rrf_k::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF query_text IS NULL OR btrim(query_text) = '' THEN
+        RAISE EXCEPTION 'hybrid search needs a non-empty query text' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO col FROM vectorpg.table_vector(tbl, vector_column, query, metric);
+    SELECT a.atttypid::regtype INTO text_type FROM pg_attribute a
+    WHERE a.attrelid = tbl AND a.attname = text_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % has no column %', tbl, quote_ident(text_column) USING ERRCODE = '42703';
+    END IF;
+    doc := CASE WHEN text_type = 'tsvector'::regtype THEN format('d.%I', text_column)
+                WHEN text_type IN ('text'::regtype, 'character varying'::regtype) THEN format('to_tsvector(%L::regconfig, d.%I)', config::text, text_column) END;
+    IF doc IS NULL THEN
+        RAISE EXCEPTION 'column % of % is of type %: the text leg reads a text or tsvector column', quote_ident(text_column),
+            tbl, text_type USING ERRCODE = '22023';
+    END IF;
+    SELECT f.clause, f.params INTO where_sql, params FROM vectorpg.filter_sql(filter, tbl) f;
+    RETURN QUERY EXECUTE format(
+        'WITH filter_params AS MATERIALIZED (SELECT $2 AS p), vector_leg AS (SELECT v.*, row_number() OVER (ORDER BY v.distance) AS rank FROM ('
+        '    SELECT d.tableoid AS rel, d.ctid AS tid, to_jsonb(d) - %6$L AS row_data, (d.%3$I %4$s %7$s)::float8 AS distance '
+        '    FROM %1$s d WHERE $1 IS NOT NULL AND %2$s ORDER BY 4 LIMIT $4) v), '
+        'text_leg AS (SELECT t.*, row_number() OVER (ORDER BY t.score DESC) AS rank FROM ('
+        '    SELECT d.tableoid AS rel, d.ctid AS tid, to_jsonb(d) - %6$L AS row_data, ts_rank_cd(%5$s, vectorpg.text_query(%8$L, $5)) AS score '
+        '    FROM %1$s d WHERE %2$s AND %5$s @@ vectorpg.text_query(%8$L, $5) ORDER BY 4 DESC LIMIT $4) t) '
+        'SELECT coalesce(v.row_data, t.row_data), '
+        '    coalesce(1.0::float8 / ($6 + v.rank), 0) + coalesce(1.0::float8 / ($6 + t.rank), 0) AS score, '
+        '    v.rank, v.distance, t.rank, t.score '
+        'FROM vector_leg v FULL OUTER JOIN text_leg t ON v.rel = t.rel AND v.tid = t.tid '
+        'ORDER BY 2 DESC, coalesce(v.rank, t.rank) LIMIT $3',
+        tbl, where_sql, vector_column, col.op, doc, vector_column::text,
+        CASE col.kind WHEN 'halfvec' THEN '($1)::halfvec' ELSE '$1' END, config::text)
+        USING query, params, k, greatest(4 * k, 40), query_text, rrf_k;
 END $$;

@@ -250,3 +250,60 @@ def test_hostile_names_are_refused_before_sql(name: str) -> None:
         except vectorpg.InvalidIdentifierError:
             continue
         assert accepted == name and name.isascii() and "'" not in name and ";" not in name and " " not in name
+
+
+@pytest.fixture(scope="module")
+def fuzz_table(fuzz_db: Any, module_database_url: str) -> str:
+    """ROWS as an application's own table: typed columns b, flag, n, tag and the jsonb column nested (``a``,
+    of mixed types, has no column: filters on it are refused)."""
+    with psycopg.connect(module_database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE fuzz_rows (id int PRIMARY KEY, b text, flag boolean, n float8, nested jsonb, tag text,"
+            " embedding vector(4))"
+        )
+        with conn.cursor().copy("COPY fuzz_rows FROM STDIN") as copy:
+            for i, meta in enumerate(ROWS):
+                nested = json.dumps(meta["nested"]) if "nested" in meta else None
+                row = [meta.get("b"), meta.get("flag"), meta.get("n"), nested, meta.get("tag")]
+                copy.write_row([i, *row, "[1,1,1,1]"])
+    return module_database_url
+
+
+def _as_table_row(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the table holds of a row, as the oracle reads it: its columns, NULL as a missing key."""
+    return {k: v for k, v in meta.items() if k in ("b", "flag", "n", "nested", "tag") and v is not None}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=filters)
+def test_table_search_against_the_oracle(fuzz_db: Any, fuzz_table: str, spec: Any) -> None:
+    """vectorpg.search_table: the oracle's rows over the table's columns, or (a filter the table's types
+    cannot answer: a column that is not there, a value of another type, NULL) a 22023 error saying so."""
+    try:
+        filter_oracle.check(spec)
+        text = json.dumps(spec)
+        valid = True
+    except (filter_oracle.Invalid, TypeError, ValueError):
+        valid = False
+        try:
+            text = json.dumps(spec, allow_nan=False)
+        except (TypeError, ValueError):
+            return
+    with psycopg.connect(fuzz_table) as conn:
+        try:
+            clause = conn.execute("SELECT clause FROM vectorpg.filter_sql(%s, 'fuzz_rows')", [text]).fetchone()[0]  # type: ignore[index]
+            rows = conn.execute(
+                "SELECT (row_data->>'id')::int FROM vectorpg.search_table('fuzz_rows', 'embedding', '[1,1,1,1]',"
+                " 1000, %s, metric => 'l2')",
+                [text],
+            ).fetchall()
+        except psycopg.DataError as error:
+            # refused: every filter the oracle refuses, and valid ones only with the filter language's own error
+            assert not valid or (error.sqlstate == "22023" and str(error).startswith("invalid filter at ")), str(error)
+            return
+    assert valid, "a filter the oracle refuses was run"
+    assert MARK not in clause
+    assert {r[0] for r in rows} == {
+        i for i, meta in enumerate(ROWS) if filter_oracle.matches(spec, _as_table_row(meta))
+    }
+    assert _canary_intact(fuzz_db[0])

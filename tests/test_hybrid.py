@@ -151,3 +151,17 @@ def test_a_question_finds_the_documents_that_share_its_words(db: vectorpg.Databa
             "SELECT id, text_rank FROM vectorpg.hybrid_search('questions', %s, '[1, 0]', 4)", [question]
         ).fetchall()
     assert dict(rows) == text_ranks
+
+
+def test_explain_hybrid_names_the_text_index_or_says_how_to_build_it(db: vectorpg.Database) -> None:
+    docs = db.collection("explained", embedder=HashEmbedder())
+    docs.add(["the quick brown fox", "a lazy dog sleeps"], ids=["fox", "dog"])
+    before = docs.explain_hybrid("quick fox", k=2, where={"topic": {"$exists": False}})
+    assert before.text_index is None and "create_text_index()" in before.hint and "--text" in before.hint
+    assert "to_tsvector" in before.sql and "Limit" in before.plan
+    name = docs.create_text_index()
+    after = docs.explain_hybrid("quick fox", k=2, analyze=True)
+    assert after.text_index == name and after.hint == "" and "actual time" in after.plan
+    repo = notes_repo(db)  # an application's model with text_index() in its __table_args__
+    assert repo.explain_hybrid("postgres", vector=[0.0, 0.0]).text_index == "notes_body_tsv_idx"
+    assert [h.id for h in docs.hybrid_search("quick fox", k=1)] == ["fox"]  # explaining changed nothing

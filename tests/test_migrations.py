@@ -20,7 +20,7 @@ import vectorpg
 from vectorpg.own_schema.scripts import render_schema, sql_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0003"
+HEAD = "0004"
 
 
 def config(url: str) -> Config:
@@ -40,7 +40,8 @@ def leftovers(url: str) -> dict[str, list[str]]:
             "schemas": names("SELECT nspname FROM pg_namespace WHERE nspname = 'vectorpg'"),
             "extensions": names("SELECT extname FROM pg_extension WHERE extname = 'vector'"),
             "functions": names(
-                "SELECT proname FROM pg_proc WHERE proname IN ('search', 'hybrid_search', 'filter_sql')"
+                "SELECT proname FROM pg_proc WHERE proname IN"
+                " ('search', 'hybrid_search', 'filter_sql', 'search_table', 'hybrid_search_table')"
             ),
             "tables": names(
                 "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND relnamespace = 'public'::regnamespace"
@@ -61,7 +62,9 @@ def test_upgrade_check_downgrade_on_a_fresh_database(bare_database_url: str) -> 
     command.check(cfg)  # raises when the database and vectorpg/own_schema/tables.py differ
     found = leftovers(bare_database_url)
     assert found["schemas"] == ["vectorpg"] and found["extensions"] == ["vector"] and found["versions"] == [HEAD]
-    assert sorted(found["functions"]) == ["filter_sql", "hybrid_search", "search"]
+    assert sorted(found["functions"]) == [
+        *("filter_sql", "filter_sql", "hybrid_search", "hybrid_search_table", "search", "search_table")
+    ]  # filter_sql(filter) and filter_sql(filter, table)
 
     # the migrated schema is the store's: collections with partitions, indexes and data, and still no drift
     db = vectorpg.connect(bare_database_url)
@@ -116,7 +119,7 @@ def test_setup_and_migrations_apply_the_same_scripts(database_url: str) -> None:
     assert leftovers(database_url)["versions"] == [HEAD]
     assert signatures() == before and len(before) >= 10
     assert [s for s in before if s.startswith("vectorpg.filter_compile(")] == [
-        "vectorpg.filter_compile(jsonb,integer,text,jsonb[],integer)"
+        "vectorpg.filter_compile(jsonb,integer,text,jsonb[],integer,regclass)"
     ], "an upgrade must not leave an older overload behind"
     db.close()
 

@@ -101,6 +101,7 @@ class Collection(_Face):
     search_many = _awaitable(DocumentCollection.search_many)
     hybrid_search = _awaitable(DocumentCollection.hybrid_search)
     explain = _awaitable(DocumentCollection.explain)
+    explain_hybrid = _awaitable(DocumentCollection.explain_hybrid)
     recall = _awaitable(DocumentCollection.recall)
     tune = _awaitable(DocumentCollection.tune)
     create_index = _awaitable(DocumentCollection.create_index)
@@ -222,6 +223,7 @@ class Repository(_Face, Generic[ModelT]):
     search_many = _awaitable(SyncRepository.search_many)
     hybrid_search = _awaitable(SyncRepository.hybrid_search)
     explain = _awaitable(SyncRepository.explain)
+    explain_hybrid = _awaitable(SyncRepository.explain_hybrid)
     recall = _awaitable(SyncRepository.recall)
     tune = _awaitable(SyncRepository.tune)
 

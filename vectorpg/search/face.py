@@ -18,8 +18,9 @@ from vectorpg.db.translate import translating
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.indexes import VectorIndex
 from vectorpg.metrics import MetricSpec
-from vectorpg.search.hybrid import HybridOptions
+from vectorpg.search.hybrid import HybridOptions, HybridPlan, hybrid_plan
 from vectorpg.search.planner import SearchPlan
+from vectorpg.search.runner import statement_runner
 from vectorpg.search.statements import QueryOptions
 from vectorpg.search.surface import Row, SearchSurface
 from vectorpg.search.tuning import DEFAULT_RECALL, TuningResult, recall, tune
@@ -239,10 +240,40 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         each leg contributes. A GIN index on the same column and config serves the text leg.
         """
         options = HybridOptions(fusion, rrf_k, weights, config, candidates)
-        column = self._text_column(text_column)
-        arguments = self._arguments(vector if vector is not None else text, k, where, metric)
-        found = self.surface.hybrid_search(text, **arguments, text_column=column, options=options)
+        found = self.surface.run(self._hybrid_statement(text, k, where, vector, text_column, metric, options))
         return [self._hybrid_hit(row) for row in found]
+
+    @translating("explaining a hybrid search")
+    def explain_hybrid(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        where: WhereT | None = None,
+        vector: Any = None,
+        text_column: str | None = None,
+        metric: str | None = None,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+        config: str = "english",
+        candidates: int | None = None,
+        analyze: bool = False,
+    ) -> HybridPlan:
+        """What :meth:`hybrid_search` with the same arguments runs: its SQL, PostgreSQL's plan
+        (``analyze=True`` runs it), and the index that serves the full-text leg, or a hint that says how to
+        build one (without it, the text leg reads the text of every row the filter keeps)."""
+        options = HybridOptions(fusion, rrf_k, weights, config, candidates)
+        stmt = self._hybrid_statement(text, k, where, vector, text_column, metric, options)
+        with statement_runner(self.surface.bind) as run:
+            return hybrid_plan(run, stmt, self.surface.source, self._text_column(text_column), config, analyze=analyze)
+
+    def _hybrid_statement(
+        self, text: str, k: int, where: Any, vector: Any, text_column: str | None, metric: str | None, options: Any
+    ) -> Any:
+        arguments = self._arguments(vector if vector is not None else text, k, where, metric)
+        column = self._text_column(text_column)
+        return self.surface.hybrid_statement(text, **arguments, text_column=column, options=options)
 
     @translating("tuning")
     def tune(

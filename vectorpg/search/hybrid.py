@@ -32,6 +32,8 @@ from sqlalchemy.types import Text
 
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.metrics import MetricSpec, distance
+from vectorpg.search.planner import Runner
+from vectorpg.search.statements import Explain
 
 FUSIONS = ("rrf", "weighted")
 _CONFIG = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
@@ -203,3 +205,42 @@ def hybrid_statement(
         .order_by(fused_score.desc(), func.coalesce(vector_leg.c.id, text_leg.c.id))
         .limit(k)
     )
+
+
+@dataclass(frozen=True)
+class HybridPlan:
+    """What :meth:`hybrid_search` with the same arguments runs (from ``explain_hybrid(...)``)."""
+
+    #: the index that serves the text leg's match, or ``None``: it reads the text of every row the filter keeps
+    text_index: str | None
+    #: what to do when nothing serves the text leg ("" when an index does)
+    hint: str
+    sql: str
+    plan: str
+
+
+_INDEX_SCAN = re.compile(r"Index Scan (?:using|on) (\S+)")
+
+
+def hybrid_plan(
+    run: Runner, stmt: Select[Any], source: FromClause, text_column: str, config: str, *, analyze: bool = False
+) -> HybridPlan:
+    """The :class:`HybridPlan` of ``stmt`` (:func:`hybrid_statement` over ``source``): PostgreSQL's ``EXPLAIN``
+    of it, and the index that can serve its text leg: the one PostgreSQL reads for the leg's match when
+    sequential scans are off (a small table is often scanned even when an index exists)."""
+    from sqlalchemy.dialects.postgresql.psycopg import dialect
+
+    document = tsvector(source.c[text_column], config)
+    probe = select(literal(1)).select_from(source).where(document.op("@@")(func.to_tsquery(_config(config), "probe")))
+    found = (_INDEX_SCAN.search(str(r[0])) for r in run(Explain(probe), {"enable_seqscan": "off"}))
+    index = next((m.group(1) for m in found if m), None)
+    hint = (
+        ""
+        if index
+        else f"no GIN index on to_tsvector('{config}', coalesce({text_column}, '')): the text leg reads the text of "
+        "every row the filter keeps. Build it with Collection.create_text_index() (vectorpg index create NAME "
+        f"--text), or on a model of your own with vectorpg.text_index('<name>', Model.{text_column}, '{config}')"
+    )
+    lines = run(Explain(stmt, analyze=analyze), {})
+    sql = str(stmt.compile(dialect=dialect()))  # type: ignore[no-untyped-call]
+    return HybridPlan(index, hint, sql, "\n".join(str(r[0]) for r in lines))

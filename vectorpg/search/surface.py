@@ -19,7 +19,7 @@ from sqlalchemy import Engine, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.selectable import FromClause
+from sqlalchemy.sql.selectable import FromClause, Select
 from sqlalchemy.types import TypeEngine
 
 from vectorpg.errors import InvalidArgumentError, PerformanceWarning
@@ -320,19 +320,19 @@ class SearchSurface:
 
     # -- hybrid --------------------------------------------------------------------------------------
 
-    def hybrid_search(
+    def hybrid_statement(
         self,
         text: str,
         vector: Any,
-        k: int = 10,
-        *,
+        k: int,
         text_column: str,
         where: Sequence[ColumnElement[bool]] = (),
         metric: MetricSpec | None = None,
         options: HybridOptions | None = None,
-    ) -> list[Any]:
+    ) -> Select[Any]:
         """Full-text + vector search fused in one statement (:mod:`vectorpg.search.hybrid`): rows of
-        ``columns(...)`` then ``score, vector_rank, vector_distance, text_rank, text_score``, best first."""
+        ``columns(...)`` then ``score, vector_rank, vector_distance, text_rank, text_score``, best first
+        (what a searchable's ``hybrid_search`` runs and ``explain_hybrid`` explains)."""
         fused = hybrid_statement(
             self.source,
             id_column=self.id_column,
@@ -345,12 +345,11 @@ class SearchSurface:
             where=list(where),
             options=options or HybridOptions(),
         ).subquery("fused")
-        stmt = (
+        return (
             select(*self.columns(self.source, False), *(c for c in fused.c if c.name != "id"))
             .join(fused, self.source.c[self.id_column] == fused.c.id)
             .order_by(fused.c.score.desc(), fused.c.id)
         )
-        return self.run(stmt)
 
     # -- tuning hooks (vectorpg.search.tuning) -------------------------------------------------------
 
