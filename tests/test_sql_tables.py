@@ -101,7 +101,8 @@ def _search(url: str, q: Any, k: int, where: dict[str, Any], **options: Any) -> 
     with psycopg.connect(url) as conn:
         register_vector(conn)
         return conn.execute(  # type: ignore[return-value]
-            f"SELECT row_data, distance FROM vectorpg.search_table('products', 'embedding', %(q)s, %(k)s, %(f)s{named})",
+            "SELECT row_data, distance FROM vectorpg.search_table('products', 'embedding', %(q)s, %(k)s, %(f)s"
+            f"{named})",
             {"q": q, "k": k, "f": json.dumps(where), **options},
         ).fetchall()
 
@@ -159,7 +160,8 @@ def test_a_filter_on_an_indexed_column_reads_its_btree(table: Any) -> None:
         assert "fr" not in clause  # the value is a parameter
         conn.execute("SET enable_seqscan = off")  # a tiny table: the question is whether the index can serve
         plan = conn.execute(
-            f"EXPLAIN WITH filter_params AS MATERIALIZED (SELECT %s::jsonb[] AS p) SELECT 1 FROM products d WHERE {clause}",
+            "EXPLAIN WITH filter_params AS MATERIALIZED (SELECT %s::jsonb[] AS p)"
+            f" SELECT 1 FROM products d WHERE {clause}",
             [params],
         ).fetchall()
     assert "products_lang" in "\n".join(r[0] for r in plan)

@@ -40,4 +40,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     for function in ADDED:
         op.execute(f"DROP FUNCTION IF EXISTS vectorpg.{function}")
-    op.execute("CREATE OR REPLACE FUNCTION vectorpg.schema_version() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 3 $$")
+    op.execute("CREATE OR REPLACE FUNCTION vectorpg.schema_version() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 3'")
