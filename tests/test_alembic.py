@@ -634,3 +634,52 @@ def test_include_schemas_leaves_vectorpgs_own_schema_alone(app: App) -> None:
     assert "schema='vectorpg'" not in first
     command.upgrade(app.config, "head")
     command.check(app.config)
+
+
+def test_vectorpgs_own_migrations_in_the_applications_history(bare_database_url: str, tmp_path: Path) -> None:
+    """The README's ``version_locations`` line: vectorpg's migrations (the package ``vectorpg.migrations``,
+    as a wheel ships them) and the application's in one history and one version table: ``upgrade heads``
+    installs the store, the application's first revision starts a base of its own and checks clean, and
+    ``vectorpg@base`` removes the store while the application's tables (and pgvector, which they use) stay."""
+    from alembic.script import ScriptDirectory
+
+    app = App(tmp_path, bare_database_url)
+    (tmp_path / "models.py").write_text(FRESH_MODELS)
+    app.config.set_main_option("path_separator", "space")
+    app.config.set_main_option("version_locations", f"{app.versions} vectorpg.migrations:")
+    command.upgrade(app.config, "heads")
+    assert app.sql("SELECT vectorpg.schema_version(), (SELECT version_num FROM alembic_version)") == [(4, "0004")]
+    command.revision(app.config, message="init", autogenerate=True, head="base", version_path=str(app.versions))
+    (first,) = app.versions.glob("*_init.py")
+    assert "schema='vectorpg'" not in first.read_text() and "create_vector_extension" not in first.read_text()
+    command.upgrade(app.config, "heads")
+    command.check(app.config)
+    script = ScriptDirectory.from_config(app.config)
+    assert len(script.get_heads()) == 2 and script.get_revision("vectorpg@head").revision == "0004"
+    command.downgrade(app.config, "vectorpg@base")
+    assert app.sql("SELECT to_regnamespace('vectorpg') IS NULL, to_regclass('pages') IS NOT NULL") == [(True, True)]
+    assert app.sql("SELECT count(*) FROM pg_extension WHERE extname = 'vector'") == [(1,)]
+
+
+def test_concurrent_index_changes_and_what_they_lock(app: App) -> None:
+    """``configure_kwargs(concurrent_indexes=True)``: a changed index of an existing table is rendered as a
+    concurrent drop and build (an autocommit block when it runs), a partitioned table's stays plain (PostgreSQL
+    cannot build it concurrently), and every rendered index operation says what it locks."""
+    first = app.revision("init")
+    assert "# locks items against writes (SHARE) for the whole build" in first  # the default: plain builds
+    command.upgrade(app.config, "head")
+    env = app.root / "migrations" / "env.py"
+    env.write_text(ENV.replace("configure_kwargs()", "configure_kwargs(concurrent_indexes=True)"))
+    app.models(m=32, event_ef=100)
+    migration = app.revision("change")
+    section = upgrade_section(migration)
+    assert [line.split("(")[0] for line in section] == ["op.drop_vector_index", "op.create_vector_index"] * 2
+    events, items = section[:2], section[2:]
+    assert all("concurrently=True" in line for line in items) and not any("concurrently" in line for line in events)
+    assert "# build CONCURRENTLY, outside the migration's transaction: reads and writes of items go on" in migration
+    assert "# takes ACCESS EXCLUSIVE on events for the moment of the drop" in migration
+    command.upgrade(app.config, "head")
+    command.check(app.config)
+    assert "m='32'" in app.sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'items_embedding_cosine_idx'")[0][0]
+    command.downgrade(app.config, "-1")  # the reverse runs concurrently too
+    assert "m='16'" in app.sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'items_embedding_cosine_idx'")[0][0]

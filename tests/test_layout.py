@@ -143,9 +143,10 @@ def test_modules_are_small_or_say_why() -> None:
 
 def test_pyproject_ships_every_package() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    packages = {module_name(p.parent) for p in PACKAGE.rglob("__init__.py")} | {"vectorpg.sql"}
+    packages = {module_name(p.parent) for p in PACKAGE.rglob("__init__.py")} | {"vectorpg.sql", "vectorpg.migrations"}
     assert set(config["packages"]) == packages
-    assert config["package-dir"] == {"vectorpg.sql": "sql"} and not (PACKAGE / "sql").exists()
+    assert config["package-dir"] == {"vectorpg.sql": "sql", "vectorpg.migrations": "alembic/versions"}
+    assert not (PACKAGE / "sql").exists() and not (PACKAGE / "migrations").exists()
 
 
 def test_import_vectorpg_exposes_its_subpackages() -> None:

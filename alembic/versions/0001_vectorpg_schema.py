@@ -17,7 +17,7 @@ from vectorpg.own_schema.scripts import SCRIPTS, read_script
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("vectorpg",)  # vectorpg@head in an application's history
 depends_on: str | Sequence[str] | None = None
 
 

@@ -37,6 +37,8 @@ from vectorpg.own_schema.tables import SCHEMA
 from vectorpg.sqltypes import describe
 
 PLUGIN = "vectorpg"
+#: the context option that configure_kwargs(concurrent_indexes=...) sets
+CONCURRENT_OPTION = "vectorpg_concurrent_indexes"
 VECTOR_METHODS = ("hnsw", "ivfflat")
 
 # -- types -----------------------------------------------------------------------------------------
@@ -164,8 +166,16 @@ def _compare_vector_indexes(
     if conn_table is not None and reflected_names:
         reflected = {info.name: info.spec for info in list_vector_indexes(connection, qualified)}
 
+    # configure_kwargs(concurrent_indexes=True): changes to an existing table's indexes without blocking its
+    # writers (PostgreSQL builds no partitioned table's index concurrently: those stay plain)
+    concurrent = bool(autogen_context.opts.get(CONCURRENT_OPTION)) and conn_table is not None
+    concurrent = concurrent and not _partitioned(connection, name_sql)
+
     def create(name: str, spec: VectorIndex) -> CreateVectorIndexOp:
-        return CreateVectorIndexOp(name, table_name, spec, schema=schema)
+        return CreateVectorIndexOp(name, table_name, spec, schema=schema, concurrently=concurrent)
+
+    def drop(name: str, was: VectorIndex) -> DropVectorIndexOp:
+        return DropVectorIndexOp(name, table_name, schema=schema, concurrently=concurrent, reverse=create(name, was))
 
     for name, index in sorted(declared.items()):
         assert metadata_table is not None
@@ -179,11 +189,17 @@ def _compare_vector_indexes(
         if spec.where is not None and found.where is not None:
             spec = replace(spec, where=_normalise_predicate(connection, conn_table, name_sql, spec.where))
         if _comparable(spec) != _comparable(found):
-            modify_ops.ops.append(DropVectorIndexOp(name, table_name, schema=schema, reverse=create(name, found)))
+            modify_ops.ops.append(drop(name, found))
             modify_ops.ops.append(create(name, spec))
     for name in sorted(set(reflected) - set(declared)):
-        modify_ops.ops.append(DropVectorIndexOp(name, table_name, schema=schema, reverse=create(name, reflected[name])))
+        modify_ops.ops.append(drop(name, reflected[name]))
     return PriorityDispatchResult.CONTINUE
+
+
+def _partitioned(connection: Any, name_sql: psycopg_sql.Identifier) -> bool:
+    qualified = name_sql.as_string(connection.connection.driver_connection)
+    found = connection.execute(text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": qualified})
+    return bool(found.scalar() == "p")
 
 
 def _dimension_changes(modify_ops: ops.ModifyTableOps, table_name: str, schema: str | None) -> dict[str, int]:
@@ -305,7 +321,7 @@ def register() -> None:
         _registered = True
 
 
-def configure_kwargs(*, own_schema: bool = False, **user: Any) -> dict[str, Any]:
+def configure_kwargs(*, own_schema: bool = False, concurrent_indexes: bool = False, **user: Any) -> dict[str, Any]:
     """Keyword arguments for ``context.configure(...)`` in an application's ``env.py``::
 
         context.configure(connection=connection, target_metadata=Base.metadata,
@@ -315,13 +331,17 @@ def configure_kwargs(*, own_schema: bool = False, **user: Any) -> dict[str, Any]
     vector types, and leaves vectorpg's own schema (``vectorpg``: the store's tables, which vectorpg's own
     migrations keep) out of the application's comparisons, so that ``include_schemas=True`` never proposes to
     drop it. Pass your own ``render_item`` / ``autogenerate_plugins`` / ``include_name`` here to combine them;
-    ``own_schema=True`` is for the migrations of that schema itself.
+    ``own_schema=True`` is for the migrations of that schema itself. ``concurrent_indexes=True`` renders the
+    creation, change and drop of an existing table's vector indexes ``concurrently=True`` (``CREATE INDEX
+    CONCURRENTLY`` in an autocommit block: writers go on while the index builds); each rendered index
+    operation says in a comment what it locks.
     """
     register()
     plugins = list(user.pop("autogenerate_plugins", ["alembic.autogenerate.*"]))
     if PLUGIN not in plugins:
         plugins.append(PLUGIN)
     options = {**user, "autogenerate_plugins": plugins, "render_item": _chain(user.get("render_item"))}
+    options[CONCURRENT_OPTION] = concurrent_indexes
     if not own_schema:
         options["include_name"] = _without_own_schema(user.get("include_name"))
     return options
