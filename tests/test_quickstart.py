@@ -31,6 +31,11 @@ def test_quickstart_run_indexes_and_searches(db: vectorpg.Database) -> None:
     assert db.collection("qs").count() == 120
     assert sum(1 for line in lines if line.lstrip().startswith("search ")) == len(quickstart.EXAMPLE_QUERIES)
     assert timings["index"] > 0
+    note = lines[-1].strip()  # a part of the corpus: the hint says why a hit may be off-topic, and how to get all of it
+    assert note.startswith("note: --limit 120 indexed only the first 120 docstrings") and "without --limit" in note
+    assert ("more than 0.6 away" in note) == any(
+        float(line.split()[0]) > quickstart.FAR for line in lines if line.startswith("  0.") or line.startswith("  1.")
+    )
     again: list[str] = []
     quickstart.run(db, collection="qs", limit=120, out=again.append, progress_bar=False)
     assert db.collection("qs").count() == 120

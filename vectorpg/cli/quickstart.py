@@ -41,6 +41,8 @@ _SKIP = {
     "xxsubtype",
     "xxlimited",
 }
+#: a cosine distance past which an all-MiniLM-L6-v2 hit is rarely on the topic of the query
+FAR = 0.6
 MAX_CHARS = 1000  # all-MiniLM-L6-v2 reads 256 word pieces (about 1,000 characters) and truncates the rest
 
 
@@ -183,9 +185,11 @@ def run(
         start = time.perf_counter()
         docs.embedder.embed(["warm up"])
         timings["model"] = time.perf_counter() - start
+    distances: list[float] = []
     for query, where in EXAMPLE_QUERIES:
         start = time.perf_counter()
         hits = docs.search(query, k=k, where=where)
+        distances += [hit.distance for hit in hits]
         elapsed = time.perf_counter() - start
         label = f"{query!r}" + (f" where {where}" if where else "")
         out(f"\nsearch {label}  ({elapsed * 1000:.1f} ms, embedding included)")
@@ -193,4 +197,16 @@ def run(
             first_line = (hit.content or "").split("\n", 1)[0][:90]
             out(f"  {hit.distance:.3f}  {hit.id:<40} {first_line}")
         timings[f"search:{query}"] = elapsed
+    if limit is not None:
+        far = sum(1 for d in distances if d > FAR)
+        out(
+            f"\nnote: --limit {limit} indexed only the first {len(corpus):,} docstrings (sorted by name) of about "
+            f"4,000, so these answers come from that part alone"
+            + (
+                f"; {far} of the hits above are more than {FAR} away (cosine), which usually means off-topic"
+                if far
+                else ""
+            )
+            + ". Run without --limit to index the whole corpus."
+        )
     return timings
