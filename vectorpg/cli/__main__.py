@@ -1,5 +1,5 @@
 """``python -m vectorpg.cli``: the ``vectorpg`` command."""
 
-from vectorpg.cli.main import main
+from vectorpg.cli import main
 
 raise SystemExit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,8 +33,21 @@ def _where(pairs: Sequence[str], raw: str | None) -> dict[str, Any]:
     return where
 
 
+#: set by the search helper (:mod:`vectorpg.cli.helper`): databases kept open between searches, by where they are
+KEPT: dict[tuple[Any, ...], Any] | None = None
+
+
+def _database(args: argparse.Namespace) -> Any:
+    if KEPT is None:
+        return connect(args.url, data_dir=args.data_dir)
+    key = (args.url, args.data_dir, os.environ.get("VECTORPG_URL"), os.environ.get("VECTORPG_DATA_DIR"), os.getcwd())
+    if key not in KEPT:
+        KEPT[key] = connect(args.url, data_dir=args.data_dir)
+    return KEPT[key]
+
+
 def _search(args: argparse.Namespace) -> int:
-    db = connect(args.url, data_dir=args.data_dir)
+    db = _database(args)
     docs = db.collection(args.collection, create=False)
     where = _where(args.where, args.filter)
     extra: list[dict[str, Any]] = []
@@ -66,7 +80,8 @@ def _search(args: argparse.Namespace) -> int:
                 else f"the collection {args.collection!r} is empty; add documents with: vectorpg ingest PATH "
                 f"--collection {args.collection}")
             )  # fmt: skip
-    db.close()
+    if KEPT is None:
+        db.close()
     return 0
 
 
