@@ -158,6 +158,31 @@ def test_search_says_why_nothing_came_back_and_takes_diversity(tmp_path: Path) -
     assert {"vector_rank", "text_rank", "content"} <= set(first)
 
 
+@pytest.mark.embedder
+def test_search_shows_a_text_found_in_several_files_once(tmp_path: Path) -> None:
+    """The same page installed under several names (ls.1, dir.1) is one hit that names the other files, and k
+    distinct texts still come back; --duplicates lists them one by one."""
+    folder = tmp_path / "man"
+    folder.mkdir()
+    page = "ls lists directory contents: the files of each directory, sorted by name.\n"
+    for name in ("ls.txt", "dir.txt", "vdir.txt"):
+        (folder / name).write_text(page)
+    (folder / "cp.txt").write_text("cp copies files and directories to a destination.\n")
+    (folder / "date.txt").write_text("date prints or sets the system date and time.\n")
+    data = ["--data-dir", str(tmp_path / "pg")]
+    assert run_cli("ingest", str(folder), "--collection", "man", "--no-progress", *data).returncode == 0
+    shown = run_cli("search", "list the files in a directory", "--collection", "man", "-k", "3", *data)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("ls lists directory contents") == 1 and " 3. " in shown.stdout
+    same = next(line for line in shown.stdout.splitlines() if "the same text in" in line)
+    assert sum(name in same for name in ("ls.txt", "dir.txt", "vdir.txt")) == 2
+    listed = run_cli("search", "list the files in a directory", "--collection", "man", "-k", "3", "--json", *data)
+    hits = json.loads(listed.stdout)
+    assert len(hits) == 3 and len({h["content"] for h in hits}) == 3 and len(hits[0]["same_text"]) == 2
+    every = run_cli("search", "list the files", "--collection", "man", "-k", "3", "--duplicates", *data)
+    assert every.stdout.count("ls lists directory contents") == 3 and "the same text in" not in every.stdout
+
+
 def test_setup_installs_the_sql_functions_in_any_database(bare_database_url: str) -> None:
     done = run_cli("setup", "--url", bare_database_url)
     assert done.returncode == 0, done.stderr

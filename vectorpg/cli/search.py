@@ -50,9 +50,11 @@ def _search(args: argparse.Namespace) -> int:
     db = _database(args)
     docs = db.collection(args.collection, create=False)
     where = _where(args.where, args.filter)
+    # identical chunks (the same page installed under several names) are shown once: ask for more to fill k
+    fetch = args.k if args.duplicates else min(4 * args.k, args.k + 50)
     extra: list[dict[str, Any]] = []
     if args.hybrid:
-        hits: list[Any] = docs.hybrid_search(args.text, args.k, where=where or None)
+        hits: list[Any] = docs.hybrid_search(args.text, fetch, where=where or None)
         rows = [(h.id, h.score.score, h.content, h.metadata) for h in hits]
         extra = [
             {"vector_rank": h.score.vector_rank, "vector_distance": h.score.vector_distance,
@@ -61,18 +63,25 @@ def _search(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         label = "score"
     else:
-        hits = docs.search(args.text, args.k, where=where or None, diversity=args.diversity)
+        hits = docs.search(args.text, fetch, where=where or None, diversity=args.diversity)
         rows = [(h.id, h.distance, h.content, h.metadata) for h in hits]
         label = "distance"
+    kept, same = _collapsed(rows, args.k, keep_all=args.duplicates)
     if args.json:
-        out = [{"id": i, label: v, "content": c, "metadata": m} for i, v, c, m in rows]
-        print(json.dumps([o | e for o, e in zip(out, extra)] if extra else out, indent=2))
+        out = [
+            {"id": rows[i][0], label: rows[i][1], "content": rows[i][2], "metadata": rows[i][3]}
+            | (extra[i] if extra else {})
+            | ({"same_text": [rows[j][0] for j in same[i]]} if same[i] else {})
+            for i in kept
+        ]
+        print(json.dumps(out, indent=2))
     else:
-        for rank, (ident, value, content, meta) in enumerate(rows, 1):
-            where_from = meta.get("source", ident) if isinstance(meta, dict) else ident
-            heading = f" > {meta['heading']}" if isinstance(meta, dict) and meta.get("heading") else ""
+        for rank, i in enumerate(kept, 1):
+            ident, value, content, meta = rows[i]
             snippet = " ".join((content or "").split())[:160]
-            print(f"{rank:>2}. {label} {value:.4f}  {where_from}{heading}\n    {snippet}")
+            print(f"{rank:>2}. {label} {value:.4f}  {_source(ident, meta)}\n    {snippet}")
+            if same[i]:
+                print(f"    (the same text in: {', '.join(_source(*rows[j][::3]) for j in same[i])})")
         if not rows:
             total = docs.count()
             print(
@@ -83,6 +92,30 @@ def _search(args: argparse.Namespace) -> int:
     if KEPT is None:
         db.close()
     return 0
+
+
+def _source(ident: str, meta: Any) -> str:
+    """Where a hit comes from: its file (and heading) when ingested, else its id."""
+    where_from = meta.get("source", ident) if isinstance(meta, dict) else ident
+    heading = f" > {meta['heading']}" if isinstance(meta, dict) and meta.get("heading") else ""
+    return f"{where_from}{heading}"
+
+
+def _collapsed(rows: Sequence[tuple[Any, ...]], k: int, *, keep_all: bool) -> tuple[list[int], dict[int, list[int]]]:
+    """The first ``k`` rows with distinct text (whitespace aside), best first, and for each the later rows with
+    the same text; every row of the first ``k`` with ``keep_all``."""
+    if keep_all:
+        return list(range(min(k, len(rows)))), {i: [] for i in range(len(rows))}
+    first: dict[str, int] = {}
+    same: dict[int, list[int]] = {}
+    for i, (_, _, content, _) in enumerate(rows):
+        text = " ".join((content or "").split())
+        if text in first:
+            same[first[text]].append(i)
+        else:
+            first[text] = i
+            same[i] = []
+    return list(first.values())[:k], same
 
 
 def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -104,6 +137,10 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
     search.add_argument(
         "--diversity", type=float, default=None, metavar="0..1",
         help="re-order the nearest by maximal marginal relevance: near-duplicates give way (e.g. 0.3)",
+    )  # fmt: skip
+    search.add_argument(
+        "--duplicates", action="store_true",
+        help="list hits with the same text one by one (by default a text is shown once, with where else it is)",
     )  # fmt: skip
     search.add_argument("--json", action="store_true", help="print JSON")
     search.set_defaults(func=_search)
