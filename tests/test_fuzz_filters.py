@@ -205,20 +205,25 @@ def test_python_api_against_the_oracle(fuzz_db: Any, spec: Any) -> None:
     assert _canary_intact(db)
 
 
+def _as_sql_argument(spec: Any) -> tuple[bool, str | None]:
+    """(the oracle accepts the filter, its JSON text for a SQL function or None when it has none)."""
+    try:
+        filter_oracle.check(spec)
+        return True, json.dumps(spec)
+    except (filter_oracle.Invalid, TypeError, ValueError):
+        try:
+            return False, json.dumps(spec, allow_nan=False)
+        except (TypeError, ValueError):
+            return False, None
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=filters)
 def test_sql_functions_against_the_oracle(fuzz_db: Any, module_database_url: str, spec: Any) -> None:
     db, _, _ = fuzz_db
-    try:
-        filter_oracle.check(spec)
-        text = json.dumps(spec)
-        valid = True
-    except (filter_oracle.Invalid, TypeError, ValueError):
-        valid = False
-        try:
-            text = json.dumps(spec, allow_nan=False)
-        except (TypeError, ValueError):
-            return  # not JSON at all: nothing a SQL caller could send
+    valid, text = _as_sql_argument(spec)
+    if text is None:
+        return  # not JSON at all: nothing a SQL caller could send
     with psycopg.connect(module_database_url) as conn:
         clause, _ = (
             conn.execute("SELECT clause, params FROM vectorpg.filter_sql(%s)", [text]).fetchone()
@@ -279,16 +284,9 @@ def _as_table_row(meta: dict[str, Any]) -> dict[str, Any]:
 def test_table_search_against_the_oracle(fuzz_db: Any, fuzz_table: str, spec: Any) -> None:
     """vectorpg.search_table: the oracle's rows over the table's columns, or (a filter the table's types
     cannot answer: a column that is not there, a value of another type, NULL) a 22023 error saying so."""
-    try:
-        filter_oracle.check(spec)
-        text = json.dumps(spec)
-        valid = True
-    except (filter_oracle.Invalid, TypeError, ValueError):
-        valid = False
-        try:
-            text = json.dumps(spec, allow_nan=False)
-        except (TypeError, ValueError):
-            return
+    valid, text = _as_sql_argument(spec)
+    if text is None:
+        return
     with psycopg.connect(fuzz_table) as conn:
         try:
             clause = conn.execute("SELECT clause FROM vectorpg.filter_sql(%s, 'fuzz_rows')", [text]).fetchone()[0]  # type: ignore[index]

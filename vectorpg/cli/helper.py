@@ -127,20 +127,9 @@ def run_in_helper(argv: Sequence[str]) -> int | None:
     there is no helper to ask (the caller runs the command itself)."""
     if not wanted(argv):
         return None
-    path = socket_path()
-    if path is None or not path.exists():
-        return None
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(2)
-            conn.connect(str(path))
-            conn.settimeout(None)  # a search takes what it takes
-            _send(conn, _request(argv))
-            reply = _receive(conn)
-    except OSError:
-        return None  # gone (a stale socket): run here; the next search starts a new helper
+    reply = _ask(_request(argv), timeout=None)  # a search takes what it takes
     if reply is None:
-        return None
+        return None  # none, or gone (a stale socket): run here; the next search starts a new helper
     sys.stdout.write(reply["stdout"])
     sys.stderr.write(reply["stderr"])
     return int(reply["code"])
@@ -180,17 +169,23 @@ def start_helper(argv: Sequence[str]) -> bool:
 
 def stop_helper() -> bool:
     """Ask the helper for this code to exit; True if one answered."""
+    return _ask({"stop": True}, timeout=5) is not None
+
+
+def _ask(message: dict[str, Any], *, timeout: float | None) -> dict[str, Any] | None:
+    """The helper's reply to ``message``, or ``None`` when no helper for this code answers."""
     path = socket_path()
     if path is None or not path.exists():
-        return False
+        return None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(5)
+            conn.settimeout(2)
             conn.connect(str(path))
-            _send(conn, {"stop": True})
-            return _receive(conn) is not None
+            conn.settimeout(timeout)
+            _send(conn, message)
+            return _receive(conn)
     except OSError:
-        return False
+        return None
 
 
 # -- the helper itself -----------------------------------------------------------------------------
