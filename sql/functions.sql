@@ -326,7 +326,8 @@ BEGIN
         ELSIF key = '$not' THEN
             SELECT f.params, f.clause, f.conditions INTO params, sub, conditions
             FROM vectorpg.filter_compile(arg, depth + 1, here, params, conditions, tbl) f;
-            clauses := clauses || ('(NOT ' || sub || ')');
+            -- (a table's NULL column makes its condition NULL: NOT of it must be true, as for a missing key)
+            clauses := clauses || ('(NOT coalesce(' || sub || ', false))');
         ELSIF key LIKE '$%' THEN
             PERFORM vectorpg.filter_error(
                 format('unknown logical operator %s; use $and, $or or $not at this level', quote_literal(key)), here);
@@ -500,7 +501,9 @@ BEGIN
         SELECT f.params, f.clause, f.conditions INTO params, clause, conditions
         FROM vectorpg.filter_compile(jsonb_build_object(array_to_string(parts[2:], '.'), cond), depth + 1, parts[1],
                                      params, conditions, NULL) f;
-        clause := regexp_replace(clause, '\mmetadata\M', CASE WHEN typ = 'json'::regtype THEN col || '::jsonb' ELSE col END, 'g');
+        -- a NULL document is an empty one ({}), as a collection's metadata without the key
+        clause := regexp_replace(clause, '\mmetadata\M', format('coalesce(%s%s, ''{}''::jsonb)', col,
+                                 CASE WHEN typ = 'json'::regtype THEN '::jsonb' ELSE '' END), 'g');
         RETURN;
     END IF;
     kind := CASE WHEN typ IN ('jsonb'::regtype, 'json'::regtype) THEN 'document'

@@ -64,6 +64,11 @@ FILTERS: list[tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
     ({"lang": {"$ilike": "D%"}}, lambda r: r["lang"] == "de"),
     ({"$or": [{"lang": "it"}, {"stock": {"$lte": 1}}]}, lambda r: r["lang"] == "it" or r["stock"] <= 1),
     ({"$not": {"active": False}, "id": {"$lt": 40}}, lambda r: r["active"] and r["id"] < 40),  # few rows: exact
+    ({"$not": {"note": "n1"}}, lambda r: r["note"] != "n1"),  # a NULL column is a missing key: NOT matches it
+    (
+        {"$not": {"note": {"$in": ["n1", "n2"]}}, "lang": "fr"},
+        lambda r: r["note"] not in ("n1", "n2") and r["lang"] == "fr",
+    ),
 ]
 
 
