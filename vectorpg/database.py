@@ -9,17 +9,20 @@ install_extension`) and vectorpg's own schema (:meth:`Database.setup`) are expli
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from vectorpg.db import routing
 from vectorpg.db.engine import create_vector_engine, raw_connection
+from vectorpg.db.routing import ReadRouter
 from vectorpg.db.server import EmbeddedServer, embedded_server
 from vectorpg.db.translate import translating
+from vectorpg.errors import InvalidArgumentError
 from vectorpg.own_schema import install
 from vectorpg.rag.collection import DocumentCollection
 from vectorpg.store import registry, transfer
@@ -31,9 +34,13 @@ if TYPE_CHECKING:
 class Database:
     """A connected database: SQLAlchemy engine, session factory, and the store API's entry points."""
 
-    def __init__(self, engine: Engine, *, server: EmbeddedServer | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, server: EmbeddedServer | None = None, router: ReadRouter | None = None
+    ) -> None:
         self.engine = engine
         self.server = server
+        #: where reads go when the database has read replicas (``connect(..., replicas=[...])``)
+        self.router = router
         self.session_factory = sessionmaker(engine, expire_on_commit=False)
 
     @property
@@ -106,10 +113,18 @@ class Database:
         those keys are then planned from real statistics. ``auto_index=False`` keeps the collection from
         building its HNSW index by itself once it is large (:mod:`vectorpg.store.indexing`).
         """
-        return registry.open_collection(
+        opened = registry.open_collection(
             self.engine, name, dimension=dimension, metric=metric, embedder=embedder, create=create,
             kind=DocumentCollection, auto_index=auto_index, field_indexes=field_indexes,
         )  # fmt: skip
+        opened.router = self.router
+        return opened
+
+    def reading(self, *, read_your_writes: bool = True) -> AbstractContextManager[None]:
+        """``with db.reading(read_your_writes=True): ...``: the reads inside the block (in this thread or task)
+        wait for their replica to replay every write committed before them (``False``: they do not wait),
+        whatever the Database's own setting (:mod:`vectorpg.db.routing`)."""
+        return routing.reading(read_your_writes=read_your_writes)
 
     @translating("listing collections")
     def collections(self) -> list[str]:
@@ -138,6 +153,8 @@ class Database:
     def close(self) -> None:
         """Close the pooled connections. The embedded server stops when the last process using it exits."""
         self.engine.dispose()
+        if self.router is not None:
+            self.router.dispose()
 
     def __enter__(self) -> Database:
         return self
@@ -155,6 +172,10 @@ def connect(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     echo: bool = False,
+    replicas: Sequence[str] | None = None,
+    read_your_writes: bool = False,
+    max_lag: float | None = 10.0,
+    replica_wait: float = 2.0,
     **engine_kwargs: Any,
 ) -> Database:
     """Connect to PostgreSQL + pgvector and return a :class:`Database`.
@@ -163,10 +184,25 @@ def connect(
     started in ``data_dir`` (``$VECTORPG_DATA_DIR``, else a per-user directory) or reused if it is already
     running (this needs the ``vectorpg[server]`` extra). Extra keyword arguments go to
     :func:`sqlalchemy.create_engine`.
+
+    ``replicas``: URLs of streaming replicas of that server. Searches, counts and gets then run on them
+    (round robin, skipping a replica that is down or lags more than ``max_lag`` seconds), writes and DDL on
+    the primary. ``read_your_writes=True`` makes each read wait (at most ``replica_wait`` seconds, then the
+    primary answers) until its replica has replayed every write committed before it; ``db.reading(...)``
+    sets it for a block of reads. See :mod:`vectorpg.db.routing`.
     """
     server: EmbeddedServer | None = None
     url = url or os.environ.get("VECTORPG_URL") or None
     if url is None:
         server = embedded_server(data_dir)
         url = server.url
-    return Database(create_vector_engine(url, echo=echo, server=server, **engine_kwargs), server=server)
+    engine = create_vector_engine(url, echo=echo, server=server, **engine_kwargs)
+    router = None
+    if replicas is not None:
+        if isinstance(replicas, str):
+            raise InvalidArgumentError("replicas is a list of URLs, not one string: replicas=[url, ...]")
+        router = ReadRouter(
+            engine, [create_vector_engine(u, echo=echo, **engine_kwargs) for u in replicas],
+            read_your_writes=read_your_writes, max_lag=max_lag, wait=replica_wait,
+        )  # fmt: skip
+    return Database(engine, server=server, router=router)

@@ -28,6 +28,7 @@ from vectorpg import validation
 from vectorpg.awaiting import off_loop
 from vectorpg.db import writes
 from vectorpg.db.engine import HasEngine, engine_of, vector_statements
+from vectorpg.db.routing import read_bind, routed
 from vectorpg.db.rows import LaidOut, layout_rows
 from vectorpg.db.translate import translating
 from vectorpg.errors import InvalidArgumentError, InvalidInputError
@@ -111,6 +112,7 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
         self.planner = planner
         self._primary_key = list(mapper.primary_key)
         self._bind: Engine | Session = bind if isinstance(bind, Session) else engine_of(bind)
+        self.router = getattr(bind, "router", None)  # a Database's read replicas
         self._names: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self._factory = sessionmaker(self._bind, expire_on_commit=False) if isinstance(self._bind, Engine) else None
         self.surface = SearchSurface(
@@ -142,7 +144,9 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
                     yield self._bind
             return
         assert self._factory is not None
-        with self._factory() as session, session.begin(), vector_statements(session.connection().connection):
+        reader = self._bind if write else read_bind(self._bind)  # a replica, in a routed read
+        opened = self._factory() if reader is self._bind else Session(reader, expire_on_commit=False)
+        with opened as session, session.begin(), vector_statements(session.connection().connection):
             yield session  # an application's own engine, too
 
     @property
@@ -286,6 +290,7 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
             return True
         return len(self._primary_key) > 1 and isinstance(ids, tuple) and not any(isinstance(p, tuple) for p in ids)
 
+    @routed
     @translating("reading rows")
     def get(self, ids: Iterable[Any]) -> list[ModelT]:
         """The rows with these primary keys, in the order asked (missing keys are left out).
@@ -316,6 +321,7 @@ class Repository(Searchable[Where, tuple[ModelT, float], tuple[ModelT, HybridSco
         warnings.warn("Repository.get_many() is Repository.get() now", DeprecationWarning, stacklevel=2)
         return self.get(list(ids))
 
+    @routed
     @translating("counting rows")
     def count(self, where: Where | None = None) -> int:
         """Number of rows (matching ``where``)."""

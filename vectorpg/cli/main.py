@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from vectorpg.cli import manage, quickstart, search, transfer
+from vectorpg.cli import manage, quickstart, replica, search, transfer
 from vectorpg.cli.serve import CLIENT_ROLE, PASSWORD_FILE, serve
 from vectorpg.database import connect
 from vectorpg.db.server import resolve_data_dir, status, stop
@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_commands(sub, common)
     manage.add_commands(sub, common)
 
+    replica.add_command(sub, local)
     serve = sub.add_parser(
         "serve",
         parents=[local],

@@ -12,8 +12,6 @@ import pwd
 import secrets
 import signal
 import socket
-import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,10 +22,10 @@ from vectorpg.database import connect
 from vectorpg.db.server import (
     forget_dead_users,
     pgserver_classes,
-    postgres_binary,
     resolve_data_dir,
     running_postmaster,
 )
+from vectorpg.db.standby import admin_url, start_server
 from vectorpg.errors import ServerError
 
 #: The login role that `vectorpg serve` hands to clients: no superuser, no CREATEROLE / CREATEDB, owner of
@@ -42,6 +40,8 @@ _HBA = """\
 # Written by `vectorpg serve` each time it starts; edit serve's options, not this file.
 # The unix socket lives in the data directory (mode 0700): only its owner reaches the superuser there.
 local   all  all                 trust
+# `vectorpg replica` copies and streams from this server over the same socket (pg_basebackup, walreceiver)
+local   replication  all         trust
 # TCP needs a password: the superuser has none, so over TCP only the roles with a password log in.
 host    all  all  127.0.0.1/32   scram-sha-256
 host    all  all  ::1/128        scram-sha-256
@@ -151,15 +151,9 @@ def serve(
     server.ensure_pgdata_inited()
     _write_hba(path, allow_remote=allow_remote, owner=server.system_user)
     password = _ensure_password(path)
-    log = path / "serve.log"
-    command = [
-        str(postgres_binary("postgres")), "-D", str(path), "-h", host, "-p", str(port), "-k", str(path),
-        "-c", "password_encryption=scram-sha-256", "-c", "unix_socket_permissions=0700",
-    ]  # fmt: skip
-    with open(log, "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, user=server.system_user)
+    process = start_server(path, host=host, port=port, user=server.system_user, log=path / "serve.log", timeout=timeout)
     # the superuser's door: this server's own socket, so a server of someone else's on the port is never used
-    admin_url = f"postgresql://postgres@/postgres?host={path}&port={port}"
+    admin = admin_url(path, port)
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "*", "") else host
     url = f"postgresql://{CLIENT_ROLE}:{password}@{client_host}:{port}/postgres"
 
@@ -168,33 +162,18 @@ def serve(
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise ServerError(f"PostgreSQL exited with status {process.returncode} while starting:\n{tail}")
-            try:
-                psycopg.connect(admin_url, connect_timeout=2).close()
-                break
-            except psycopg.OperationalError as exc:
-                if time.monotonic() > deadline:
-                    process.send_signal(signal.SIGINT)
-                    raise ServerError(
-                        f"PostgreSQL did not accept connections on {host}:{port} within {timeout} s"
-                    ) from exc
-                time.sleep(0.2)
         # serve counts as a user of the server, so no other vectorpg process that exits stops it
         with postgres_server._lock:
             forget_dead_users(path)
             server.global_process_id_list.get_and_add(os.getpid())
 
-        db = connect(admin_url)
+        db = connect(admin)
         db.setup()
         db.close()
-        _prepare_client_role(admin_url, password)
+        _prepare_client_role(admin, password)
         if on_ready is not None:
             on_ready(url)
-        return process.wait()
+        return int(process.wait())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

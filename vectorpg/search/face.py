@@ -9,11 +9,13 @@ how a query becomes a vector, how ``where`` becomes SQL conditions, and what a h
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from vectorpg import validation
+from vectorpg.db.routing import current_server, routed
 from vectorpg.db.translate import translating
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.indexes import VectorIndex
@@ -33,6 +35,9 @@ HybridT = TypeVar("HybridT")
 
 class Searchable(Generic[WhereT, HitT, HybridT]):
     """Search verbs over :attr:`surface`; subclasses supply the hooks below."""
+
+    #: where reads go when the database has read replicas (:class:`vectorpg.db.routing.ReadRouter`)
+    router: Any = None
 
     #: the search surface of the rows this object holds
     surface: SearchSurface
@@ -81,6 +86,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
             "metric": spec,
         }
 
+    @routed
     @translating("searching")
     def search(
         self,
@@ -144,6 +150,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         )
         return [self._hit(row) for row in _within(found, limit)]
 
+    @routed
     @translating("searching (batch)")
     def search_many(
         self,
@@ -172,6 +179,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         )  # fmt: skip
         return [[self._hit(row) for row in _within(rows, limit)] for rows in found]
 
+    @routed
     @translating("explaining a search")
     def explain(
         self,
@@ -200,7 +208,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         validation.max_distance(max_distance)
         spec = self.surface.metric_for(metric)
         conditions, reliable = self._planned_conditions(where)
-        return self.surface.explain(
+        plan = self.surface.explain(
             self._query_vector(query, spec),
             validation.positive_k(k),
             where=conditions,
@@ -215,7 +223,9 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
             recall=recall,
             analyze=analyze,
         )
+        return replace(plan, server=current_server() or "primary")
 
+    @routed
     @translating("searching (hybrid)")
     def hybrid_search(
         self,
@@ -243,6 +253,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         found = self.surface.run(self._hybrid_statement(text, k, where, vector, text_column, metric, options))
         return [self._hybrid_hit(row) for row in found]
 
+    @routed
     @translating("explaining a hybrid search")
     def explain_hybrid(
         self,
@@ -265,7 +276,7 @@ class Searchable(Generic[WhereT, HitT, HybridT]):
         build one (without it, the text leg reads the text of every row the filter keeps)."""
         options = HybridOptions(fusion, rrf_k, weights, config, candidates)
         stmt = self._hybrid_statement(text, k, where, vector, text_column, metric, options)
-        with statement_runner(self.surface.bind) as run:
+        with statement_runner(self.surface.reader) as run:
             return hybrid_plan(run, stmt, self.surface.source, self._text_column(text_column), config, analyze=analyze)
 
     def _hybrid_statement(

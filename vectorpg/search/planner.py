@@ -119,6 +119,8 @@ class SearchPlan:
     settings: dict[str, str]
     sql: str = ""
     plan: str = ""
+    #: where the search ran: "primary", or "replica N (host:port)" with read replicas (vectorpg.db.routing)
+    server: str = ""
 
 
 @dataclass(frozen=True)

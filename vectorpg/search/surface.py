@@ -22,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause, Select
 from sqlalchemy.types import TypeEngine
 
+from vectorpg.db.routing import read_bind
 from vectorpg.errors import InvalidArgumentError, PerformanceWarning
 from vectorpg.indexes import VectorIndex
 from vectorpg.metrics import MetricSpec, check_metric
@@ -112,6 +113,11 @@ class SearchSurface:
         return bind
 
     @property
+    def reader(self) -> Engine | Session:
+        """Where reads run: the server a routed read chose (:mod:`vectorpg.db.routing`), else :attr:`bind`."""
+        return read_bind(self.bind)  # type: ignore[no-any-return]
+
+    @property
     def cache_key(self) -> str:
         """Names these rows across calls (server, database, table): the key of the planner's kept estimates."""
         return f"{self.engine.url}|{self.source.fullname}"
@@ -122,7 +128,7 @@ class SearchSurface:
 
     def run(self, stmt: Any, settings: dict[str, str] | None = None) -> list[Any]:
         """Run one statement (with ``set_config`` settings) and return its rows."""
-        with statement_runner(self.bind, orm=self.orm) as run:
+        with statement_runner(self.reader, orm=self.orm) as run:
             return run(stmt, settings or {})
 
     # -- nearest neighbours -------------------------------------------------------------------------
@@ -152,7 +158,7 @@ class SearchSurface:
         request = self._request(
             vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k, estimate_reliable
         )
-        with statement_runner(self.bind, orm=self.orm) as run:
+        with statement_runner(self.reader, orm=self.orm) as run:
             rows, plan = self._nearest(request, strategy, run)
         if remember_as is not None and diversity is None and plan.counted_rows is None:
             self._remembered.keep(remember_as, run, plan.strategy, request.k)
@@ -184,7 +190,7 @@ class SearchSurface:
         request = self._request(
             vector, k, where, metric, index, overfetch, options, recall, diversity, fetch_k, estimate_reliable
         )
-        with statement_runner(self.bind, orm=self.orm) as run:
+        with statement_runner(self.reader, orm=self.orm) as run:
             plan, stmt, _ = plan_search(request, check_strategy(strategy), self.planner, run)
             lines = run(Explain(stmt, analyze=analyze), plan.settings)
         sql = str(stmt.compile(dialect=psycopg_dialect()))  # type: ignore[no-untyped-call]
@@ -235,7 +241,7 @@ class SearchSurface:
         """The rows of a search kept by :meth:`search` (``remember_as=key``) for ``vector``: the same
         statement, plan and settings, one statement and no planning; ``None`` when nothing is kept (or it
         is older than the planner's ``estimate_seconds``) or an ANN result came back short."""
-        return self._remembered.run(key, self.bind, vector, self.planner.estimate_seconds)
+        return self._remembered.run(key, self.reader, vector, self.planner.estimate_seconds)
 
     def forget(self) -> None:
         """Drop kept statements and estimates of this table (after its indexes change)."""
@@ -291,7 +297,7 @@ class SearchSurface:
         single = self._request(None, k, where, metric, "auto", None, None, None, None, None, estimate_reliable)
         # each query of the batch is a row of ``queries``; no in-statement settings inside the LATERAL join
         request = replace(single, query=queries.c.vec, inline_settings=False)
-        with statement_runner(self.bind, orm=self.orm) as run:
+        with statement_runner(self.reader, orm=self.orm) as run:
             plan = plan_batch(request, strategy, self.planner, run)
             if plan.index is None:
                 inner, settings = exact_statement(request)
@@ -369,7 +375,7 @@ class SearchSurface:
         """``n`` random (id, vector) pairs of the table: the queries of a recall measurement."""
         source = self.source
         stmt = select(source.c[self.id_column], source.c[self.vector_column]).order_by(func.random()).limit(n)
-        with statement_runner(self.bind) as run:
+        with statement_runner(self.reader) as run:
             return [(row[0], row[1]) for row in run(stmt, {})]
 
     def nearest_ids(self, vector: Any, k: int, **search: Any) -> list[Any]:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Engine, MetaData, Table, delete, func, select
+from sqlalchemy import Column, Engine, MetaData, Table, delete
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
@@ -29,6 +29,7 @@ from sqlalchemy.sql.selectable import FromClause
 from vectorpg import validation
 from vectorpg.awaiting import off_loop
 from vectorpg.db.engine import HasEngine, engine_of
+from vectorpg.db.routing import routed
 from vectorpg.db.translate import translating
 from vectorpg.db.writes import key_in
 from vectorpg.embeddings import Embedder, check_texts
@@ -52,7 +53,7 @@ from vectorpg.store import reembed as reembedding
 from vectorpg.store import transfer
 from vectorpg.store.batches import DocumentBatch, check_current, check_ids, prepare_batch, write_batch
 from vectorpg.store.indexing import CollectionIndexes
-from vectorpg.store.reads import Document, read_documents, scan_documents
+from vectorpg.store.reads import Document, count_documents, read_documents, scan_documents
 from vectorpg.store.streaming import upload
 from vectorpg.store.updates import update_metadata
 
@@ -348,14 +349,13 @@ class Collection(CollectionIndexes, Searchable[Mapping[str, Any], Hit, HybridHit
 
     # -- reads -------------------------------------------------------------------------------------
 
+    @routed
     @translating("counting documents")
     def count(self, where: Mapping[str, Any] | None = None) -> int:
         """Number of documents (matching ``where``)."""
-        t = documents_table
-        stmt = select(func.count()).select_from(t).where(t.c.collection == self.name, self._filter(where, t.c.metadata))
-        with self.session_factory() as session:
-            return int(session.scalar(stmt) or 0)
+        return count_documents(self, where)
 
+    @routed
     @translating("reading documents")
     def get(
         self,

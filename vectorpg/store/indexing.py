@@ -26,6 +26,7 @@ from sqlalchemy import Engine, Table, func, select
 
 from vectorpg import validation
 from vectorpg.db.engine import driver_connection
+from vectorpg.db.routing import read_bind
 from vectorpg.db.translate import translating
 from vectorpg.ddl.builds import BuildProgress, create_vector_index, drop_vector_index
 from vectorpg.ddl.fields import create_field_index, drop_field_index, list_field_indexes
@@ -113,7 +114,7 @@ class CollectionIndexes:
     def indexes(self, *, refresh: bool = False) -> list[IndexInfo]:
         """This collection's vector indexes, read from the catalog (cached; ``refresh=True`` re-reads)."""
         if self._index_cache is None or refresh:
-            with self.engine.connect() as conn:
+            with read_bind(self.engine).connect() as conn:  # a replica's catalog, in a routed read
                 self._index_cache = list_vector_indexes(conn, self.partition)
         return self._index_cache
 
@@ -141,7 +142,7 @@ class CollectionIndexes:
     def field_indexes(self, *, refresh: bool = False) -> list[FieldIndex]:
         """This collection's field indexes, read from the catalog (cached; ``refresh=True`` re-reads)."""
         if self._field_cache is None or refresh:
-            with self.engine.connect() as conn:
+            with read_bind(self.engine).connect() as conn:
                 self._field_cache = list_field_indexes(conn, self.partition)
         return self._field_cache
 

@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from vectorpg.db.engine import vector_statements
+from vectorpg.db.routing import read_bind
 from vectorpg.db.writes import key_in
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.own_schema.tables import documents_table
@@ -36,6 +38,18 @@ class Document:
     embedding: np.ndarray = field(repr=False)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+def count_documents(collection: Any, where: Mapping[str, Any] | None) -> int:
+    """:meth:`vectorpg.Collection.count`: the documents matching ``where`` (on a replica, in a routed read)."""
+    t = documents_table
+    stmt = (
+        select(func.count())
+        .select_from(t)
+        .where(t.c.collection == collection.name, collection._filter(where, t.c.metadata))
+    )
+    with Session(read_bind(collection.engine)) as session:
+        return int(session.scalar(stmt) or 0)
 
 
 def read_documents(
@@ -62,7 +76,8 @@ def read_documents(
         if after is not None:
             stmt = stmt.where(t.c.id > check_ids([after])[0])
         stmt = stmt.order_by(t.c.id).limit(limit)  # the primary key's order (the database's collation)
-    with collection.session_factory() as session, vector_statements(session.connection().connection):
+    reader = Session(read_bind(collection.engine), expire_on_commit=False)  # a replica's, in a routed read
+    with reader as session, vector_statements(session.connection().connection):
         rows = [
             Document(r.id, r.content, r.metadata, np.asarray(r.embedding), r.created_at, r.updated_at)
             for r in session.execute(stmt)
