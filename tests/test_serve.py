@@ -237,3 +237,41 @@ def test_a_process_outlives_a_crash_of_its_embedded_server(tmp_path: Path) -> No
     finally:
         db.close()
     shutil.rmtree(tmp_path / "pg", ignore_errors=True)
+
+
+def test_vectorpg_replica_streams_from_the_served_server(served: Served, tmp_path: Path) -> None:
+    """`vectorpg replica`: a streaming replica of the served data directory on its own port, reached with the
+    URL it prints (serve's vectorpg_client and its password, scram over TCP, no trust line), read-only,
+    following the primary's writes; `vectorpg replica promote` makes it writable."""
+    db = vectorpg.connect(served.url)
+    db.collection("mirrored", dimension=3, embedder=None).add(vectors=[[1, 0, 0]], ids=["before"])
+    port = free_port()
+    replica = subprocess.Popen(
+        [sys.executable, "-m", "vectorpg.cli", "replica", "--data-dir", str(served.data_dir),
+         "--replica-dir", str(tmp_path / "replica"), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert replica.stdout is not None
+        line = replica.stdout.readline()
+        assert "streaming on postgresql://" in line, line + replica.stderr.read()  # type: ignore[union-attr]
+        url = line.split("streaming on ", 1)[1].strip()
+        assert url.startswith(f"postgresql://{CLIENT_ROLE}:") and f":{port}/" in url
+        assert "next: vectorpg.connect(PRIMARY_URL, replicas=" in replica.stdout.readline()
+        assert "password" in _refused(f"postgresql://postgres@127.0.0.1:{port}/postgres")  # no trust over TCP
+        db.collection("mirrored", embedder=None, create=False).add(vectors=[[0, 1, 0]], ids=["after"])
+        routed = vectorpg.connect(served.url, replicas=[url], read_your_writes=True)
+        mirrored = routed.collection("mirrored", embedder=None, create=False)
+        assert {d.id for d in mirrored.get(["before", "after"])} == {"before", "after"}
+        assert mirrored.explain([1, 0, 0], k=1).server.startswith("replica 1")
+        with pytest.raises(vectorpg.VectorPgError):
+            vectorpg.connect(url).collection("mirrored", embedder=None, create=False).add(vectors=[[0, 0, 1]])
+        promoted = run_cli("replica", "promote", "--replica-dir", str(tmp_path / "replica"))
+        assert promoted.returncode == 0 and "is a primary now" in promoted.stdout, promoted.stderr
+        vectorpg.connect(url).collection("mirrored", embedder=None, create=False).add(vectors=[[0, 0, 1]], ids=["new"])
+        routed.close()
+    finally:
+        db.close()
+        replica.send_signal(signal.SIGINT)
+        replica.communicate(timeout=60)
+    assert replica.returncode == 0

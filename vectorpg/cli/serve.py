@@ -54,16 +54,16 @@ host    all  all  ::/0           scram-sha-256
 """
 
 
-def _ensure_password(data_dir: Path) -> str:
-
+def _ensure_password(data_dir: Path, owner: str | None) -> str:
     path = data_dir / PASSWORD_FILE
-    if path.exists():
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(password + "\n")
-    return password
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(24) + "\n")
+    if owner is not None:  # the server's account reads its whole data directory (pg_basebackup of a replica too)
+        entry = pwd.getpwnam(owner)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path.read_text().strip()
 
 
 def _write_hba(data_dir: Path, *, allow_remote: bool, owner: str | None) -> None:
@@ -150,7 +150,7 @@ def serve(
     server = postgres_server(path, cleanup_mode=None)
     server.ensure_pgdata_inited()
     _write_hba(path, allow_remote=allow_remote, owner=server.system_user)
-    password = _ensure_password(path)
+    password = _ensure_password(path, server.system_user)
     process = start_server(path, host=host, port=port, user=server.system_user, log=path / "serve.log", timeout=timeout)
     # the superuser's door: this server's own socket, so a server of someone else's on the port is never used
     admin = admin_url(path, port)
