@@ -195,3 +195,31 @@ def test_promoting_a_replica_after_the_primary_is_lost(tmp_path: Any) -> None:
         routed.close()
     finally:
         own.stop()
+
+
+def test_the_async_api_reads_on_the_replicas_too(primed: Cluster) -> None:
+    import asyncio
+
+    import vectorpg.aio
+
+    async def main() -> tuple[set[str], list[str], str]:
+        adb = await vectorpg.aio.connect(primed.primary.url, replicas=[r.url for r in primed.replicas])
+        try:
+            docs = await adb.collection("items", embedder=None, create=False)
+            servers = {(await docs.explain(np.ones(DIM), k=3)).server for _ in range(4)}
+            await docs.upsert(vectors=[np.full(DIM, 2.0)], ids=["async-write"])
+            with adb.reading(read_your_writes=True):
+                found = [d.id for d in await docs.get(["async-write"])]
+                server = (await docs.explain(np.ones(DIM), k=1)).server
+            return servers, found, server
+        finally:
+            await adb.close()
+
+    servers, found, server = asyncio.run(main())
+    assert (
+        servers
+        == {"replica 1 " + s.split(" ", 2)[2] for s in servers if s.startswith("replica 1")}
+        | {s for s in servers if s.startswith("replica 2")}
+        and len(servers) == 2
+    )
+    assert found == ["async-write"] and server.startswith("replica")

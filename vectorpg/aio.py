@@ -31,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -39,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from vectorpg.awaiting import greenlet_spawn
 from vectorpg.database import Database as SyncDatabase
 from vectorpg.db.engine import create_async_vector_engine
+from vectorpg.db.routing import ReadRouter, reading
 from vectorpg.db.server import EmbeddedServer, embedded_server
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.rag.collection import DocumentCollection
@@ -151,12 +153,17 @@ class Collection(_Face):
 class Database(_Face):
     """A connected database (:class:`vectorpg.Database`) on an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`."""
 
-    def __init__(self, engine: AsyncEngine, *, server: EmbeddedServer | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, server: EmbeddedServer | None = None, replicas: Sequence[AsyncEngine] = (),
+        **routing: Any,
+    ) -> None:  # fmt: skip
         self.engine = engine
         self.server = server
+        self.replicas = list(replicas)
+        router = ReadRouter(engine.sync_engine, [r.sync_engine for r in replicas], **routing) if replicas else None
         #: the sync :class:`vectorpg.Database` over the same pool (its calls need the greenlet: use the
         #: coroutines here, or :func:`run_sync`)
-        self.sync = SyncDatabase(engine.sync_engine, server=server)
+        self.sync = SyncDatabase(engine.sync_engine, server=server, router=router)
         self.session_factory = async_sessionmaker(engine, expire_on_commit=False)
 
     def session(self) -> AsyncSession:
@@ -180,9 +187,15 @@ class Database(_Face):
     installed_schema_version = _awaitable(SyncDatabase.installed_schema_version)
     has_store_schema = _awaitable(SyncDatabase.has_store_schema)
 
+    def reading(self, *, read_your_writes: bool = True) -> AbstractContextManager[None]:
+        """:meth:`vectorpg.Database.reading`: read-your-writes (or not) for the reads inside the block."""
+        return reading(read_your_writes=read_your_writes)
+
     async def close(self) -> None:
         """Close the pooled connections."""
         await self.engine.dispose()
+        for replica in self.replicas:
+            await replica.dispose()
 
     async def __aenter__(self) -> Database:
         return self
@@ -235,15 +248,27 @@ async def run_sync(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 
 async def connect(
-    url: str | None = None, *, data_dir: str | os.PathLike[str] | None = None, echo: bool = False, **engine_kwargs: Any
+    url: str | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    echo: bool = False,
+    replicas: Sequence[str] | None = None,
+    read_your_writes: bool = False,
+    max_lag: float | None = 10.0,
+    replica_wait: float = 2.0,
+    **engine_kwargs: Any,
 ) -> Database:
     """Connect to PostgreSQL + pgvector: :func:`vectorpg.connect`'s async twin (the same URL rules; without
-    one, the embedded server, started in a worker thread). Extra keyword arguments go to
-    :func:`sqlalchemy.ext.asyncio.create_async_engine`."""
+    one, the embedded server, started in a worker thread; ``replicas`` and the routing options as there).
+    Extra keyword arguments go to :func:`sqlalchemy.ext.asyncio.create_async_engine`."""
     server: EmbeddedServer | None = None
     url = url or os.environ.get("VECTORPG_URL") or None
     if url is None:
         server = await asyncio.to_thread(embedded_server, data_dir)
         url = server.url
+    if isinstance(replicas, str):
+        raise InvalidArgumentError("replicas is a list of URLs, not one string: replicas=[url, ...]")
     engine = await create_async_vector_engine(url, echo=echo, server=server, **engine_kwargs)
-    return Database(engine, server=server)
+    others = [await create_async_vector_engine(u, echo=echo, **engine_kwargs) for u in replicas or ()]
+    routing = {"read_your_writes": read_your_writes, "max_lag": max_lag, "wait": replica_wait}
+    return Database(engine, server=server, replicas=others, **routing)

@@ -22,6 +22,7 @@ reports it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import threading
@@ -36,6 +37,7 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
+from vectorpg.awaiting import await_, in_greenlet
 from vectorpg.errors import ConnectionLostError, InvalidArgumentError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -155,7 +157,7 @@ class ReadRouter:
                     ).scalar()
                     if done or time.monotonic() >= deadline:
                         return bool(done)
-                    time.sleep(0.005)
+                    _sleep(0.005)
         except _LOST:
             self.mark_down(replica.engine)
             return False
@@ -170,6 +172,14 @@ class ReadRouter:
     def dispose(self) -> None:
         for replica in self.replicas:
             replica.engine.dispose()
+
+
+def _sleep(seconds: float) -> None:
+    """A pause that, under the async API (:mod:`vectorpg.aio`), lets the event loop go on."""
+    if in_greenlet():
+        await_(asyncio.sleep(seconds))
+    else:
+        time.sleep(seconds)
 
 
 def routed(method: F) -> F:
