@@ -100,6 +100,7 @@ LAYERS = [
         "vectorpg.tenancy",
         "vectorpg.aio",
         "vectorpg.integrations",
+        "vectorpg.scaling",
     ),
     ("vectorpg.database",),
     ("vectorpg.rag",),

@@ -80,7 +80,7 @@ if TYPE_CHECKING:  # what ``import vectorpg`` offers, each name loaded on first 
 
 
 #: submodules that load an optional dependency (Alembic) or are only for the command line
-_LAZY = ("alembic", "cli")
+_LAZY = ("alembic", "cli", "scaling")
 
 
 @cache

@@ -15,13 +15,14 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Table, bindparam, func, select
+from sqlalchemy import Engine, Table, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause, Select
 from sqlalchemy.types import TypeEngine
 
+from vectorpg.db.citus import is_distributed
 from vectorpg.db.routing import read_bind
 from vectorpg.errors import InvalidArgumentError, PerformanceWarning
 from vectorpg.indexes import VectorIndex
@@ -116,6 +117,13 @@ class SearchSurface:
     def reader(self) -> Engine | Session:
         """Where reads run: the server a routed read chose (:mod:`vectorpg.db.routing`), else :attr:`bind`."""
         return read_bind(self.bind)  # type: ignore[no-any-return]
+
+    def _query_parameter(self, vector: Any) -> ColumnElement[Any]:
+        """The query vector as a bound parameter; cast to its type in the SQL on a Citus distributed table,
+        where an untyped ``$1`` of a pushed-down ``ORDER BY ... LIMIT`` fails (citus#7078)."""
+        param = bindparam("query_vector", vector, type_=self.query_type)
+        distributed = isinstance(self.bind, Engine) and is_distributed(self.engine, self.source.fullname)
+        return cast(param, self.query_type) if distributed else param
 
     @property
     def cache_key(self) -> str:
@@ -226,7 +234,7 @@ class SearchSurface:
             columns=lambda rows: self.columns(rows, diversity is not None),
             cache_key=self.cache_key,
             metric=spec,
-            query=bindparam("query_vector", vector, type_=self.query_type),
+            query=self._query_parameter(vector),
             vector=vector,
             k=k,
             where=list(where),
@@ -345,7 +353,7 @@ class SearchSurface:
             text_column=text_column,
             vector_column=self.vector_column,
             query_text=text,
-            query_vector=bindparam("query_vector", vector, type_=self.query_type),
+            query_vector=self._query_parameter(vector),
             metric=metric or self.metric,
             k=k,
             where=list(where),

@@ -1,0 +1,108 @@
+"""vectorpg.scaling (Citus): the statements distribute() issues, rendered and checked here without Citus; its
+refusal on a server without Citus; the query-vector cast that Citus needs (citus#7078), checked on plain
+PostgreSQL for equal results; and the live path on a Citus coordinator when $VECTORPG_CITUS_URL names one."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Integer, String, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+import vectorpg
+from vectorpg import HNSW, Repository, vector_column, vector_index
+from vectorpg.db import citus
+from vectorpg.scaling import distribute, distribution_statements
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Chunk(Base):
+    __tablename__ = "chunks"
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    embedding: Mapped[Any] = vector_column(8)
+    __table_args__ = (vector_index("embedding", HNSW(), metric="cosine"),)
+
+
+def _rendered(*args: Any, **kwargs: Any) -> list[str]:
+    return [s.as_string(None) for s in distribution_statements(*args, **kwargs)]
+
+
+def test_the_statements_for_a_model_a_table_and_a_collection(db: vectorpg.Database) -> None:
+    model = _rendered(Chunk, "tenant", shard_count=32)
+    assert model[-1] == "SELECT create_distributed_table('\"chunks\"'::regclass, 'tenant', shard_count => 32)"
+    assert "citus.propagate_set_commands = %L" in model[0] and "current_database()" in model[0]
+    assert _rendered("app.items", "org", colocate_with="app.orgs")[-1] == (
+        "SELECT create_distributed_table('\"app\".\"items\"'::regclass, 'org', colocate_with => 'app.orgs')"
+    )
+    docs = db.collection("spread", dimension=4, embedder=None)
+    store = _rendered(docs, None)
+    assert store[:3] == [
+        f"SELECT create_reference_table('vectorpg.{t}')" for t in ("collections", "index_tuning", "embedding_cache")
+    ]
+    assert store[-1] == "SELECT create_distributed_table('\"vectorpg\".\"documents\"'::regclass, 'id')"
+    with pytest.raises(vectorpg.InvalidArgumentError, match="distributed on 'id'"):
+        _rendered(docs, "lang")
+    for bad in ("tenant; DROP TABLE x", "a'b", ""):
+        with pytest.raises(vectorpg.InvalidIdentifierError):
+            _rendered(Chunk, bad)
+    with pytest.raises(vectorpg.InvalidArgumentError, match="shard_count"):
+        _rendered(Chunk, "tenant", shard_count=0)
+    with pytest.raises(vectorpg.InvalidArgumentError, match="needs the shard key"):
+        _rendered(Chunk, None)
+
+
+def test_distribute_without_citus_is_a_clear_error_and_changes_nothing(db: vectorpg.Database) -> None:
+    Base.metadata.create_all(db.engine)
+    with pytest.raises(vectorpg.ConfigurationError, match="docker compose --profile citus up"):
+        distribute(db, Chunk, "tenant")
+    with db.psycopg_connection() as raw:
+        assert raw.execute("SELECT current_setting('citus.propagate_set_commands', true)").fetchone() == (None,)
+
+
+def test_searches_on_a_distributed_table_cast_the_query_vector(db: vectorpg.Database, monkeypatch: Any) -> None:
+    """As Citus needs (citus#7078): checked here by marking the table distributed (results must not change)."""
+    Base.metadata.create_all(db.engine)
+    repo = Repository(Chunk, db, metric="cosine")
+    rng = np.random.default_rng(2)
+    repo.add({"tenant": f"t{i % 3}", "id": i, "embedding": v} for i, v in enumerate(rng.normal(size=(300, 8))))
+    q = rng.normal(size=8)
+    plain = [(row.tenant, row.id) for row, _ in repo.search(q, k=10, where=Chunk.tenant == "t1")]
+    seen: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    monkeypatch.setitem(citus._known, (str(db.engine.url), "chunks"), True)
+    cast = [
+        (row.tenant, row.id)
+        for row, _ in Repository(Chunk, db, metric="cosine").search(q, k=10, where=Chunk.tenant == "t1")
+    ]
+    assert cast == plain and len(cast) == 10
+    assert any("CAST(" in s and "AS VECTOR(8))" in s.upper() for s in seen), seen
+
+
+@pytest.mark.skipif(not os.environ.get("VECTORPG_CITUS_URL"), reason="no Citus coordinator: set VECTORPG_CITUS_URL")
+def test_on_a_citus_coordinator() -> None:  # pragma: no cover (needs Citus: docker compose --profile citus up)
+    db = vectorpg.connect(os.environ["VECTORPG_CITUS_URL"])
+    Base.metadata.drop_all(db.engine)
+    Base.metadata.create_all(db.engine)
+    repo = Repository(Chunk, db, metric="cosine")
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(5000, 8))
+    repo.add({"tenant": f"t{i % 7}", "id": i, "embedding": v} for i, v in enumerate(vectors))
+    plan = distribute(db, Chunk, "tenant", shard_count=8)
+    assert plan.table == "chunks" and plan.statements
+    repo = Repository(Chunk, db, metric="cosine")
+    for q in rng.normal(size=(10, 8)):
+        found = repo.search(q, k=10)
+        exact = repo.search(q, k=10, strategy="exact")
+        assert (
+            len(found) == 10 and len({(r.tenant, r.id) for r, _ in found} & {(r.tenant, r.id) for r, _ in exact}) >= 8
+        )
+        assert len(repo.search(q, k=10, where=Chunk.tenant == "t3")) == 10
+    Base.metadata.drop_all(db.engine)
+    db.close()
