@@ -106,3 +106,21 @@ def test_on_a_citus_coordinator() -> None:  # pragma: no cover (needs Citus: doc
         assert len(repo.search(q, k=10, where=Chunk.tenant == "t3")) == 10
     Base.metadata.drop_all(db.engine)
     db.close()
+
+
+def test_the_compose_profile_is_a_coordinator_two_workers_and_pgvector() -> None:
+    """What `docker compose --profile citus up` starts (no Docker engine here: the file itself is checked)."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    citus_services = {name for name, spec in services.items() if "citus" in spec.get("profiles", [])}
+    assert citus_services == {"citus-coordinator", "citus-worker-1", "citus-worker-2", "citus-init"}
+    assert "profiles" not in services["postgres"]  # the default service is unchanged
+    assert services["citus-coordinator"]["build"]["context"] == "docker/citus"
+    init = (root / "docker" / "citus" / "init.sql").read_text()
+    assert "citus_add_node('citus-worker-1'" in init and "citus_add_node('citus-worker-2'" in init
+    assert "CREATE EXTENSION IF NOT EXISTS vector" in init
+    assert "postgresql-${PG_MAJOR}-pgvector" in (root / "docker" / "citus" / "Dockerfile").read_text()
