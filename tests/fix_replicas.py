@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -57,7 +58,8 @@ class Server:
         assert self.process is not None
         parent = psutil.Process(self.process.pid)
         for proc in [*parent.children(recursive=True), parent]:
-            os.kill(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # a backend that exited meanwhile
+                os.kill(proc.pid, signal.SIGKILL)
         self.process.wait(30)
         self.process = None
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)

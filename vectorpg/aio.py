@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from vectorpg.awaiting import greenlet_spawn
 from vectorpg.database import Database as SyncDatabase
 from vectorpg.db.engine import create_async_vector_engine
-from vectorpg.db.routing import ReadRouter, reading
+from vectorpg.db.routing import ReadRouter, reading, replica_urls
 from vectorpg.db.server import EmbeddedServer, embedded_server
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.rag.collection import DocumentCollection
@@ -266,9 +266,8 @@ async def connect(
     if url is None:
         server = await asyncio.to_thread(embedded_server, data_dir)
         url = server.url
-    if isinstance(replicas, str):
-        raise InvalidArgumentError("replicas is a list of URLs, not one string: replicas=[url, ...]")
+    urls = replica_urls(replicas)
     engine = await create_async_vector_engine(url, echo=echo, server=server, **engine_kwargs)
-    others = [await create_async_vector_engine(u, echo=echo, **engine_kwargs) for u in replicas or ()]
+    others = [await create_async_vector_engine(u, echo=echo, **engine_kwargs) for u in urls]
     routing = {"read_your_writes": read_your_writes, "max_lag": max_lag, "wait": replica_wait}
     return Database(engine, server=server, replicas=others, **routing)

@@ -22,7 +22,6 @@ from vectorpg.db.engine import create_vector_engine, raw_connection
 from vectorpg.db.routing import ReadRouter
 from vectorpg.db.server import EmbeddedServer, embedded_server
 from vectorpg.db.translate import translating
-from vectorpg.errors import InvalidArgumentError
 from vectorpg.own_schema import install
 from vectorpg.rag.collection import DocumentCollection
 from vectorpg.store import registry, transfer
@@ -198,11 +197,10 @@ def connect(
         url = server.url
     engine = create_vector_engine(url, echo=echo, server=server, **engine_kwargs)
     router = None
-    if replicas is not None:
-        if isinstance(replicas, str):
-            raise InvalidArgumentError("replicas is a list of URLs, not one string: replicas=[url, ...]")
+    urls = routing.replica_urls(replicas)
+    if urls:
         router = ReadRouter(
-            engine, [create_vector_engine(u, echo=echo, **engine_kwargs) for u in replicas],
+            engine, [create_vector_engine(u, echo=echo, **engine_kwargs) for u in urls],
             read_your_writes=read_your_writes, max_lag=max_lag, wait=replica_wait,
         )  # fmt: skip
     return Database(engine, server=server, router=router)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,20 +60,10 @@ def replica(
     password = (primary / PASSWORD_FILE).read_text().strip()
     url = f"postgresql://{CLIENT_ROLE}:{password}@{host}:{port}/postgres"
 
-    def stop(signum: int, frame: object) -> None:
-        process.send_signal(signal.SIGINT)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with standby.stopped_on_signal(process):
         if on_ready is not None:
             on_ready(url)
-        return process.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait()
+        return int(process.wait())
 
 
 def promote(replica_dir: str | os.PathLike[str]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
-import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ from vectorpg.db.server import (
     resolve_data_dir,
     running_postmaster,
 )
-from vectorpg.db.standby import admin_url, start_server
+from vectorpg.db.standby import admin_url, start_server, stopped_on_signal
 from vectorpg.errors import ServerError
 
 #: The login role that `vectorpg serve` hands to clients: no superuser, no CREATEROLE / CREATEDB, owner of
@@ -157,28 +156,20 @@ def serve(
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "*", "") else host
     url = f"postgresql://{CLIENT_ROLE}:{password}@{client_host}:{port}/postgres"
 
-    def stop(signum: int, frame: object) -> None:
-        process.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown: roll back, checkpoint, exit
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        # serve counts as a user of the server, so no other vectorpg process that exits stops it
-        with postgres_server._lock:
-            forget_dead_users(path)
-            server.global_process_id_list.get_and_add(os.getpid())
+        with stopped_on_signal(process):
+            # serve counts as a user of the server, so no other vectorpg process that exits stops it
+            with postgres_server._lock:
+                forget_dead_users(path)
+                server.global_process_id_list.get_and_add(os.getpid())
 
-        db = connect(admin)
-        db.setup()
-        db.close()
-        _prepare_client_role(admin, password)
-        if on_ready is not None:
-            on_ready(url)
-        return int(process.wait())
+            db = connect(admin)
+            db.setup()
+            db.close()
+            _prepare_client_role(admin, password)
+            if on_ready is not None:
+                on_ready(url)
+            return int(process.wait())
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait()
         with postgres_server._lock:
             server.global_process_id_list.get_and_remove(os.getpid())

@@ -23,7 +23,8 @@ def is_distributed(engine: Engine, table: str) -> bool:
             found = bool(
                 conn.execute(
                     text(
-                        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = to_regclass(:t))"
+                        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition"
+                        " WHERE logicalrelid = to_regclass(:t))"
                     ),
                     {"t": table},
                 ).scalar()

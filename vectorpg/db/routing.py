@@ -90,6 +90,8 @@ class ReadRouter:
         self.check_every = check_every
         self._turn = itertools.count()
         self._lock = threading.Lock()
+        #: (primary WAL position, when read) for the lag checks of one check window
+        self._checked_lsn: tuple[str, float] | None = None
 
     # -- choosing ----------------------------------------------------------------------------------
 
@@ -121,18 +123,22 @@ class ReadRouter:
         return not replica.lagging
 
     def _lags(self, replica: _Replica) -> bool:
-        """Whether ``replica`` is more than ``max_lag`` behind (unknown when the primary does not answer:
-        then it serves)."""
+        """Whether ``replica`` is more than ``max_lag`` behind: it has not replayed the primary's position and
+        its last replayed transaction is older than that. Unknown (it serves): the primary does not answer,
+        or the replica has replayed no transaction since it started (a fresh clone)."""
+        now = time.monotonic()
         try:
-            target = self._primary_lsn()
+            if self._checked_lsn is None or now - self._checked_lsn[1] >= self.check_every:
+                self._checked_lsn = (self._primary_lsn(), now)
         except _LOST:
             return False
+        target = self._checked_lsn[0]
         try:
             with replica.engine.connect() as conn:
                 behind = conn.execute(
                     text(
                         "SELECT coalesce(pg_last_wal_replay_lsn() < CAST(:lsn AS pg_lsn), false) "
-                        "AND coalesce(now() - pg_last_xact_replay_timestamp() > make_interval(secs => :lag), true)"
+                        "AND coalesce(now() - pg_last_xact_replay_timestamp() > make_interval(secs => :lag), false)"
                     ),
                     {"lsn": target, "lag": self.max_lag},
                 ).scalar()
@@ -172,6 +178,13 @@ class ReadRouter:
     def dispose(self) -> None:
         for replica in self.replicas:
             replica.engine.dispose()
+
+
+def replica_urls(replicas: Sequence[str] | None) -> list[str]:
+    """``connect(..., replicas=...)`` as a list of URLs (a lone string is the usual slip: refused)."""
+    if isinstance(replicas, str):
+        raise InvalidArgumentError("replicas is a list of URLs, not one string: replicas=[url, ...]")
+    return list(replicas or ())
 
 
 def _sleep(seconds: float) -> None:

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -102,3 +105,22 @@ def promote(replica_dir: Path, *, user: str | None, timeout: float = 60.0) -> No
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 10, **_as(user))  # type: ignore[call-overload]
     if done.returncode != 0:
         raise ServerError(f"pg_ctl promote failed for {replica_dir}: {(done.stderr or done.stdout).strip()}")
+
+
+@contextmanager
+def stopped_on_signal(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM ask ``process`` (a server) for PostgreSQL's fast shutdown; when it
+    ends, the previous handlers come back and the server is stopped if it still runs."""
+
+    def stop(signum: int, frame: object) -> None:
+        process.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown: roll back, checkpoint, exit
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait()

@@ -122,7 +122,8 @@ class SearchSurface:
         """The query vector as a bound parameter; cast to its type in the SQL on a Citus distributed table,
         where an untyped ``$1`` of a pushed-down ``ORDER BY ... LIMIT`` fails (citus#7078)."""
         param = bindparam("query_vector", vector, type_=self.query_type)
-        distributed = isinstance(self.bind, Engine) and is_distributed(self.engine, self.source.fullname)
+        reader = self.reader  # the server this read runs on (its catalog: the primary may be gone)
+        distributed = isinstance(reader, Engine) and is_distributed(reader, self.source.fullname)
         return cast(param, self.query_type) if distributed else param
 
     @property
