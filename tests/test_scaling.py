@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Integer, String, event
+from sqlalchemy import Integer, String, event, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vectorpg
@@ -85,6 +85,32 @@ def test_searches_on_a_distributed_table_cast_the_query_vector(db: vectorpg.Data
     assert any("CAST(" in s and "AS VECTOR(8))" in s.upper() for s in seen), seen
 
 
+def _citus_plan(task_rows: list[int], task_count: int) -> dict[str, Any]:
+    """An ``EXPLAIN (FORMAT JSON)`` plan node of a distributed query, in the shape of Citus's own regression
+    output (multi_explain.out): the coordinator's fixed guess, and the shown tasks' remote plans."""
+    tasks = [{"Node": "host=w port=5432", "Remote Plan": [[{"Plan": {"Node Type": "Seq Scan", "Plan Rows": n}}]]}
+             for n in task_rows]  # fmt: skip
+    shown = "All" if len(task_rows) == task_count else f"One of {task_count}"
+    return {
+        "Node Type": "Custom Scan",
+        "Custom Plan Provider": "Citus Adaptive",
+        "Plan Rows": 100000,
+        "Distributed Query": {"Job": {"Task Count": task_count, "Tasks Shown": shown, "Tasks": tasks}},
+    }
+
+
+def test_row_estimates_of_a_distributed_query_come_from_the_shards(db: vectorpg.Database) -> None:
+    """The planner's exact/ANN choice reads the shards' estimate on Citus, not the coordinator's 100,000."""
+    assert citus.plan_rows(_citus_plan([150], 32)) == 4800  # one task shown of 32
+    assert citus.plan_rows(_citus_plan([10, 30], 2)) == 40  # every task shown
+    assert citus.plan_rows(_citus_plan([7], 1)) == 7  # routed to one shard by its key
+    no_tasks = _citus_plan([], 6)  # "Tasks Shown: None, not supported for re-partition queries"
+    assert citus.plan_rows(no_tasks) == 100000
+    with db.engine.connect() as conn:  # plain PostgreSQL: its own estimate, as before
+        plan = conn.execute(text("EXPLAIN (FORMAT JSON) SELECT 1 FROM generate_series(1, 10)")).scalar()
+    assert citus.plan_rows(plan[0]["Plan"]) == 10
+
+
 @pytest.mark.skipif(not os.environ.get("VECTORPG_CITUS_URL"), reason="no Citus coordinator: set VECTORPG_CITUS_URL")
 def test_on_a_citus_coordinator() -> None:  # pragma: no cover (needs Citus: docker compose --profile citus up)
     db = vectorpg.connect(os.environ["VECTORPG_CITUS_URL"])
@@ -104,6 +130,10 @@ def test_on_a_citus_coordinator() -> None:  # pragma: no cover (needs Citus: doc
             len(found) == 10 and len({(r.tenant, r.id) for r, _ in found} & {(r.tenant, r.id) for r, _ in exact}) >= 8
         )
         assert len(repo.search(q, k=10, where=Chunk.tenant == "t3")) == 10
+    with db.engine.begin() as conn:
+        conn.execute(text("ANALYZE chunks"))  # (Citus runs it on every shard)
+    estimated = repo.explain(rng.normal(size=8), k=10, where=Chunk.id < 50).estimated_rows
+    assert estimated is not None and estimated < 1000  # the shards' estimate of 50 rows, not Citus's 100,000
     Base.metadata.drop_all(db.engine)
     db.close()
 

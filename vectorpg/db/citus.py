@@ -1,8 +1,11 @@
-"""Whether a table is a Citus distributed table (:mod:`vectorpg.scaling`), asked once per server and table."""
+"""Citus support for the search path (:mod:`vectorpg.scaling`): whether a table is distributed (asked once
+per server and table), and the row estimate of a distributed query's plan."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -38,3 +41,22 @@ def forget() -> None:
     """Ask again next time (after ``create_distributed_table``)."""
     with _lock:
         _known.clear()
+
+
+def plan_rows(plan: Mapping[str, Any]) -> int:
+    """The rows an ``EXPLAIN (FORMAT JSON)`` plan node estimates.
+
+    On Citus the coordinator's node for a distributed query (``Custom Scan``, ``Distributed Query``) carries a
+    fixed guess (100,000 rows, whatever the filter). The estimate that means something is the shards' own:
+    the shown task's remote plan rows times the task count (shards are hash-spread, so alike), or their sum
+    when every task is shown (``citus.explain_all_tasks``). A query routed to one shard has one task."""
+    job = plan.get("Distributed Query", {}).get("Job") if plan.get("Node Type") == "Custom Scan" else None
+    if job:
+        remote = [
+            int(task["Remote Plan"][0][0]["Plan"]["Plan Rows"])
+            for task in job.get("Tasks", ())
+            if "Remote Plan" in task
+        ]
+        if remote:
+            return round(sum(remote) / len(remote) * int(job.get("Task Count", len(remote))))
+    return int(plan["Plan Rows"])

@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
+from vectorpg.db.citus import plan_rows
 from vectorpg.errors import InvalidArgumentError
 from vectorpg.indexes import Quantization, VectorIndex
 from vectorpg.metrics import MetricSpec
@@ -171,7 +172,7 @@ def _estimate(run: Runner, request: SearchRequest, where: Sequence[ColumnElement
     if cached is not None and now - cached[0] < config.estimate_seconds:
         return cached[1]
     rows = run(statement, {})
-    found = int(rows[0][0][0]["Plan"]["Plan Rows"])
+    found = plan_rows(rows[0][0][0]["Plan"])  # (on Citus: the shards' estimate, not the coordinator's guess)
     if len(_estimates) >= _MAX_ESTIMATES:
         _estimates.clear()
     _estimates[key] = (now, found)
