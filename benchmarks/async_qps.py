@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector_async
+from sqlalchemy import text
 
 import vectorpg
 import vectorpg.aio
@@ -104,9 +105,12 @@ async def _async_side(
     return _summary(latencies, seconds), found
 
 
-async def _raw_side(url: str, queries: np.ndarray, tasks: int, where: Any) -> tuple[dict[str, float], list[list[str]]]:
+async def _raw_side(
+    url: str, queries: np.ndarray, tasks: int, where: Any, ef_search: int
+) -> tuple[dict[str, float], list[list[str]]]:
     """One psycopg AsyncConnection a task, the statement written by hand (the partition, the index's order,
-    LIMIT) with vectorpg's ``ef_search`` (so that recall is the same), the filtered one with an iterative scan."""
+    LIMIT) with the ``ef_search`` vectorpg's planner chose for the same search (its ``explain()``), the
+    filtered one with an iterative scan."""
     # the index is on embedding::vector(384) (the documents table holds every dimension): the hand-written
     # ORDER BY must name that expression, or PostgreSQL scans the partition exactly
     statement = (
@@ -120,7 +124,7 @@ async def _raw_side(url: str, queries: np.ndarray, tasks: int, where: Any) -> tu
     free: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
     for conn in conns:
         await register_vector_async(conn)
-        await conn.execute("SET hnsw.ef_search = 200")  # what vectorpg's planner uses here: the same recall
+        await conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
         if where:
             await conn.execute("SET hnsw.iterative_scan = strict_order")
         free.put_nowait(conn)
@@ -153,20 +157,27 @@ def run(url: str, rows: int, searches: int, concurrency: list[int]) -> dict[str,
     docs = db.collection("qps", dimension=DIM, embedder=None, auto_index=False)
     docs.add(vectors=data, ids=[str(i) for i in range(rows)], metadata=[{"n": i % 100} for i in range(rows)])
     docs.create_index(HNSW())
+    with db.engine.begin() as conn:  # statistics, as a tuned deployment has them (without, the first raw
+        conn.execute(text("ANALYZE vectorpg.documents"))  # statements can plan an exact scan)
+    ef = {kind: int(docs.explain(queries[0], k=K, where=where).settings.get("hnsw.ef_search", 40))
+          for kind, where in (("plain", None), ("filtered", FILTERED))}  # fmt: skip
+    print(f"vectorpg's ef_search: {ef}", flush=True)
     allowed = np.flatnonzero(np.arange(rows) % 100 < 10)
     truth = {
         "plain": [[str(i) for i in row] for row in exact_neighbours(data, queries, K, "cosine")],
         "filtered": [[str(allowed[i]) for i in row] for row in exact_neighbours(data[allowed], queries, K, "cosine")],
     }
-    out: dict[str, Any] = {"rows": rows, "searches": searches, "dim": DIM, "runs": []}
+    out: dict[str, Any] = {"rows": rows, "searches": searches, "dim": DIM, "ef_search": ef, "runs": []}
     for kind, where in (("plain", None), ("filtered", FILTERED)):
         for n in concurrency:
             for side in SIDES:
                 if side == SIDES[0]:
                     summary, found = _sync_side(docs, queries, n, where)
                 else:
-                    measure = _async_side if side == SIDES[1] else _raw_side
-                    summary, found = asyncio.run(measure(url, queries, n, where))
+                    if side == SIDES[1]:
+                        summary, found = asyncio.run(_async_side(url, queries, n, where))
+                    else:
+                        summary, found = asyncio.run(_raw_side(url, queries, n, where, ef[kind]))
                 summary |= {"kind": kind, "side": side, "workers": n, "recall": recall_at(found, truth[kind], K)}
                 out["runs"].append(summary)
                 print(json.dumps(summary), flush=True)
