@@ -85,7 +85,7 @@ CREATE OR REPLACE FUNCTION vectorpg.schema_version() RETURNS int
 LANGUAGE sql IMMUTABLE AS $$
 -- The version of vectorpg's schema these scripts install (vectorpg.schema.SCHEMA_VERSION). Database.setup()
 -- applies nothing when it already matches, so a role that does not own the schema can use the store.
-SELECT 4
+SELECT 5
 $$;
 
 CREATE OR REPLACE FUNCTION vectorpg.sync_partition_security(parent regclass, only_partition regclass DEFAULT NULL)
@@ -675,6 +675,20 @@ BEGIN
     RETURN previous;
 END $$;
 
+CREATE OR REPLACE FUNCTION vectorpg.plan_rows(plan json) RETURNS numeric
+LANGUAGE sql IMMUTABLE AS $$
+-- The rows the node of an EXPLAIN (FORMAT JSON) plan estimates. On Citus a distributed query's node (Custom
+-- Scan, "Distributed Query") carries a fixed guess (100,000 rows whatever the filter): the estimate is the
+-- shards' own, the shown tasks' mean remote plan rows times the task count (vectorpg.db.citus.plan_rows).
+SELECT coalesce(
+    (SELECT round(avg((t -> 'Remote Plan' -> 0 -> 0 -> 'Plan' ->> 'Plan Rows')::numeric)
+                  * coalesce(max(plan -> 'Distributed Query' -> 'Job' ->> 'Task Count')::numeric, count(*)))
+     FROM json_array_elements(plan -> 'Distributed Query' -> 'Job' -> 'Tasks') t
+     WHERE plan ->> 'Node Type' = 'Custom Scan' AND t -> 'Remote Plan' IS NOT NULL
+     HAVING count(*) > 0),
+    (plan ->> 'Plan Rows')::numeric)
+$$;
+
 CREATE OR REPLACE FUNCTION vectorpg.ann_plan(
     part text, index_name text, method text, kind text, options text[], k int, where_sql text, params jsonb[],
     OUT fetch_n int, OUT settings text[]
@@ -696,7 +710,7 @@ BEGIN
         -- are often low, never trusted alone)
         EXECUTE format('EXPLAIN (FORMAT JSON) WITH filter_params AS MATERIALIZED (SELECT $2 AS p) SELECT 1 FROM %s d WHERE %s', part, where_sql) INTO STRICT plan
             USING NULL::vector, params;
-        estimated := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric;
+        estimated := vectorpg.plan_rows(plan -> 0 -> 'Plan');
         IF estimated <= 2 * exact_max_rows THEN
             EXECUTE format('WITH filter_params AS MATERIALIZED (SELECT $2 AS p) SELECT count(*) FROM (SELECT 1 FROM %s d WHERE %s LIMIT %s) m', part, where_sql, exact_max_rows + 1)
                 INTO matched USING NULL::vector, params;
@@ -718,7 +732,7 @@ BEGIN
     END IF;
     IF where_sql <> 'true' THEN
         EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s', part) INTO STRICT plan;
-        table_rows := greatest(1, (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric);
+        table_rows := greatest(1, vectorpg.plan_rows(plan -> 0 -> 'Plan'));
         estimated := greatest(coalesce(matched, 0), coalesce(estimated, 0), 1);
         settings := settings || ARRAY[
             'hnsw.iterative_scan', 'relaxed_order', 'ivfflat.iterative_scan', 'relaxed_order',

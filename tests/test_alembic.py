@@ -648,14 +648,14 @@ def test_vectorpgs_own_migrations_in_the_applications_history(bare_database_url:
     app.config.set_main_option("path_separator", "space")
     app.config.set_main_option("version_locations", f"{app.versions} vectorpg.migrations:")
     command.upgrade(app.config, "heads")
-    assert app.sql("SELECT vectorpg.schema_version(), (SELECT version_num FROM alembic_version)") == [(4, "0004")]
+    assert app.sql("SELECT vectorpg.schema_version(), (SELECT version_num FROM alembic_version)") == [(5, "0005")]
     command.revision(app.config, message="init", autogenerate=True, head="base", version_path=str(app.versions))
     (first,) = app.versions.glob("*_init.py")
     assert "schema='vectorpg'" not in first.read_text() and "create_vector_extension" not in first.read_text()
     command.upgrade(app.config, "heads")
     command.check(app.config)
     script = ScriptDirectory.from_config(app.config)
-    assert len(script.get_heads()) == 2 and script.get_revision("vectorpg@head").revision == "0004"
+    assert len(script.get_heads()) == 2 and script.get_revision("vectorpg@head").revision == "0005"
     command.downgrade(app.config, "vectorpg@base")
     assert app.sql("SELECT to_regnamespace('vectorpg') IS NULL, to_regclass('pages') IS NOT NULL") == [(True, True)]
     assert app.sql("SELECT count(*) FROM pg_extension WHERE extname = 'vector'") == [(1,)]

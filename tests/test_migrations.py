@@ -20,7 +20,7 @@ import vectorpg
 from vectorpg.own_schema.scripts import render_schema, sql_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0004"
+HEAD = "0005"
 
 
 def config(url: str) -> Config:

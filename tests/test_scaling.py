@@ -4,6 +4,7 @@ PostgreSQL for equal results; and the live path on a Citus coordinator when $VEC
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -106,9 +107,13 @@ def test_row_estimates_of_a_distributed_query_come_from_the_shards(db: vectorpg.
     assert citus.plan_rows(_citus_plan([7], 1)) == 7  # routed to one shard by its key
     no_tasks = _citus_plan([], 6)  # "Tasks Shown: None, not supported for re-partition queries"
     assert citus.plan_rows(no_tasks) == 100000
+    db.setup()  # vectorpg's schema and SQL functions
     with db.engine.connect() as conn:  # plain PostgreSQL: its own estimate, as before
         plan = conn.execute(text("EXPLAIN (FORMAT JSON) SELECT 1 FROM generate_series(1, 10)")).scalar()
-    assert citus.plan_rows(plan[0]["Plan"]) == 10
+        assert citus.plan_rows(plan[0]["Plan"]) == 10
+        for node in (_citus_plan([150], 32), _citus_plan([10, 30], 2), _citus_plan([7], 1), no_tasks, plan[0]["Plan"]):
+            in_sql = conn.execute(text("SELECT vectorpg.plan_rows(CAST(:p AS json))"), {"p": json.dumps(node)})
+            assert in_sql.scalar() == citus.plan_rows(node)  # the SQL functions' planner reads it alike
 
 
 @pytest.mark.skipif(not os.environ.get("VECTORPG_CITUS_URL"), reason="no Citus coordinator: set VECTORPG_CITUS_URL")

@@ -22,7 +22,7 @@ from vectorpg.own_schema.tables import SCHEMA, store_metadata
 SCRIPTS = ("schema.sql", "functions.sql")
 #: What ``vectorpg.schema_version()`` returns once these scripts ran (sql/functions.sql); one more with
 #: every migration in alembic/versions.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def sql_dir() -> Path:
