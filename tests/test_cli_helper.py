@@ -86,6 +86,13 @@ def test_the_second_search_is_answered_by_the_helper(env: dict[str, str], databa
     usage = search(env, "--collection")  # argparse's own error, through the helper too
     assert usage.returncode == 2 and "usage:" in usage.stderr
 
+    # the helper itself runs nothing but searches, whatever a client sends it
+    refused = helper._ask({"argv": ["drop", "notes", "--yes"], "env": {}, "cwd": "/"}, timeout=30)
+    assert refused is not None and refused["code"] == 2 and "runs only search" in refused["stderr"]
+    db = vectorpg.connect(database_url)
+    assert db.collection("notes", create=False).count() == 3
+    db.close()
+
 
 def test_no_helper_when_turned_off_or_not_private(env: dict[str, str], tmp_path: Path, monkeypatch: Any) -> None:
     off = search({**env, "VECTORPG_HELPER": "0"}, "gzip", "--collection", "notes", "-k", "1")

@@ -213,6 +213,9 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
     """Run one request's command line with the command-line code itself: its output and exit code."""
     from vectorpg.cli.main import main
 
+    argv = request.get("argv") or []
+    if not argv or argv[0] not in COMMANDS:  # the client asks only for these; nothing else runs here
+        return {"code": 2, "stdout": "", "stderr": f"vectorpg: the search helper runs only {', '.join(COMMANDS)}\n"}
     out, err = io.StringIO(), io.StringIO()
     with _as_the_caller(request), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -261,7 +264,12 @@ def serve(path: Path, first: dict[str, Any]) -> None:
                 except TimeoutError:
                     return
                 with conn:
-                    request = _receive(conn)
+                    conn.settimeout(10)  # a client that connects and sends nothing does not hold the helper
+                    try:
+                        request = _receive(conn)
+                    except (OSError, ValueError):  # (a timeout, or not one of our messages)
+                        continue
+                    conn.settimeout(None)
                     if request is None:
                         continue
                     if request.get("stop"):
