@@ -136,22 +136,25 @@ def growth_laws(sizes: list[dict[str, Any]]) -> dict[tuple[int, str], dict[str, 
     all of them, since each fit has only three noisy points and an ``ef_search`` that moves in steps), never
     kinder than the growth benchmark's fixed-ef_search latency law, and each index's QPS at its largest row
     count read off the line of that slope through its points (not the one noisy measurement)."""
-    laws = {}
-    slopes = []
+    series = {}
     for key in sorted({(r["dim"], r["kind"]) for r in sizes}):
         points = sorted((r for r in sizes if (r["dim"], r["kind"]) == key), key=lambda r: r["rows"])
-        x = np.log2([r["rows"] for r in points])
-        y = np.log2([r["qps"] for r in points])
-        build = 2 ** np.polyfit(x, np.log2([r["build_s"][2] for r in points]), 1)[0]
-        slope = float(np.polyfit(x, y, 1)[0])
-        slopes.append(slope)
-        laws[key] = {"build": float(build), "qps": 2**slope, "x": x, "y": y}
-    pooled = min(float(np.mean(slopes)), -math.log2(LATENCY_PER_DOUBLING))
-    for law in laws.values():
-        x, y = law.pop("x"), law.pop("y")
-        law["qps_pooled"] = 2**pooled
-        law["qps_fitted"] = float(2 ** (np.mean(y - pooled * x) + pooled * x.max()))
-    return laws
+        series[key] = (
+            np.log2([r["rows"] for r in points]),
+            np.log2([r["qps"] for r in points]),
+            np.log2([r["build_s"][2] for r in points]),
+        )
+    slopes = {key: float(np.polyfit(x, qps, 1)[0]) for key, (x, qps, _) in series.items()}
+    pooled = min(float(np.mean(list(slopes.values()))), -math.log2(LATENCY_PER_DOUBLING))
+    return {
+        key: {
+            "build": float(2 ** np.polyfit(x, build, 1)[0]),
+            "qps": 2 ** slopes[key],
+            "qps_pooled": 2**pooled,
+            "qps_fitted": float(2 ** (np.mean(qps - pooled * x) + pooled * x.max())),
+        }
+        for key, (x, qps, build) in series.items()
+    }
 
 
 def measure_replicas(seconds: float = 8.0, threads: int = 4) -> dict[str, Any]:
@@ -212,12 +215,14 @@ def _transactions(servers: dict[str, str]) -> dict[str, int]:
 
 
 def project(
-    sizes: list[dict[str, Any]], target_qps: float = 1000.0, node_ram_gib: float = 64.0
+    sizes: list[dict[str, Any]],
+    laws: dict[tuple[int, str], dict[str, float]],
+    target_qps: float = 1000.0,
+    node_ram_gib: float = 64.0,
 ) -> list[dict[str, Any]]:
     """Shards and replicas for 10M and 100M rows from the figures at the largest measured row count and the
-    fitted QPS law (assumptions in write())."""
+    growth ``laws`` (assumptions in write())."""
     out = []
-    laws = growth_laws(sizes)
     largest = max(r["rows"] for r in sizes)
     for row in (r for r in sizes if r["rows"] == largest):
         per_million = (row["table_bytes"] + row["index_bytes"]) / row["rows"] * 1e6
@@ -251,9 +256,10 @@ def _replica_rows(replicas: dict[str, Any]) -> list[list[Any]]:
     return out
 
 
-def write(result: dict[str, Any]) -> str:
-    sizes, replicas, projection = result["sizes"], result["replicas"], result["projection"]
+def write(sizes: list[dict[str, Any]], replicas: dict[str, Any]) -> str:
+    """The report (printed, and written with the figures and the plot to benchmarks/results/scaling.*)."""
     laws = growth_laws(sizes)
+    projection = project(sizes, laws)
     counts = sorted({r["rows"] for r in sizes})
     lines = [
         "# Scaling: measured, then projected",
@@ -388,6 +394,7 @@ def write(result: dict[str, Any]) -> str:
     lines += ["", f"![measured and projected]({save(fig, 'scaling.png')})", ""]
     report = "\n".join(lines)
     (RESULTS / "scaling.md").write_text(report)
+    result = {"sizes": sizes, "replicas": replicas, "projection": projection}
     (RESULTS / "scaling.json").write_text(json.dumps(result, indent=1))
     return report
 
@@ -401,14 +408,14 @@ def main() -> None:
         kept = json.loads((RESULTS / "scaling.json").read_text())
         for r in kept["sizes"]:
             r["build_s"] = {int(n): s for n, s in r["build_s"].items()}
-        print(write({**kept, "projection": project(kept["sizes"])}))
+        print(write(kept["sizes"], kept["replicas"]))
         return
     db = vectorpg.connect()
     url = db.engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg://", "postgresql://")
     sizes = measure_sizes(url, args.rows)
     db.close()
     replicas = measure_replicas()
-    print(write({"sizes": sizes, "replicas": replicas, "projection": project(sizes)}))
+    print(write(sizes, replicas))
 
 
 if __name__ == "__main__":

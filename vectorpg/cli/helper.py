@@ -83,11 +83,14 @@ def socket_path() -> Path | None:
     return where / f"search-{fingerprint()}.sock" if where else None
 
 
+def answerable(argv: Sequence[str]) -> bool:
+    """Whether this command line is one a helper runs (one of :data:`COMMANDS`, never ``--help``)."""
+    return bool(argv) and argv[0] in COMMANDS and not any(a in ("-h", "--help") for a in argv)
+
+
 def wanted(argv: Sequence[str]) -> bool:
-    """Whether this command line is one the helper answers (never ``--help``)."""
-    if os.environ.get("VECTORPG_HELPER") == "0" or not argv or argv[0] not in COMMANDS:
-        return False
-    return not any(a in ("-h", "--help") for a in argv)
+    """Whether to ask a helper for this command line (it answers it, and helpers are not turned off)."""
+    return os.environ.get("VECTORPG_HELPER") != "0" and answerable(argv)
 
 
 # -- the client side -------------------------------------------------------------------------------
@@ -213,8 +216,7 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
     """Run one request's command line with the command-line code itself: its output and exit code."""
     from vectorpg.cli.main import main
 
-    argv = request.get("argv") or []
-    if not argv or argv[0] not in COMMANDS:  # the client asks only for these; nothing else runs here
+    if not answerable(request.get("argv") or []):  # what the client asks for, checked here too
         return {"code": 2, "stdout": "", "stderr": f"vectorpg: the search helper runs only {', '.join(COMMANDS)}\n"}
     out, err = io.StringIO(), io.StringIO()
     with _as_the_caller(request), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
