@@ -5,8 +5,10 @@ import nothing heavy, and a helper never serves another user, another vectorpg o
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +35,8 @@ def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     db = vectorpg.connect(database_url)
     db.collection("notes").add(TEXTS, ids=["gzip", "socket", "signal"])
     db.close()
-    where = tmp_path / "helper"
+    # short, whatever pytest's base directory: a socket's path has a limit of about 100 bytes
+    where = Path(tempfile.mkdtemp(prefix="vph-", dir="/tmp"))
     monkeypatch.setenv("VECTORPG_HELPER_DIR", str(where))
     variables = {**os.environ, "VECTORPG_HELPER_DIR": str(where), "VECTORPG_URL": database_url}
     variables |= {"VECTORPG_HELPER": "1", "VECTORPG_HELPER_IDLE": "120", "HF_HUB_OFFLINE": "1"}
@@ -43,6 +46,7 @@ def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     while list(where.glob("*.sock")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not list(where.glob("*.sock")), "the helper left its socket behind"
+    shutil.rmtree(where, ignore_errors=True)
 
 
 def search(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -105,6 +109,11 @@ def test_no_helper_when_turned_off_or_not_private(env: dict[str, str], tmp_path:
     shared.chmod(0o755)
     monkeypatch.setenv("VECTORPG_HELPER_DIR", str(shared))
     assert helper.helper_dir() is None and helper.socket_path() is None  # others could reach a socket there
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir(mode=0o700)
+    monkeypatch.setenv("VECTORPG_HELPER_DIR", str(deep))
+    assert helper.helper_dir() == deep and helper.socket_path() is None  # too long a path for a Unix socket
+    assert not helper.start_helper(["search", "gzip"])  # so no helper is started that could never listen
     assert not helper.wanted(["search", "--help"]) and not helper.wanted(["ingest", "x"])
 
 

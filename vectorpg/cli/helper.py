@@ -10,7 +10,8 @@ nothing but the standard library and vectorpg's lazy package: about 0.1 s end to
 (``benchmarks/results/cli_search.md``).
 
 * **Where:** ``$VECTORPG_HELPER_DIR``, else ``$XDG_RUNTIME_DIR/vectorpg``, else ``/tmp/vectorpg-<uid>``. The
-  directory is mode 0700 and must be owned by the user: a socket anyone else could reach is never used.
+  directory is mode 0700 and must be owned by the user: a socket anyone else could reach is never used. A
+  directory so deep that the socket's path would pass the Unix limit (about 100 bytes) gets no helper.
 * **Which helper:** the socket's name carries a fingerprint of the Python executable and of vectorpg's code
   (version, location, the modules' modification times). An upgraded or edited vectorpg never talks to an older
   helper; the older one exits when idle.
@@ -77,10 +78,20 @@ def fingerprint(package: Path | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
+#: the longest path a Unix socket can have (sun_path is 108 bytes on Linux, 104 on macOS, with its NUL)
+_SOCKET_PATH_MAX = 103
+#: the helper first binds ``search-<fingerprint>.<pid>`` (pid_max is at most 4194304: 7 digits), then renames it
+_BIND_SUFFIX = 8
+
+
 def socket_path() -> Path | None:
-    """The socket of the helper for this code, or ``None`` without a private directory."""
+    """The socket of the helper for this code, or ``None`` without a private directory, or when its path
+    would be too long for a Unix socket (a deep ``$VECTORPG_HELPER_DIR``: searches then run without one)."""
     where = helper_dir()
-    return where / f"search-{fingerprint()}.sock" if where else None
+    if where is None:
+        return None
+    path = where / f"search-{fingerprint()}.sock"
+    return path if len(os.fsencode(path.with_suffix(""))) + _BIND_SUFFIX <= _SOCKET_PATH_MAX else None
 
 
 def answerable(argv: Sequence[str]) -> bool:
