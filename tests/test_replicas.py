@@ -53,9 +53,15 @@ def routed(primed: Cluster) -> Iterator[vectorpg.Database]:
     db.close()
 
 
-def _pause(replica: Any, paused: bool) -> None:
+def _pause(replica: Any, paused: bool, timeout: float = 10) -> None:
+    """Pause (or resume) WAL replay on ``replica``. A pause takes effect when the startup process next looks
+    ('pause requested' until then: it may replay a record or two more), so wait for 'paused'."""
     with psycopg.connect(replica.url, autocommit=True) as conn:
         conn.execute("SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()")
+        deadline = time.monotonic() + timeout
+        while paused and conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone() != ("paused",):
+            assert time.monotonic() < deadline, "replay did not pause"
+            time.sleep(0.01)
 
 
 def test_reads_go_round_robin_to_the_replicas_and_writes_to_the_primary(routed: vectorpg.Database) -> None:
